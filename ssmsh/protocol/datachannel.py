@@ -1,0 +1,410 @@
+"""The data-channel state machine: sequencing, acks, retransmission, reordering.
+
+Sans-I/O in the style of websockets and aioquic: feed received WebSocket frames
+to :meth:`DataChannel.receive_data`, queue payloads with :meth:`send_data`,
+then collect :meth:`data_to_send` (frames for the WebSocket) and
+:meth:`events_received`. Time is always an argument; arm one timer at
+:meth:`get_timer` and call :meth:`handle_timer` when it fires.
+
+One class serves both ends: ``Role.CLIENT`` sends ``input_stream_data`` and
+receives ``output_stream_data``; ``Role.AGENT`` the reverse.
+
+Improvements over the official implementation (protocol notes §6):
+
+* each message is retransmitted once per RTO (with exponential backoff), not on
+  every 100 ms tick, and every expired message is retransmitted, not only the head;
+* RTT samples come only from messages sent once (Karn), never from retransmissions;
+* when the in-flight window is full, new messages wait in a queue (``writable``
+  turns false so the I/O layer can stop reading its input) instead of the oldest
+  unacked message being silently discarded;
+* duplicates are dropped *and re-acknowledged*, so a lost ack is repaired at once;
+* nothing is transmitted while disconnected or while publication is paused;
+  everything unacked is retransmitted on :meth:`connection_made` / start_publication.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import logging
+import uuid
+from typing import Protocol
+
+from ..exceptions import EncryptionError, InvalidMessage, LocalProtocolError, RemoteProtocolError
+from .constants import HANDSHAKE_PAYLOAD_TYPES, MessageType, PayloadType
+from .events import (
+    ChannelClosedReceived,
+    Event,
+    MessageDropped,
+    PayloadReceived,
+    PublicationPaused,
+    PublicationStarted,
+    RetransmissionTimeout,
+)
+from .message import ClientMessage
+from .payloads import Acknowledge, ChannelClosedPayload
+from .rtt import RttConfig, RttEstimator
+
+__all__ = ["ChannelConfig", "Cipher", "DataChannel", "Role"]
+
+logger = logging.getLogger(__name__)
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    AGENT = "agent"
+
+
+class Cipher(Protocol):
+    """What the channel needs from an encryption object (see ``crypto.py``)."""
+
+    def encrypt(self, plaintext: bytes) -> bytes: ...
+
+    def decrypt(self, ciphertext: bytes) -> bytes: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """Tunables of the data channel, with the official values where one exists."""
+
+    rtt: RttConfig = dataclasses.field(default_factory=RttConfig)
+    #: Most unacknowledged messages in flight; beyond it new messages are queued.
+    max_in_flight: int = 2000
+    #: ``writable`` turns false when in-flight + queued messages reach this.
+    high_water: int = 4000
+    #: Out-of-order messages held for reordering (official: 10 000); beyond it they are
+    #: dropped without an ack so that the peer retransmits them later.
+    reorder_capacity: int = 10_000
+    #: Retransmissions of one message before :class:`RetransmissionTimeout` is raised.
+    #: With the RTO capped at 1 s this is about five minutes, like the official limit.
+    max_retransmissions: int = 300
+    #: Added to ``now`` to get the wall-clock CreatedDate (seconds). The I/O layer sets
+    #: it to ``time.time() - time.monotonic()`` so ``now`` may be monotonic.
+    epoch_offset: float = 0.0
+    #: Split OUTPUT payloads larger than this into several messages (0: never split).
+    max_payload_size: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class _Outgoing:
+    sequence_number: int
+    payload_type: int
+    payload: bytes
+    frame: bytes = b""
+    first_sent: float = 0.0
+    last_sent: float = 0.0
+    transmissions: int = 0
+
+
+_ENCRYPTED_OUT = {
+    Role.CLIENT: frozenset({PayloadType.OUTPUT}),
+    Role.AGENT: frozenset({PayloadType.OUTPUT, PayloadType.STDERR, PayloadType.EXIT_CODE}),
+}
+_DECRYPTED_IN = {
+    Role.CLIENT: frozenset({PayloadType.OUTPUT, PayloadType.STDERR, PayloadType.EXIT_CODE}),
+    Role.AGENT: frozenset({PayloadType.OUTPUT}),
+}
+
+
+class DataChannel:
+    """Reliable, ordered delivery of stream payloads over the data channel."""
+
+    def __init__(self, role: Role = Role.CLIENT, config: ChannelConfig | None = None) -> None:
+        self.role = role
+        self.config = config or ChannelConfig()
+        if role is Role.CLIENT:
+            self.local_type, self.remote_type = (
+                MessageType.INPUT_STREAM_DATA,
+                MessageType.OUTPUT_STREAM_DATA,
+            )
+        else:
+            self.local_type, self.remote_type = (
+                MessageType.OUTPUT_STREAM_DATA,
+                MessageType.INPUT_STREAM_DATA,
+            )
+        self.rtt = RttEstimator(self.config.rtt)
+        self.cipher: Cipher | None = None
+        self.connected = True
+        self.paused = False
+        self.closed = False
+
+        # Outgoing
+        self.next_sequence_number = 0
+        self._in_flight: collections.OrderedDict[int, _Outgoing] = collections.OrderedDict()
+        self._queued: collections.deque[_Outgoing] = collections.deque()
+        self._gave_up = False
+
+        # Incoming
+        self.expected_sequence_number = 0
+        self._reorder: dict[int, ClientMessage] = {}
+
+        self._frames: list[bytes] = []
+        self._events: list[Event] = []
+
+        # Counters, for tests, logs and benchmarks.
+        self.stats: collections.Counter[str] = collections.Counter()
+
+    # ---------------------------------------------------------------- outputs
+
+    def data_to_send(self) -> list[bytes]:
+        """Frames to write to the WebSocket (binary), in order. Empties the queue."""
+        frames, self._frames = self._frames, []
+        return frames
+
+    def events_received(self) -> list[Event]:
+        """Events produced since the last call. Empties the queue."""
+        events, self._events = self._events, []
+        return events
+
+    @property
+    def writable(self) -> bool:
+        """False when enough is in flight or queued that the producer should wait."""
+        return len(self._in_flight) + len(self._queued) < self.config.high_water
+
+    @property
+    def unacked(self) -> int:
+        """Messages sent or queued and not yet acknowledged."""
+        return len(self._in_flight) + len(self._queued)
+
+    # ---------------------------------------------------------------- sending
+
+    def send_data(self, payload_type: int, payload: bytes, now: float) -> int:
+        """Queue one stream payload (several if split); returns the last sequence number.
+
+        The payload is encrypted first when a cipher is set and the type calls for it.
+        """
+        if self.closed:
+            raise LocalProtocolError("the data channel is closed")
+        if not payload:
+            raise LocalProtocolError("cannot send an empty payload")
+        limit = self.config.max_payload_size
+        if limit and payload_type == PayloadType.OUTPUT and len(payload) > limit:
+            seq = -1
+            for start in range(0, len(payload), limit):
+                seq = self._send_one(payload_type, payload[start : start + limit], now)
+            return seq
+        return self._send_one(payload_type, payload, now)
+
+    def _send_one(self, payload_type: int, payload: bytes, now: float) -> int:
+        if self.cipher is not None and payload_type in _ENCRYPTED_OUT[self.role]:
+            payload = self.cipher.encrypt(payload)
+        entry = _Outgoing(self.next_sequence_number, payload_type, payload)
+        self.next_sequence_number += 1
+        self._queued.append(entry)
+        self._pump(now)
+        return entry.sequence_number
+
+    def _pump(self, now: float) -> None:
+        """Move queued messages into flight while the window and the link allow."""
+        if not self.connected or self.paused:
+            return
+        while self._queued and len(self._in_flight) < self.config.max_in_flight:
+            entry = self._queued.popleft()
+            entry.frame = self._frame(entry, now)
+            entry.first_sent = now
+            self._in_flight[entry.sequence_number] = entry
+            self._transmit(entry, now)
+
+    def _frame(self, entry: _Outgoing, now: float) -> bytes:
+        return ClientMessage(
+            message_type=self.local_type,
+            schema_version=1,
+            created_date=self._created_date(now),
+            sequence_number=entry.sequence_number,
+            flags=1 if (self.role is Role.AGENT and entry.sequence_number == 0) else 0,
+            message_id=uuid.uuid4(),
+            payload_type=entry.payload_type,
+            payload=entry.payload,
+        ).encode()
+
+    def _transmit(self, entry: _Outgoing, now: float) -> None:
+        entry.last_sent = now
+        entry.transmissions += 1
+        self._frames.append(entry.frame)
+        self.stats["sent"] += 1
+        if entry.transmissions > 1:
+            self.stats["retransmitted"] += 1
+
+    def _created_date(self, now: float) -> int:
+        return max(1, int((now + self.config.epoch_offset) * 1000))
+
+    def send_raw(self, message: ClientMessage) -> None:
+        """Send an unsequenced message as-is (used by the emulator for gateway messages)."""
+        self._frames.append(message.encode())
+
+    # -------------------------------------------------------------- connection
+
+    def connection_lost(self) -> None:
+        """The transport is gone: hold everything until :meth:`connection_made`."""
+        self.connected = False
+
+    def connection_made(self, now: float) -> None:
+        """A (new) transport is up: retransmit every unacked message, then the queue."""
+        self.connected = True
+        self._retransmit_all(now)
+
+    def _retransmit_all(self, now: float) -> None:
+        if not self.connected or self.paused:
+            return
+        for entry in list(self._in_flight.values()):
+            self._transmit(entry, now)
+            self._in_flight.move_to_end(entry.sequence_number)
+        self._pump(now)
+
+    def close(self) -> None:
+        """Stop sending; later calls to send_data raise LocalProtocolError."""
+        self.closed = True
+
+    # ------------------------------------------------------------------ timers
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next run, or None."""
+        if not self._in_flight or not self.connected or self.paused or self._gave_up:
+            return None
+        oldest = next(iter(self._in_flight.values()))
+        return oldest.last_sent + self.rtt.rto
+
+    def handle_timer(self, now: float) -> None:
+        """Retransmit every message whose RTO has expired (once each)."""
+        if not self.connected or self.paused or self._gave_up:
+            return
+        rto = self.rtt.rto
+        expired = []
+        for entry in self._in_flight.values():
+            if entry.last_sent + rto > now + 1e-9:
+                break
+            expired.append(entry)
+        if not expired:
+            return
+        for entry in expired:
+            if entry.transmissions > self.config.max_retransmissions:
+                self._gave_up = True
+                self._events.append(
+                    RetransmissionTimeout(entry.sequence_number, entry.transmissions - 1)
+                )
+                return
+            self._transmit(entry, now)
+            self._in_flight.move_to_end(entry.sequence_number)
+        self.rtt.back_off()
+
+    # --------------------------------------------------------------- receiving
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Process one received WebSocket frame. Never raises on bad input."""
+        try:
+            message = ClientMessage.decode(data)
+        except InvalidMessage as exc:
+            self._drop(f"invalid frame: {exc}")
+            return
+        self.receive_message(message, now)
+
+    def receive_message(self, message: ClientMessage, now: float) -> None:
+        """Process one decoded message."""
+        mtype = message.message_type
+        if mtype == MessageType.ACKNOWLEDGE:
+            self._receive_ack(message, now)
+        elif mtype == self.remote_type:
+            self._receive_stream(message, now)
+        elif mtype == MessageType.CHANNEL_CLOSED:
+            try:
+                payload = ChannelClosedPayload.decode(message.payload)
+            except RemoteProtocolError:
+                payload = ChannelClosedPayload("", "", "", "", "")
+            self._events.append(ChannelClosedReceived(payload))
+        elif mtype == MessageType.PAUSE_PUBLICATION:
+            if not self.paused:
+                self.paused = True
+                self._events.append(PublicationPaused())
+        elif mtype == MessageType.START_PUBLICATION:
+            if self.paused:
+                self.paused = False
+                self._events.append(PublicationStarted())
+                self._retransmit_all(now)
+        else:
+            self.stats["ignored"] += 1
+            logger.debug("ignoring message of type %r", mtype)
+
+    def _drop(self, reason: str, fatal: bool = False) -> None:
+        self.stats["dropped"] += 1
+        logger.debug("dropped: %s", reason)
+        self._events.append(MessageDropped(reason, fatal))
+
+    def _receive_ack(self, message: ClientMessage, now: float) -> None:
+        try:
+            ack = Acknowledge.decode(message.payload)
+        except RemoteProtocolError as exc:
+            self._drop(str(exc))
+            return
+        entry = self._in_flight.pop(ack.sequence_number, None)
+        if entry is None:
+            self.stats["stale_acks"] += 1
+            return
+        self.stats["acked"] += 1
+        if entry.transmissions == 1:
+            self.rtt.update(now - entry.first_sent)
+        self._pump(now)
+
+    def _ack(self, message: ClientMessage, now: float) -> None:
+        if not self.connected:
+            return
+        payload = Acknowledge(
+            message.message_type, str(message.message_id), message.sequence_number
+        ).encode()
+        self._frames.append(
+            ClientMessage(
+                message_type=MessageType.ACKNOWLEDGE,
+                schema_version=1,
+                created_date=self._created_date(now),
+                sequence_number=0,
+                flags=3,
+                message_id=uuid.uuid4(),
+                payload_type=0,
+                payload=payload,
+            ).encode()
+        )
+
+    def _receive_stream(self, message: ClientMessage, now: float) -> None:
+        seq = message.sequence_number
+        expected = self.expected_sequence_number
+        if seq < expected:
+            self.stats["duplicates"] += 1
+            self._ack(message, now)  # the earlier ack may have been lost
+            return
+        if seq > expected:
+            if seq in self._reorder:
+                self.stats["duplicates"] += 1
+                self._ack(message, now)
+            elif len(self._reorder) < self.config.reorder_capacity:
+                self._reorder[seq] = message
+                self.stats["reordered"] += 1
+                self._ack(message, now)
+            else:
+                self._drop(f"reorder buffer full, seq {seq} not acked")
+            return
+        if not self._deliver(message, now):
+            return
+        while self.expected_sequence_number in self._reorder:
+            self._deliver(self._reorder.pop(self.expected_sequence_number), now, acked=True)
+
+    def _deliver(self, message: ClientMessage, now: float, acked: bool = False) -> bool:
+        """Decrypt, ack, emit and advance. False if the message was rejected."""
+        payload = message.payload
+        ptype = message.payload_type
+        if self.cipher is not None and ptype in _DECRYPTED_IN[self.role]:
+            try:
+                payload = self.cipher.decrypt(payload)
+            except EncryptionError as exc:
+                # A wrong key or tampered data will not fix itself on retransmission.
+                self._drop(f"seq {message.sequence_number}: {exc}", fatal=True)
+                return False
+        if not acked:
+            self._ack(message, now)
+        self.expected_sequence_number += 1
+        self.stats["delivered"] += 1
+        self._events.append(PayloadReceived(ptype, payload, message.sequence_number))
+        return True
+
+    # Handshake payloads need no special casing: they are acked before the
+    # consumer sees the event, which is exactly "ack first, then process".
+    HANDSHAKE_TYPES = HANDSHAKE_PAYLOAD_TYPES

@@ -1,0 +1,148 @@
+"""The binary ``ClientMessage``: one per WebSocket frame.
+
+Layout (big-endian, 120-byte header, then the payload)::
+
+    0   4  HeaderLength     always 116 (offset of the PayloadLength field)
+    4  32  MessageType      ASCII, right-padded with spaces
+   36   4  SchemaVersion
+   40   8  CreatedDate      ms since the epoch
+   48   8  SequenceNumber   signed
+   56   8  Flags
+   64  16  MessageId        UUID with its two 8-byte halves swapped
+   80  32  PayloadDigest    SHA-256 of the payload
+  112   4  PayloadType
+  116   4  PayloadLength
+  120   n  Payload
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import struct
+import uuid
+
+from ..exceptions import InvalidMessage, LocalProtocolError
+from .constants import MessageType
+
+__all__ = ["HEADER_LENGTH", "HEADER_SIZE", "ClientMessage"]
+
+_HEADER = struct.Struct(">I32sIQqQ8s8s32sII")
+HEADER_LENGTH = 116
+HEADER_SIZE = _HEADER.size  # 120
+_TYPE_SIZE = 32
+_U32 = 0xFFFFFFFF
+_U64 = 0xFFFFFFFFFFFFFFFF
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+#: Types that the gateway sends without a payload and that skip validation.
+PAYLOADLESS_TYPES = frozenset({MessageType.START_PUBLICATION, MessageType.PAUSE_PUBLICATION})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientMessage:
+    """One data-channel message. The digest is computed on encode and checked on decode."""
+
+    message_type: str
+    schema_version: int
+    created_date: int
+    sequence_number: int
+    flags: int
+    message_id: uuid.UUID
+    payload_type: int
+    payload: bytes
+
+    def encode(self) -> bytes:
+        """Serialize to wire bytes. Raises LocalProtocolError for unencodable fields."""
+        try:
+            mtype = self.message_type.encode("ascii")
+        except UnicodeEncodeError:
+            raise LocalProtocolError(f"message type {self.message_type!r} is not ASCII") from None
+        if not mtype or len(mtype) > _TYPE_SIZE:
+            raise LocalProtocolError(f"message type {self.message_type!r} must be 1-32 bytes")
+        if not self.payload and self.message_type not in PAYLOADLESS_TYPES:
+            raise LocalProtocolError("refusing to encode a message with an empty payload")
+        if not 0 <= self.schema_version <= _U32:
+            raise LocalProtocolError(f"schema version {self.schema_version} out of range")
+        if not 0 <= self.created_date <= _U64:
+            raise LocalProtocolError(f"created date {self.created_date} out of range")
+        if not _I64_MIN <= self.sequence_number <= _I64_MAX:
+            raise LocalProtocolError(f"sequence number {self.sequence_number} out of range")
+        if not 0 <= self.flags <= _U64:
+            raise LocalProtocolError(f"flags {self.flags} out of range")
+        if not 0 <= self.payload_type <= _U32:
+            raise LocalProtocolError(f"payload type {self.payload_type} out of range")
+        if len(self.payload) > _U32:
+            raise LocalProtocolError("payload too large")
+        if self.message_id.int == 0:
+            raise LocalProtocolError("the nil UUID cannot be used as a message id")
+        raw_id = self.message_id.bytes
+        header = _HEADER.pack(
+            HEADER_LENGTH,
+            mtype.ljust(_TYPE_SIZE, b" "),
+            self.schema_version,
+            self.created_date,
+            self.sequence_number,
+            self.flags,
+            raw_id[8:],
+            raw_id[:8],
+            hashlib.sha256(self.payload).digest(),
+            self.payload_type,
+            len(self.payload),
+        )
+        return header + self.payload
+
+    @classmethod
+    def decode(cls, data: bytes) -> ClientMessage:
+        """Parse and validate one frame. Raises InvalidMessage (only) on bad input."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidMessage(f"expected bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if len(data) < HEADER_SIZE:
+            raise InvalidMessage(f"short frame: {len(data)} bytes, the header alone is {HEADER_SIZE}")
+        (
+            header_length,
+            raw_type,
+            schema_version,
+            created_date,
+            sequence_number,
+            flags,
+            id_low,
+            id_high,
+            digest,
+            payload_type,
+            payload_length,
+        ) = _HEADER.unpack_from(data)
+        if header_length != HEADER_LENGTH:
+            raise InvalidMessage(f"bad header length {header_length}, expected {HEADER_LENGTH}")
+        try:
+            message_type = raw_type.strip(b"\x00").decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise InvalidMessage("message type is not valid UTF-8") from None
+        message_type = message_type.strip("\x00")
+        if not message_type:
+            raise InvalidMessage("empty message type")
+        payload = data[HEADER_SIZE:]
+        if message_type not in PAYLOADLESS_TYPES:
+            if len(payload) != payload_length:
+                if len(payload) < payload_length:
+                    raise InvalidMessage(
+                        f"truncated payload: {len(payload)} of {payload_length} bytes"
+                    )
+                raise InvalidMessage(
+                    f"{len(payload) - payload_length} trailing bytes after the payload"
+                )
+            if created_date == 0:
+                raise InvalidMessage("created date is zero")
+            if payload_length and hashlib.sha256(payload).digest() != digest:
+                raise InvalidMessage("payload digest mismatch")
+        return cls(
+            message_type=message_type,
+            schema_version=schema_version,
+            created_date=created_date,
+            sequence_number=sequence_number,
+            flags=flags,
+            message_id=uuid.UUID(bytes=id_high + id_low),
+            payload_type=payload_type,
+            payload=payload,
+        )
