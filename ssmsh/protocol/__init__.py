@@ -28,6 +28,17 @@ from .events import (
 )
 from .message import ClientMessage
 from .rtt import RttConfig, RttEstimator
+from .smux import (
+    Cmd,
+    Frame,
+    SessionError,
+    SmuxEvent,
+    SmuxSession,
+    StreamData,
+    StreamFinished,
+    StreamOpened,
+    StreamState,
+)
 
 __all__ = [
     "CLIENT_VERSION",
@@ -36,9 +47,11 @@ __all__ = [
     "ChannelClosedReceived",
     "ChannelConfig",
     "ClientMessage",
+    "Cmd",
     "DataChannel",
     "Event",
     "Flag",
+    "Frame",
     "InvalidMessage",
     "MessageDropped",
     "MessageType",
@@ -50,5 +63,12 @@ __all__ = [
     "Role",
     "RttConfig",
     "RttEstimator",
+    "SessionError",
     "SessionType",
+    "SmuxEvent",
+    "SmuxSession",
+    "StreamData",
+    "StreamFinished",
+    "StreamOpened",
+    "StreamState",
 ]
