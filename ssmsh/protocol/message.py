@@ -93,13 +93,15 @@ class ClientMessage:
         return header + self.payload
 
     @classmethod
-    def decode(cls, data: bytes) -> ClientMessage:
+    def decode(cls, data: bytes | bytearray | memoryview) -> ClientMessage:
         """Parse and validate one frame. Raises InvalidMessage (only) on bad input."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidMessage(f"expected bytes, got {type(data).__name__}")
         data = bytes(data)
         if len(data) < HEADER_SIZE:
-            raise InvalidMessage(f"short frame: {len(data)} bytes, the header alone is {HEADER_SIZE}")
+            raise InvalidMessage(
+                f"short frame: {len(data)} bytes, the header alone is {HEADER_SIZE}"
+            )
         (
             header_length,
             raw_type,
