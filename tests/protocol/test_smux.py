@@ -382,6 +382,15 @@ _op = st.one_of(
 )
 
 
+# A stream state as the other end sees it.
+_MIRROR = {
+    StreamState.OPEN: StreamState.OPEN,
+    StreamState.LOCAL_CLOSED: StreamState.REMOTE_CLOSED,
+    StreamState.REMOTE_CLOSED: StreamState.LOCAL_CLOSED,
+    None: None,
+}
+
+
 def _collect(events: list[SmuxEvent]) -> tuple[list[int], dict[int, bytearray], list[int]]:
     opened: list[int] = []
     data: dict[int, bytearray] = {}
@@ -479,14 +488,6 @@ def test_interleaved_streams_survive_any_chunking(
         assert server.streams.get(stream_id) is _MIRROR[expected]
     assert client.dropped_frames == server.dropped_frames == 0
     assert not client.closed and not server.closed
-
-
-_MIRROR = {
-    StreamState.OPEN: StreamState.OPEN,
-    StreamState.LOCAL_CLOSED: StreamState.REMOTE_CLOSED,
-    StreamState.REMOTE_CLOSED: StreamState.LOCAL_CLOSED,
-    None: None,
-}
 
 
 def _check_events(session: SmuxSession, events: list[SmuxEvent]) -> None:
