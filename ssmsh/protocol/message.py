@@ -60,6 +60,11 @@ class ClientMessage:
             raise LocalProtocolError(f"message type {self.message_type!r} is not ASCII") from None
         if not mtype or len(mtype) > _TYPE_SIZE:
             raise LocalProtocolError(f"message type {self.message_type!r} must be 1-32 bytes")
+        # The decoder trims whitespace and NULs, so such a type would not come back intact.
+        if self.message_type != self.message_type.strip():
+            raise LocalProtocolError(f"message type {self.message_type!r} has outer whitespace")
+        if not self.message_type.isprintable():
+            raise LocalProtocolError(f"message type {self.message_type!r} is not printable")
         if not self.payload and self.message_type not in PAYLOADLESS_TYPES:
             raise LocalProtocolError("refusing to encode a message with an empty payload")
         if not 0 <= self.schema_version <= _U32:
