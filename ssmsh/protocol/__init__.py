@@ -28,17 +28,7 @@ from .events import (
 )
 from .message import ClientMessage
 from .rtt import RttConfig, RttEstimator
-from .smux import (
-    Cmd,
-    Frame,
-    SessionError,
-    SmuxEvent,
-    SmuxSession,
-    StreamData,
-    StreamFinished,
-    StreamOpened,
-    StreamState,
-)
+from .smux import SmuxSession
 
 __all__ = [
     "CLIENT_VERSION",
@@ -47,11 +37,9 @@ __all__ = [
     "ChannelClosedReceived",
     "ChannelConfig",
     "ClientMessage",
-    "Cmd",
     "DataChannel",
     "Event",
     "Flag",
-    "Frame",
     "InvalidMessage",
     "MessageDropped",
     "MessageType",
@@ -63,12 +51,6 @@ __all__ = [
     "Role",
     "RttConfig",
     "RttEstimator",
-    "SessionError",
     "SessionType",
-    "SmuxEvent",
     "SmuxSession",
-    "StreamData",
-    "StreamFinished",
-    "StreamOpened",
-    "StreamState",
 ]
