@@ -1,0 +1,476 @@
+"""The client side of one Session Manager session, Sans-I/O.
+
+:class:`ClientSession` composes the reliable :class:`~.datachannel.DataChannel`
+with the handshake (``handshake.py``) and payload encryption (``crypto.py``).
+Feed it WebSocket frames with :meth:`~ClientSession.receive_data`, give it input
+with the ``send_*`` methods, and collect :meth:`~ClientSession.data_to_send`
+(binary frames) and :meth:`~ClientSession.events_received` (the events below).
+Time is an argument everywhere; arm one timer at :meth:`~ClientSession.get_timer`.
+
+The session goes through these states::
+
+    AWAITING ─HandshakeRequest─▶ [KMS_PENDING ─data key─▶] RESPONDED ─Complete─▶ ESTABLISHED
+    AWAITING ─first Output payload (an agent that skips the handshake)─────▶ ESTABLISHED
+    any state ──fatal problem──▶ FAILED
+
+Rules, following protocol notes §7 and §8:
+
+* Handshake payloads are acknowledged by the data channel on delivery, before
+  they are processed.
+* The HandshakeResponse is the first sequenced client message. Input, size and
+  flag messages given earlier are held and sent, in order, once the session is
+  established (the official client does not read input before that either).
+* A KMSEncryption action emits :class:`KmsKeyRequested`; the caller answers with
+  :meth:`~ClientSession.provide_data_key` or :meth:`~ClientSession.fail_data_key`.
+  Encryption is switched on before the response goes out; the response itself is
+  never encrypted (the channel only encrypts Output).
+* Stream payloads that arrive before the session is established are buffered
+  and released right after :class:`SessionEstablished`.
+* Bad remote input never raises: it is logged and ignored, or it ends the session
+  with one :class:`SessionFailed`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+from typing import Any
+
+from ..exceptions import EncryptionError, LocalProtocolError, RemoteProtocolError
+from .constants import CLIENT_VERSION, Flag, PayloadType
+from .crypto import Encrypter, NonceSource
+from .datachannel import ChannelConfig, DataChannel, Role
+from .events import (
+    ChannelClosedReceived,
+    Event,
+    MessageDropped,
+    PayloadReceived,
+    PublicationPaused,
+    PublicationStarted,
+    RetransmissionTimeout,
+)
+from .handshake import (
+    DataKey,
+    answer_encryption_challenge,
+    implied_session_type,
+    parse_handshake_complete,
+    parse_handshake_request,
+    process_handshake_request,
+    requested_kms_key_id,
+)
+from .payloads import HandshakeRequest, TerminalSize, decode_exit_code, decode_flag, encode_flag
+
+__all__ = [
+    "ChannelClosedByRemote",
+    "ClientSession",
+    "ExitCodeReceived",
+    "FlagReceived",
+    "KmsKeyRequested",
+    "OutputReceived",
+    "Paused",
+    "Resumed",
+    "SessionEstablished",
+    "SessionEvent",
+    "SessionFailed",
+    "SessionState",
+    "StderrReceived",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Most stream payloads held while the handshake is still running.
+MAX_EARLY_PAYLOADS = 10_000
+_U32_MAX = 0xFFFFFFFF
+
+
+# ---------------------------------------------------------------------- events
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KmsKeyRequested:
+    """The agent wants KMS encryption: generate a 64-byte data key for ``key_id``."""
+
+    key_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionEstablished:
+    """The handshake is over (or was skipped); stream data may flow both ways.
+
+    ``session_type`` is ``Standard_Stream`` (shell handling) or ``Port``;
+    ``agent_version`` is empty for agents that do not handshake.
+    """
+
+    session_type: str
+    properties: Any
+    agent_version: str
+    customer_message: str
+    encrypted: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutputReceived:
+    """Output (PayloadType 1) or Error (2) bytes from the agent, decrypted."""
+
+    data: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StderrReceived:
+    """StdErr (PayloadType 11) bytes from the agent, decrypted."""
+
+    data: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExitCodeReceived:
+    """The remote command's exit status (PayloadType 12)."""
+
+    code: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FlagReceived:
+    """A Flag payload (PayloadType 10) from the agent, e.g. ConnectToPortError (3)."""
+
+    flag: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChannelClosedByRemote:
+    """The service or agent closed the channel; ``output`` is its message, if any."""
+
+    output: str
+    session_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Paused:
+    """The gateway paused publication: the agent is away, sends are held."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Resumed:
+    """The gateway resumed publication: held sends go out again."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionFailed:
+    """The session cannot go on. Emitted at most once.
+
+    ``kind`` is one of ``handshake``, ``encryption``, ``protocol`` or ``timeout``.
+    """
+
+    reason: str
+    kind: str
+
+
+SessionEvent = (
+    KmsKeyRequested
+    | SessionEstablished
+    | OutputReceived
+    | StderrReceived
+    | ExitCodeReceived
+    | FlagReceived
+    | ChannelClosedByRemote
+    | Paused
+    | Resumed
+    | SessionFailed
+)
+
+
+class SessionState(enum.Enum):
+    AWAITING = "awaiting"  # nothing from the agent yet
+    KMS_PENDING = "kms_pending"  # HandshakeRequest received, waiting for the data key
+    RESPONDED = "responded"  # HandshakeResponse sent, waiting for HandshakeComplete
+    ESTABLISHED = "established"
+    FAILED = "failed"
+
+
+# ---------------------------------------------------------------------- session
+
+
+class ClientSession:
+    """One client session: handshake, encryption and stream payloads over a DataChannel."""
+
+    def __init__(
+        self,
+        config: ChannelConfig | None = None,
+        client_version: str = CLIENT_VERSION,
+        nonce_source: NonceSource | None = None,
+    ) -> None:
+        self.channel = DataChannel(Role.CLIENT, config)
+        self.client_version = client_version
+        self.state = SessionState.AWAITING
+        self.session_type: str | None = None
+        self.session_properties: Any = None
+        self.agent_version = ""
+        self.customer_message = ""
+        self.encrypted = False
+        self._nonce_source = nonce_source
+        self._request: HandshakeRequest | None = None
+        self._encrypter: Encrypter | None = None
+        self._early: list[PayloadReceived] = []
+        self._held: list[tuple[int, bytes]] = []
+        self._events: list[SessionEvent] = []
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def established(self) -> bool:
+        return self.state is SessionState.ESTABLISHED
+
+    @property
+    def failed(self) -> bool:
+        return self.state is SessionState.FAILED
+
+    @property
+    def writable(self) -> bool:
+        """True when input may be sent now: established and the channel is not saturated."""
+        return self.established and self.channel.writable
+
+    # ------------------------------------------------------------ outputs
+
+    def data_to_send(self) -> list[bytes]:
+        """Binary WebSocket frames to write, in order. Empties the queue."""
+        return self.channel.data_to_send()
+
+    def events_received(self) -> list[SessionEvent]:
+        """Session events since the last call. Empties the queue."""
+        events, self._events = self._events, []
+        return events
+
+    # ------------------------------------------------------------ I/O layer hooks
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Process one received WebSocket frame. Never raises on bad input."""
+        self.channel.receive_data(data, now)
+        self._process_channel_events(now)
+
+    def get_timer(self) -> float | None:
+        return self.channel.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.channel.handle_timer(now)
+        self._process_channel_events(now)
+
+    def connection_lost(self) -> None:
+        self.channel.connection_lost()
+
+    def connection_made(self, now: float) -> None:
+        self.channel.connection_made(now)
+        self._process_channel_events(now)
+
+    # ------------------------------------------------------------ sending
+
+    def send_input(self, data: bytes, now: float) -> None:
+        """Send bytes as Output (encrypted when KMS is on), split per ``max_payload_size``."""
+        if data:
+            self._send(PayloadType.OUTPUT, bytes(data), now)
+
+    def send_size(self, cols: int, rows: int, now: float) -> None:
+        """Send the terminal size (PayloadType 3, never encrypted)."""
+        if not (0 <= cols <= _U32_MAX and 0 <= rows <= _U32_MAX):
+            raise LocalProtocolError(f"terminal size out of range: {cols}x{rows}")
+        self._send(PayloadType.SIZE, TerminalSize(cols, rows).encode(), now)
+
+    def send_flag(self, flag: Flag | int, now: float) -> None:
+        """Send a Flag (PayloadType 10), e.g. ``Flag.TERMINATE_SESSION``."""
+        if not 0 <= int(flag) <= _U32_MAX:
+            raise LocalProtocolError(f"flag out of range: {flag}")
+        self._send(PayloadType.FLAG, encode_flag(int(flag)), now)
+
+    def _send(self, payload_type: int, payload: bytes, now: float) -> None:
+        if self.channel.closed:
+            raise LocalProtocolError("the data channel is closed")
+        if self.established:
+            self.channel.send_data(payload_type, payload, now)
+        else:
+            # Nothing may precede the HandshakeResponse; hold until established.
+            self._held.append((payload_type, payload))
+
+    # ------------------------------------------------------------ KMS answers
+
+    def provide_data_key(self, plaintext: bytes, ciphertext_blob: bytes, now: float) -> None:
+        """Answer :class:`KmsKeyRequested` with the GenerateDataKey result."""
+        self._answer_kms(DataKey(bytes(plaintext), bytes(ciphertext_blob)), now)
+
+    def fail_data_key(self, error: str, now: float) -> None:
+        """Answer :class:`KmsKeyRequested` with the reason the data key is unavailable."""
+        self._answer_kms(error or "the KMS data key request failed", now)
+
+    def _answer_kms(self, data_key: DataKey | str, now: float) -> None:
+        if self.state is not SessionState.KMS_PENDING:
+            if self.failed:
+                return  # the session ended while KMS was being asked; nothing to do
+            raise LocalProtocolError("no KMS data key was requested")
+        self._respond(data_key, now)
+
+    # ------------------------------------------------------------ event processing
+
+    def _process_channel_events(self, now: float) -> None:
+        for event in self.channel.events_received():
+            self._on_channel_event(event, now)
+
+    def _on_channel_event(self, event: Event, now: float) -> None:
+        if isinstance(event, PayloadReceived):
+            self._on_payload(event, now)
+        elif isinstance(event, ChannelClosedReceived):
+            payload = event.payload
+            self._events.append(ChannelClosedByRemote(payload.output, payload.session_id))
+        elif isinstance(event, PublicationPaused):
+            self._events.append(Paused())
+        elif isinstance(event, PublicationStarted):
+            self._events.append(Resumed())
+        elif isinstance(event, MessageDropped):
+            if event.fatal:
+                self._fail(f"cannot decrypt agent data: {event.reason}", "encryption")
+            else:
+                logger.debug("message dropped: %s", event.reason)
+        elif isinstance(event, RetransmissionTimeout):
+            self._fail(
+                f"message {event.sequence_number} unacknowledged after "
+                f"{event.attempts} retransmissions",
+                "timeout",
+            )
+
+    def _on_payload(self, event: PayloadReceived, now: float) -> None:
+        if self.failed:
+            logger.debug("ignoring payload type %d after failure", event.payload_type)
+            return
+        ptype = event.payload_type
+        if ptype == PayloadType.HANDSHAKE_REQUEST:
+            self._on_handshake_request(event.payload, now)
+        elif ptype == PayloadType.ENC_CHALLENGE_REQUEST:
+            self._on_challenge(event.payload, now)
+        elif ptype == PayloadType.HANDSHAKE_COMPLETE:
+            self._on_handshake_complete(event.payload, now)
+        elif self.established:
+            self._deliver(event)
+        elif self.state is SessionState.AWAITING and implied_session_type(ptype) is not None:
+            # An agent that does not handshake: its first Output means a shell.
+            self.session_type = implied_session_type(ptype)
+            self._early.append(event)
+            self._establish(now)
+        elif len(self._early) < MAX_EARLY_PAYLOADS:
+            self._early.append(event)
+        else:
+            self._fail("too much stream data before the handshake completed", "protocol")
+
+    def _on_handshake_request(self, payload: bytes, now: float) -> None:
+        if self.state is not SessionState.AWAITING:
+            logger.debug("ignoring a HandshakeRequest in state %s", self.state.value)
+            return
+        try:
+            request = parse_handshake_request(payload)
+        except RemoteProtocolError as exc:
+            self._fail(f"invalid HandshakeRequest: {exc}", "protocol")
+            return
+        self._request = request
+        self.agent_version = request.agent_version
+        key_id = requested_kms_key_id(request)
+        if key_id is not None:
+            self.state = SessionState.KMS_PENDING
+            self._events.append(KmsKeyRequested(key_id))
+        else:
+            self._respond(None, now)
+
+    def _respond(self, data_key: DataKey | str | None, now: float) -> None:
+        """Answer the stored HandshakeRequest (PayloadType 6), encryption first."""
+        request = self._request
+        assert request is not None
+        result = process_handshake_request(
+            request, data_key, self.client_version, self._nonce_source
+        )
+        if result.encrypter is not None:
+            self._encrypter = result.encrypter
+            self.channel.cipher = result.encrypter
+            self.encrypted = True
+        self.session_type = result.session_type
+        self.session_properties = result.session_properties
+        self.state = SessionState.RESPONDED
+        self.channel.send_data(PayloadType.HANDSHAKE_RESPONSE, result.response.encode(), now)
+        if result.session_type_error is not None:
+            self._fail(result.session_type_error, "handshake")
+        elif result.kms_error is not None:
+            self._fail(f"KMS encryption failed: {result.kms_error}", "encryption")
+
+    def _on_challenge(self, payload: bytes, now: float) -> None:
+        cipher = self._encrypter
+        if self.state is not SessionState.RESPONDED or cipher is None:
+            self._fail("encryption challenge without KMS encryption", "handshake")
+            return
+        try:
+            answer = answer_encryption_challenge(cipher, payload)
+        except RemoteProtocolError as exc:
+            self._fail(f"invalid EncChallengeRequest: {exc}", "protocol")
+        except EncryptionError as exc:
+            self._fail(f"encryption challenge failed: {exc}", "encryption")
+        else:
+            self.channel.send_data(PayloadType.ENC_CHALLENGE_RESPONSE, answer, now)
+
+    def _on_handshake_complete(self, payload: bytes, now: float) -> None:
+        if self.established:
+            logger.debug("ignoring a HandshakeComplete after establishment")
+            return
+        if self.state is SessionState.KMS_PENDING:
+            self._fail("HandshakeComplete arrived before the HandshakeResponse", "protocol")
+            return
+        try:
+            complete = parse_handshake_complete(payload)
+        except RemoteProtocolError as exc:
+            self._fail(f"invalid HandshakeComplete: {exc}", "protocol")
+            return
+        if self.session_type is None:
+            self._fail("unable to determine SessionType", "handshake")
+            return
+        self.customer_message = complete.customer_message
+        self._establish(now)
+
+    def _establish(self, now: float) -> None:
+        assert self.session_type is not None
+        self.state = SessionState.ESTABLISHED
+        self._events.append(
+            SessionEstablished(
+                session_type=self.session_type,
+                properties=self.session_properties,
+                agent_version=self.agent_version,
+                customer_message=self.customer_message,
+                encrypted=self.encrypted,
+            )
+        )
+        early, self._early = self._early, []
+        for event in early:
+            self._deliver(event)
+        held, self._held = self._held, []
+        for payload_type, payload in held:
+            self.channel.send_data(payload_type, payload, now)
+
+    def _deliver(self, event: PayloadReceived) -> None:
+        ptype, data = event.payload_type, event.payload
+        if ptype in (PayloadType.OUTPUT, PayloadType.ERROR):
+            self._events.append(OutputReceived(data))
+        elif ptype == PayloadType.STDERR:
+            self._events.append(StderrReceived(data))
+        elif ptype == PayloadType.EXIT_CODE:
+            try:
+                self._events.append(ExitCodeReceived(decode_exit_code(data)))
+            except RemoteProtocolError as exc:
+                logger.warning("ignoring an exit code payload: %s", exc)
+        elif ptype == PayloadType.FLAG:
+            try:
+                self._events.append(FlagReceived(decode_flag(data)))
+            except RemoteProtocolError as exc:
+                logger.warning("ignoring a flag payload: %s", exc)
+        else:
+            logger.debug("ignoring payload type %d from the agent", ptype)
+
+    def _fail(self, reason: str, kind: str) -> None:
+        if self.failed:
+            return
+        logger.debug("session failed (%s): %s", kind, reason)
+        self.state = SessionState.FAILED
+        self._early.clear()
+        self._held.clear()
+        self._events.append(SessionFailed(reason, kind))
