@@ -52,6 +52,8 @@ def _loads_object(data: bytes, what: str) -> dict[str, Any]:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RemoteProtocolError(f"{what}: invalid JSON ({exc})") from None
+    except RecursionError:
+        raise RemoteProtocolError(f"{what}: JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise RemoteProtocolError(f"{what}: expected a JSON object")
     return obj
@@ -362,7 +364,10 @@ class OpenDataChannel:
     @classmethod
     def decode(cls, data: str | bytes) -> OpenDataChannel:
         what = "OpenDataChannel"
-        raw = data.encode("utf-8") if isinstance(data, str) else data
+        try:
+            raw = data.encode("utf-8") if isinstance(data, str) else data
+        except UnicodeEncodeError:
+            raise RemoteProtocolError(f"{what}: not valid text") from None
         obj = _loads_object(raw, what)
         return cls(
             request_id=str(obj.get("RequestId", "")),
@@ -407,4 +412,7 @@ def decode_exit_code(data: bytes) -> int:
     match = _EXIT_CODE_RE.match(data)
     if not match:
         raise RemoteProtocolError(f"unrecognised exit code payload {data[:40]!r}")
-    return int(match.group(1))
+    try:
+        return int(match.group(1))
+    except ValueError:  # more digits than int() accepts
+        raise RemoteProtocolError("exit code out of range") from None
