@@ -1,20 +1,27 @@
 """In-memory state of the emulator: targets, documents, sessions and tokens.
 
 Shared by the API server (``api.py``) and the message gateway (``gateway.py``).
-This module does no I/O.
+This module does no I/O. Service-level refusals raise
+:class:`~ssmsh.emulator.errors.ServiceError` with the code the real service uses.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from .documents import resolve_document
+from .errors import ServiceError
+from .kms import ACCOUNT_ID, KmsService
+
 __all__ = [
+    "ACTIVE_STATUSES",
     "DEFAULT_TARGET",
     "EmulatorState",
     "SessionRecord",
@@ -25,6 +32,10 @@ __all__ = [
 
 DEFAULT_TARGET = "i-0123456789abcdef0"
 
+#: PingStatus values of a managed instance.
+ONLINE = "Online"
+CONNECTION_LOST = "ConnectionLost"
+
 
 class SessionStatus(enum.StrEnum):
     CONNECTED = "Connected"
@@ -33,6 +44,17 @@ class SessionStatus(enum.StrEnum):
     TERMINATED = "Terminated"
     TERMINATING = "Terminating"
     FAILED = "Failed"
+
+
+#: Statuses DescribeSessions lists under State "Active" (the rest are "History").
+ACTIVE_STATUSES = frozenset(
+    {
+        SessionStatus.CONNECTED,
+        SessionStatus.CONNECTING,
+        SessionStatus.DISCONNECTED,
+        SessionStatus.TERMINATING,
+    }
+)
 
 
 @dataclasses.dataclass(slots=True)
@@ -49,6 +71,23 @@ class TargetRecord:
     shell: str | None = None
     agent_version: str = "3.3.1142.0"
     platform_name: str = "Linux"
+    #: Tags besides Name (which is ``name``), for DescribeInstanceInformation filters.
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Last time the instance was heard from (epoch seconds).
+    last_ping: float = dataclasses.field(default_factory=time.time)
+
+    @property
+    def all_tags(self) -> dict[str, str]:
+        return {"Name": self.name, **self.tags}
+
+    @property
+    def platform_type(self) -> str:
+        lowered = self.platform_name.lower()
+        if "windows" in lowered:
+            return "Windows"
+        if "mac" in lowered:
+            return "MacOS"
+        return "Linux"
 
 
 @dataclasses.dataclass(slots=True)
@@ -79,20 +118,87 @@ class SessionRecord:
     #: Why the session ended, shown to the client in channel_closed.
     end_reason: str = ""
 
+    @property
+    def ended(self) -> bool:
+        return self.status in (SessionStatus.TERMINATED, SessionStatus.FAILED)
+
 
 class TokenError(Exception):
     """OpenDataChannel presented a token that is unknown, expired or for another session."""
 
 
+_TARGET_SYNTAX = re.compile(r"^[A-Za-z0-9:_.\-]{1,400}$")
+
+
 class EmulatorState:
     """Targets, documents and sessions. Not thread-safe: use from one event loop."""
 
-    def __init__(self, token_ttl: float = 60.0) -> None:
+    def __init__(
+        self,
+        token_ttl: float = 60.0,
+        *,
+        targets: Iterable[TargetRecord] | None = None,
+        region: str = "us-east-1",
+        kms_keys: Iterable[str] = (),
+        max_session_duration: float | None = None,
+    ) -> None:
         self.token_ttl = token_ttl
-        self.targets: dict[str, TargetRecord] = {DEFAULT_TARGET: TargetRecord(DEFAULT_TARGET)}
+        self.region = region
+        self.max_session_duration = max_session_duration
+        #: KMS keys: the configured ones and every target's forced key.
+        self.kms = KmsService(region, kms_keys)
+        self.targets: dict[str, TargetRecord] = {}
+        for target in targets if targets is not None else [TargetRecord(DEFAULT_TARGET)]:
+            self.add_target(target)
         self.sessions: dict[str, SessionRecord] = {}
+        #: The gateway's base URL ("ws://127.0.0.1:PORT"); set by the server.
+        self.stream_base_url = ""
         #: Set by the gateway: ends the live data channel of a session (TerminateSession).
         self.on_terminate: Callable[[SessionRecord], Awaitable[None]] | None = None
+        #: Called after a target's ping status changed (disconnect/reconnect an instance).
+        self.on_target_change: Callable[[TargetRecord], None] | None = None
+        #: Fault injection: return False to refuse a ResumeSession call.
+        self.resume_filter: Callable[[SessionRecord], bool] | None = None
+
+    # -- targets ------------------------------------------------------------------
+
+    def add_target(self, target: TargetRecord) -> TargetRecord:
+        """Add (or replace) a managed instance; its KMS key becomes known to KMS."""
+        self.targets[target.instance_id] = target
+        if target.kms_key_id:
+            self.kms.add_key(target.kms_key_id)
+        return target
+
+    def get_target(self, target_id: str) -> TargetRecord | None:
+        return self.targets.get(target_id)
+
+    def set_ping_status(self, target_id: str, ping_status: str, now: float | None = None) -> None:
+        """Change an instance's PingStatus ("Online", "ConnectionLost", "Inactive")."""
+        target = self.targets.get(target_id)
+        if target is None:
+            raise KeyError(f"unknown target {target_id}")
+        changed = target.ping_status != ping_status
+        target.ping_status = ping_status
+        if ping_status == ONLINE:
+            target.last_ping = time.time() if now is None else now
+        if changed and self.on_target_change is not None:
+            self.on_target_change(target)
+
+    def disconnect_instance(self, target_id: str) -> None:
+        """The instance's agent stops talking to the service (GetConnectionStatus: notconnected)."""
+        self.set_ping_status(target_id, CONNECTION_LOST)
+
+    def reconnect_instance(self, target_id: str) -> None:
+        """The instance's agent is back online."""
+        self.set_ping_status(target_id, ONLINE)
+
+    def connection_status(self, target_id: str) -> str:
+        """GetConnectionStatus's answer: "connected" or "notconnected"."""
+        target = self.targets.get(target_id)
+        online = target is not None and target.ping_status == ONLINE
+        return "connected" if online else "notconnected"
+
+    # -- sessions -----------------------------------------------------------------
 
     def new_session_id(self, owner_name: str = "emulated") -> str:
         return f"{owner_name}-{uuid.uuid4().hex[:17]}"
@@ -113,3 +219,112 @@ class EmulatorState:
         if (time.time() if now is None else now) > session.token_expires:
             raise TokenError("token expired")
         return session
+
+    def stream_url_for(self, session_id: str, base_url: str | None = None) -> str:
+        """The data-channel URL of a session on the gateway."""
+        base = (base_url or self.stream_base_url).rstrip("/")
+        if not base:
+            raise ServiceError("InternalServerError", "The message gateway is not running.", 500)
+        cell = secrets.token_hex(16)
+        return f"{base}/v1/data-channel/{session_id}?role=publish_subscribe&cell-number={cell}"
+
+    def start_session(
+        self,
+        target: str,
+        document_name: str | None = None,
+        parameters: Mapping[str, list[str]] | None = None,
+        reason: str = "",
+        *,
+        owner_name: str = "emulated",
+        base_url: str | None = None,
+        now: float | None = None,
+    ) -> SessionRecord:
+        """StartSession: validate target and document, create the session, issue a token."""
+        if not _TARGET_SYNTAX.match(target):
+            raise ServiceError("InvalidTarget", f"Target {target!r} is not a valid target.")
+        record = self.targets.get(target)
+        if record is None or record.ping_status != ONLINE:
+            raise ServiceError("TargetNotConnected", f"{target} is not connected.")
+        document = resolve_document(document_name, parameters)
+        when = time.time() if now is None else now
+        session = SessionRecord(
+            session_id=self.new_session_id(owner_name),
+            target_id=target,
+            document_name=document.name,
+            session_type=document.session_type,
+            properties=document.properties,
+            parameters=document.parameters,
+            command=document.command,
+            kms_key_id=record.kms_key_id,
+            reason=reason,
+            owner=f"arn:aws:iam::{ACCOUNT_ID}:user/{owner_name}",
+            start_date=when,
+        )
+        session.stream_url = self.stream_url_for(session.session_id, base_url)
+        self.issue_token(session, when)
+        self.sessions[session.session_id] = session
+        return session
+
+    def resume_session(
+        self, session_id: str, *, base_url: str | None = None, now: float | None = None
+    ) -> SessionRecord:
+        """ResumeSession: a new token and StreamUrl; an ended session gets neither.
+
+        The returned record has ``token`` None when the session is over (terminated,
+        failed or timed out); the API then answers with no TokenValue, as AWS does.
+        """
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise ServiceError(
+                "DoesNotExistException", f"Session with id {session_id} does not exist."
+            )
+        if session.ended:
+            return session
+        if self.resume_filter is not None and not self.resume_filter(session):
+            raise ServiceError(
+                "AccessDeniedException", f"ResumeSession refused for session {session_id}."
+            )
+        session.stream_url = self.stream_url_for(session.session_id, base_url)
+        self.issue_token(session, now)
+        return session
+
+    def end_session(
+        self,
+        session_id: str,
+        reason: str = "",
+        status: SessionStatus = SessionStatus.TERMINATED,
+        now: float | None = None,
+    ) -> SessionRecord | None:
+        """Mark a session over (no new tokens, History in DescribeSessions). Idempotent."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            return None
+        if not session.ended:
+            session.status = status
+            session.end_date = time.time() if now is None else now
+            session.end_reason = reason or session.end_reason
+        session.token = None
+        session.token_expires = 0.0
+        return session
+
+    async def terminate_session(
+        self, session_id: str, reason: str = "", now: float | None = None
+    ) -> SessionRecord | None:
+        """TerminateSession: end the session and close its live data channel."""
+        session = self.sessions.get(session_id)
+        if session is None or session.ended:
+            return session
+        session.status = SessionStatus.TERMINATING
+        self.end_session(session_id, reason, SessionStatus.TERMINATED, now)
+        if self.on_terminate is not None:
+            await self.on_terminate(session)
+        return session
+
+    def set_status(self, session_id: str, status: SessionStatus) -> None:
+        """Gateway hook: Connected / Disconnected as the client comes and goes."""
+        session = self.sessions.get(session_id)
+        if session is not None and not session.ended:
+            session.status = status
+
+    def active_sessions(self) -> list[SessionRecord]:
+        return [s for s in self.sessions.values() if s.status in ACTIVE_STATUSES]

@@ -1,0 +1,110 @@
+"""Configuration of the local emulator: one dataclass, documented defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from .state import DEFAULT_TARGET, TargetRecord
+
+if TYPE_CHECKING:
+    from .faults import FaultConfig
+
+__all__ = [
+    "DEFAULT_AGENT_VERSION",
+    "DEFAULT_REGION",
+    "Credentials",
+    "EmulatorConfig",
+    "is_loopback",
+    "normalize_credentials",
+]
+
+DEFAULT_REGION = "us-east-1"
+#: The agent release the traces in ``protocol/traces`` were recorded with.
+DEFAULT_AGENT_VERSION = "3.3.1142.0"
+
+#: Accepted forms for credentials: one ``(key, secret)`` pair, several pairs, or a mapping.
+Credentials = tuple[str, str] | Sequence[tuple[str, str]] | Mapping[str, str]
+
+
+def _default_targets() -> list[TargetRecord]:
+    return [TargetRecord(DEFAULT_TARGET)]
+
+
+@dataclasses.dataclass(slots=True)
+class EmulatorConfig:
+    """Everything an :class:`~ssmsh.emulator.server.Emulator` needs to know.
+
+    Defaults give a loopback-only emulator on OS-chosen ports with one managed instance.
+    """
+
+    #: Address both servers bind. Anything but loopback is reachable by other machines.
+    host: str = "127.0.0.1"
+    #: Port of the SSM/KMS API endpoint (0: the OS picks one).
+    port: int = 0
+    #: Region the emulator claims to be (ARNs, hints). Signatures for any region are accepted.
+    region: str = DEFAULT_REGION
+    #: When set, SigV4 signatures are verified against these ``(access key, secret)`` pairs.
+    #: Several pairs may be given (credential rotation). When None, any well-formed
+    #: signature is accepted.
+    credentials: Credentials | None = None
+    #: The managed instances the emulator pretends to host.
+    targets: list[TargetRecord] = dataclasses.field(default_factory=_default_targets)
+    #: KMS key ids (or ARNs, or ``alias/...`` names) GenerateDataKey/Decrypt know,
+    #: in addition to the targets' own ``kms_key_id``.
+    kms_keys: list[str] = dataclasses.field(default_factory=list)
+    #: Shell for Standard_Stream sessions (None: the user's $SHELL, else /bin/sh).
+    shell: str | None = None
+    #: Seconds without data before the agent closes a session (None: never).
+    idle_timeout: float | None = None
+    #: Seconds after which the agent ends any session (None: no limit).
+    max_session_duration: float | None = None
+    #: Reproduce the real agent's send pattern (1 KiB reads, 1 ms pause per message).
+    agent_pacing: bool = False
+    #: Lifetime in seconds of a StartSession/ResumeSession token for OpenDataChannel.
+    token_ttl: float = 60.0
+    #: Fault injection settings (see :mod:`ssmsh.emulator.faults`); None: no faults.
+    faults: FaultConfig | None = None
+    #: AgentVersion the emulated agent reports (handshake, DescribeInstanceInformation).
+    agent_version: str = DEFAULT_AGENT_VERSION
+
+    def credential_map(self) -> dict[str, str] | None:
+        """The configured credentials as ``{access_key: secret}``, or None."""
+        return normalize_credentials(self.credentials)
+
+    @property
+    def binds_loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def normalize_credentials(credentials: Credentials | None) -> dict[str, str] | None:
+    """``{access_key: secret}`` from any accepted form; None stays None."""
+    if credentials is None:
+        return None
+    if isinstance(credentials, Mapping):
+        return {str(k): str(v) for k, v in credentials.items()}
+    if (
+        isinstance(credentials, tuple)
+        and len(credentials) == 2
+        and all(isinstance(part, str) for part in credentials)
+    ):
+        key, secret = credentials
+        return {str(key): str(secret)}
+    pairs: dict[str, str] = {}
+    for pair in credentials:
+        if isinstance(pair, str) or len(pair) != 2:
+            raise ValueError("credentials must be (access key, secret) pairs")
+        pairs[str(pair[0])] = str(pair[1])
+    return pairs
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals."""
+    if host.lower() in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,160 @@
+"""The :class:`Emulator`: API server, message gateway and shared state in one object.
+
+Usable in-process::
+
+    async with Emulator(EmulatorConfig()) as emulator:
+        ssm = boto3.client("ssm", endpoint_url=emulator.endpoint_url, ...)
+
+It binds two ports: the HTTP API (``endpoint_url``) and the WebSocket gateway that
+StartSession's ``StreamUrl`` points to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Protocol
+
+from .api import ApiHandler
+from .config import DEFAULT_AGENT_VERSION, EmulatorConfig
+from .httpserver import HttpLimits, HttpServer
+from .state import EmulatorState, SessionRecord
+
+__all__ = ["Emulator", "GatewayLike"]
+
+logger = logging.getLogger(__name__)
+
+
+class GatewayLike(Protocol):
+    """What the emulator needs from the message gateway (``ssmsh.emulator.gateway``)."""
+
+    @property
+    def url(self) -> str: ...
+
+    async def start(self, host: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def terminate(self, session: SessionRecord) -> Awaitable[None]: ...
+
+
+GatewayFactory = Callable[[EmulatorState, EmulatorConfig], GatewayLike]
+
+
+def _default_gateway(state: EmulatorState, config: EmulatorConfig) -> GatewayLike:
+    module: Any = importlib.import_module(".gateway", __package__)
+    gateway: GatewayLike = module.Gateway(state, config)
+    return gateway
+
+
+class Emulator:
+    """The local SSM emulator. An async context manager; also ``start()`` / ``close()``."""
+
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        *,
+        gateway_factory: GatewayFactory | None = None,
+        http_limits: HttpLimits | None = None,
+    ) -> None:
+        self.config = config if config is not None else EmulatorConfig()
+        targets = [dataclasses.replace(t) for t in self.config.targets]
+        if self.config.agent_version != DEFAULT_AGENT_VERSION:
+            for target in targets:
+                if target.agent_version == DEFAULT_AGENT_VERSION:
+                    target.agent_version = self.config.agent_version
+        for target in targets:
+            if target.shell is None:
+                target.shell = self.config.shell
+        self.state = EmulatorState(
+            self.config.token_ttl,
+            targets=targets,
+            region=self.config.region,
+            kms_keys=self.config.kms_keys,
+            max_session_duration=self.config.max_session_duration,
+        )
+        self.api = ApiHandler(self.state, self.config)
+        self._http = HttpServer(self.api, http_limits)
+        self._gateway_factory = gateway_factory or _default_gateway
+        self._gateway: GatewayLike | None = None
+        self._started = False
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> Emulator:
+        """Bind both ports; returns self once clients can connect."""
+        if self._started:
+            return self
+        self._started = True
+        try:
+            self._gateway = self._gateway_factory(self.state, self.config)
+            await self._gateway.start(self.config.host)
+            self.state.stream_base_url = self._gateway.url
+            self.state.on_terminate = self._gateway.terminate
+            if self.state.resume_filter is None:
+                self.state.resume_filter = self._resume_allowed
+            await self._http.start(self.config.host, self.config.port)
+        except BaseException:
+            await self.close()
+            raise
+        logger.info("emulator API at %s, gateway at %s", self.endpoint_url, self.gateway.url)
+        return self
+
+    async def close(self) -> None:
+        """Stop serving: API first (no new sessions), then the gateway and its sessions."""
+        await self._http.close()
+        if self._gateway is not None:
+            gateway, self._gateway = self._gateway, None
+            await gateway.close()
+
+    async def __aenter__(self) -> Emulator:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- properties -----------------------------------------------------------------
+
+    @property
+    def endpoint_url(self) -> str:
+        """The SSM/KMS endpoint, e.g. ``http://127.0.0.1:43117``."""
+        if not self._http.port:
+            raise RuntimeError("the emulator is not started")
+        return self._http.url
+
+    @property
+    def gateway(self) -> GatewayLike:
+        if self._gateway is None:
+            raise RuntimeError("the emulator is not started")
+        return self._gateway
+
+    @property
+    def faults(self) -> Any:
+        """The gateway's fault injector (``ssmsh.emulator.faults``)."""
+        return getattr(self.gateway, "faults", None)
+
+    def _resume_allowed(self, session: SessionRecord) -> bool:
+        """ResumeSession is refused while the ``refuse_resume`` fault is on."""
+        faults = self.faults
+        settings = getattr(faults, "config", None)
+        if settings is not None and getattr(settings, "refuse_resume", False):
+            count = getattr(faults, "count", None)
+            if callable(count):
+                count("resume_refused")
+            return False
+        return True
+
+    def disconnect_instance(self, target_id: str) -> None:
+        """Make a managed instance unreachable (GetConnectionStatus: notconnected)."""
+        self.state.disconnect_instance(target_id)
+
+    def reconnect_instance(self, target_id: str) -> None:
+        self.state.reconnect_instance(target_id)
