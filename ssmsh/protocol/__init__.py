@@ -16,6 +16,7 @@ from .constants import (
     PayloadType,
     SessionType,
 )
+from .crypto import Encrypter
 from .datachannel import ChannelConfig, DataChannel, Role
 from .events import (
     ChannelClosedReceived,
@@ -26,31 +27,60 @@ from .events import (
     PublicationStarted,
     RetransmissionTimeout,
 )
+from .handshake import DataKey
 from .message import ClientMessage
 from .rtt import RttConfig, RttEstimator
+from .session import (
+    ChannelClosedByRemote,
+    ClientSession,
+    ExitCodeReceived,
+    FlagReceived,
+    KmsKeyRequested,
+    OutputReceived,
+    Paused,
+    Resumed,
+    SessionEstablished,
+    SessionEvent,
+    SessionFailed,
+    StderrReceived,
+)
 from .smux import SmuxSession
 
 __all__ = [
     "CLIENT_VERSION",
     "ActionStatus",
     "ActionType",
+    "ChannelClosedByRemote",
     "ChannelClosedReceived",
     "ChannelConfig",
     "ClientMessage",
+    "ClientSession",
     "DataChannel",
+    "DataKey",
+    "Encrypter",
     "Event",
+    "ExitCodeReceived",
     "Flag",
+    "FlagReceived",
     "InvalidMessage",
+    "KmsKeyRequested",
     "MessageDropped",
     "MessageType",
+    "OutputReceived",
+    "Paused",
     "PayloadReceived",
     "PayloadType",
     "PublicationPaused",
     "PublicationStarted",
+    "Resumed",
     "RetransmissionTimeout",
     "Role",
     "RttConfig",
     "RttEstimator",
+    "SessionEstablished",
+    "SessionEvent",
+    "SessionFailed",
     "SessionType",
     "SmuxSession",
+    "StderrReceived",
 ]

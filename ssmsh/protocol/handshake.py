@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 from typing import Any
 
 from ..exceptions import EncryptionError, HandshakeError, LocalProtocolError
@@ -144,6 +145,15 @@ def resolve_session_type(params: Any) -> tuple[str, Any]:
     raise HandshakeError(f"Unknown session type {name}")
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str) -> str:
+    """Text safe to encode as UTF-8: lone surrogates (legal in JSON escapes, not in
+    UTF-8) become U+FFFD, as Go's decoder would have made them."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def _failed(action_type: str, error: str) -> ProcessedClientAction:
     return ProcessedClientAction(
         action_type=action_type,
@@ -174,12 +184,12 @@ def process_handshake_request(
     kms_error: str | None = None
 
     for action in request.requested_actions:
-        atype = action.action_type
+        atype = _clean(action.action_type)
         if atype == ActionType.SESSION_TYPE:
             try:
                 session_type, properties = resolve_session_type(action.action_parameters)
             except HandshakeError as exc:
-                error = str(exc)
+                error = _clean(str(exc))
                 session_type_error = session_type_error or error
                 processed.append(_failed(atype, error))
                 errors.append(error)
@@ -189,7 +199,7 @@ def process_handshake_request(
             try:
                 encrypter, blob = _use_data_key(action, data_key, nonce_source)
             except EncryptionError as exc:
-                error = str(exc)
+                error = _clean(str(exc))
                 kms_error = kms_error or error
                 processed.append(_failed(atype, error))
                 errors.append(error)

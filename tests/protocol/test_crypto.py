@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -212,3 +216,55 @@ def test_verify_rejects_wrong_answers() -> None:
     assert not verify_challenge(agent, b"secret", client.encrypt(b"other"))
     assert not verify_challenge(agent, b"secret", b"garbage")
     assert not verify_challenge(agent, b"secret", agent.encrypt(b"secret"))
+
+
+# ------------------------------------------------------------------ protocol/vectors/crypto.json
+
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[2] / "protocol" / "vectors" / "crypto.json").read_text()
+)
+FILE_KEY = bytes.fromhex(VECTORS["data_key_hex"])
+
+
+def _nonce(hex_nonce: str) -> Callable[[int], bytes]:
+    return lambda n: bytes.fromhex(hex_nonce)
+
+
+def _decrypter_for(key_range: list[int]) -> Encrypter:
+    # The client decrypts with [0:32]; the agent decrypts with [32:64].
+    return Encrypter.for_client(FILE_KEY) if key_range == [0, 32] else Encrypter.for_agent(FILE_KEY)
+
+
+def test_file_key_split() -> None:
+    assert FILE_KEY[:32].hex() == VECTORS["client_decryption_key_hex"]
+    assert FILE_KEY[32:].hex() == VECTORS["client_encryption_key_hex"]
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=lambda v: v["name"])
+def test_file_vectors(vector: dict[str, Any]) -> None:
+    factory = Encrypter.for_client if vector["side"] == "client" else Encrypter.for_agent
+    plaintext = bytes.fromhex(vector["plaintext_hex"])
+    wire = bytes.fromhex(vector["wire_hex"])
+    assert factory(FILE_KEY, _nonce(vector["nonce_hex"])).encrypt(plaintext) == wire
+    other = Encrypter.for_agent if vector["side"] == "client" else Encrypter.for_client
+    assert other(FILE_KEY).decrypt(wire) == plaintext
+
+
+def test_file_challenge() -> None:
+    vec = VECTORS["challenge"]
+    secret = bytes.fromhex(vec["plaintext_hex"])
+    agent = Encrypter.for_agent(FILE_KEY, _nonce(vec["agent_nonce_hex"]))
+    client = Encrypter.for_client(FILE_KEY, _nonce(vec["client_nonce_hex"]))
+    request = agent.encrypt(secret)
+    assert request.hex() == vec["request_wire_hex"]
+    assert base64.b64encode(request).decode() == vec["request_payload"]["Challenge"]
+    answer = answer_challenge(client, request)
+    assert answer.hex() == vec["response_wire_hex"]
+    assert base64.b64encode(answer).decode() == vec["response_payload"]["Challenge"]
+    assert verify_challenge(agent, secret, answer)
+
+
+@pytest.mark.parametrize("vector", VECTORS["tampered"], ids=lambda v: v["name"])
+def test_file_tampered(vector: dict[str, Any]) -> None:
+    with pytest.raises(EncryptionError):
+        _decrypter_for(vector["key_range"]).decrypt(bytes.fromhex(vector["wire_hex"]))

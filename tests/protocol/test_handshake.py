@@ -265,3 +265,28 @@ def test_implied_session_type() -> None:
     assert implied_session_type(1) == "Standard_Stream"
     for ptype in (2, 3, 10, 11, 12):
         assert implied_session_type(ptype) is None
+
+
+@given(st.text(max_size=20), st.text(max_size=20), st.text(max_size=20))
+def test_any_agent_text_gives_an_encodable_response(atype: str, stype: str, error: str) -> None:
+    # json.dumps escapes lone surrogates as \udxxx, which JSON allows and UTF-8 does not.
+    raw = json.dumps(
+        {
+            "AgentVersion": "3.0",
+            "RequestedClientActions": [
+                {"ActionType": atype, "ActionParameters": {"SessionType": stype}},
+                session_action(stype),
+                kms_action(),
+            ],
+        }
+    ).encode()
+    result = process_handshake_request(parse_handshake_request(raw), error)
+    body = json.loads(result.response.encode())
+    assert len(body["ProcessedClientActions"]) == 3
+    assert "\ud800" not in str(result.session_type_error)
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    raw = b'{"AgentVersion":"1","RequestedClientActions":[{"ActionType":"X\\ud800"}]}'
+    result = process_handshake_request(parse_handshake_request(raw))
+    assert json.loads(result.response.encode())["Errors"] == ["Unsupported action X\ufffd"]

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ssmsh.exceptions import LocalProtocolError
 from ssmsh.protocol.constants import Flag, MessageType, PayloadType
@@ -553,3 +555,43 @@ def test_reconnect_keeps_the_handshake_state() -> None:
     link.client.connection_made(T0 + 1)
     link.pump(T0 + 1)
     assert len(link.agent.of_type(PayloadType.HANDSHAKE_RESPONSE)) == 1
+
+
+_JSONISH = st.one_of(
+    st.binary(max_size=60),
+    st.just(port_request()),
+    st.just(port_request(kms=True)),
+    st.just(complete("hi")),
+    st.just(b'{"Challenge":"AAAA"}'),
+    st.builds(
+        lambda t: json.dumps(
+            {"AgentVersion": t, "RequestedClientActions": [{"ActionType": t}]}
+        ).encode(),
+        st.text(max_size=10),
+    ),
+)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 13), _JSONISH), max_size=12),
+    st.sampled_from(["none", "key", "fail"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_fuzz_agent_payloads_never_raise(script: list[tuple[int, bytes]], kms_answer: str) -> None:
+    link = Link()
+    for ptype, payload in script:
+        if payload:
+            link.agent.send(ptype, payload)
+        link.pump()
+        if link.client.state is SessionState.KMS_PENDING and kms_answer != "none":
+            if kms_answer == "key":
+                link.client.provide_data_key(DATA_KEY, BLOB, T0)
+            else:
+                link.client.fail_data_key("denied", T0)
+    link.pump()
+    failures = of(link.events, SessionFailed)
+    assert len(failures) <= 1
+    assert all(f.kind in {"handshake", "encryption", "protocol", "timeout"} for f in failures)
+    assert len(of(link.events, SessionEstablished)) <= 1
+    if failures:
+        assert link.client.failed

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ssmsh.protocol import versions
 from ssmsh.protocol.constants import CLIENT_VERSION
 from ssmsh.protocol.versions import (
     agent_compare,
@@ -223,3 +228,50 @@ def test_agent_compare_is_total_and_antisymmetric(a: str, b: str) -> None:
     result = agent_compare(a, b)
     assert result in (-1, 0, 1)
     assert agent_compare(b, a) == -result
+
+
+# ------------------------------------------------------------------ protocol/vectors/versions.json
+
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[2] / "protocol" / "vectors" / "versions.json").read_text()
+)
+FEATURES = {
+    "terminate_session_flag": agent_supports_terminate_session_flag,
+    "mux": agent_supports_smux,
+    "disable_smux_keepalive": agent_disables_smux_keepalive,
+}
+
+
+@pytest.mark.parametrize(
+    "case", VECTORS["cases"], ids=lambda c: f"{c['feature']}-{c['agent_version'] or 'empty'}"
+)
+def test_file_cases(case: dict[str, Any]) -> None:
+    assert FEATURES[case["feature"]](case["agent_version"]) is case["expected"]
+
+
+@pytest.mark.parametrize("case", VECTORS["compare_errors"], ids=lambda c: f"{c['a']}|{c['b']}")
+def test_file_compare_errors(case: dict[str, str]) -> None:
+    assert client_compare(case["a"], case["b"]) is None
+
+
+def test_file_thresholds_and_agent_constants() -> None:
+    thresholds = VECTORS["thresholds"]
+    assert thresholds == {
+        "terminate_session_flag": versions.TERMINATE_SESSION_FLAG_SUPPORTED_AFTER_AGENT_VERSION,
+        "mux": versions.TCP_MULTIPLEXING_SUPPORTED_AFTER_AGENT_VERSION,
+        "disable_smux_keepalive": versions.SMUX_KEEPALIVE_DISABLED_AFTER_AGENT_VERSION,
+    }
+    agent = VECTORS["agent_side"]
+    assert agent["mux_supported_client_version"] == versions.MUX_SUPPORTED_CLIENT_VERSION
+    assert (
+        agent["mux_keepalive_disabled_after_client_version"]
+        == versions.MUX_KEEPALIVE_DISABLED_AFTER_CLIENT_VERSION
+    )
+    assert (
+        agent["client_version_without_output_separation"]
+        == versions.CLIENT_VERSION_WITHOUT_OUTPUT_SEPARATION
+    )
+    assert (
+        agent["first_client_version_with_output_separation"]
+        == versions.FIRST_CLIENT_VERSION_WITH_OUTPUT_SEPARATION
+    )
