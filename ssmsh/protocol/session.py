@@ -27,7 +27,8 @@ Rules, following protocol notes §7 and §8:
 * Stream payloads that arrive before the session is established are buffered
   and released right after :class:`SessionEstablished`.
 * Bad remote input never raises: it is logged and ignored, or it ends the session
-  with one :class:`SessionFailed`.
+  with one :class:`SessionFailed`. After that, stream payloads from the agent and
+  ``send_*`` calls are ignored; channel-level events (closed, paused) still come.
 """
 
 from __future__ import annotations
@@ -284,7 +285,9 @@ class ClientSession:
     def _send(self, payload_type: int, payload: bytes, now: float) -> None:
         if self.channel.closed:
             raise LocalProtocolError("the data channel is closed")
-        if self.established:
+        if self.failed:
+            logger.debug("not sending payload type %d: the session has failed", payload_type)
+        elif self.established:
             self.channel.send_data(payload_type, payload, now)
         else:
             # Nothing may precede the HandshakeResponse; hold until established.

@@ -436,6 +436,12 @@ def test_unknown_session_type() -> None:
     link.agent.send(PayloadType.HANDSHAKE_COMPLETE, complete())
     link.agent.send(PayloadType.OUTPUT, b"x")
     assert link.pump() == []
+    # Sends after a failure go nowhere (and do not pile up).
+    link.client.send_input(b"ignored", T0)
+    link.client.send_flag(Flag.TERMINATE_SESSION, T0)
+    link.pump()
+    assert [p.payload_type for p in link.agent.payloads] == [PayloadType.HANDSHAKE_RESPONSE]
+    assert not link.client.writable
 
 
 @pytest.mark.parametrize(
