@@ -1,0 +1,78 @@
+"""The seam between tunnels and the data channel, and the tunnel tunables.
+
+A tunnel needs very little from a Session Manager data channel: send Output
+bytes (waiting while the channel is congested), send a Flag, and receive the
+agent's payloads in order. :class:`PortChannel` says exactly that; the asyncio
+driver in :mod:`ssmsh.channel` is adapted to it in :mod:`ssmsh.tunnel.session`,
+and tests implement it in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+__all__ = ["PortChannel", "TunnelConfig"]
+
+
+class PortChannel(Protocol):
+    """A port session's data channel, as the tunnel sees it."""
+
+    async def send(self, data: bytes) -> None:
+        """Send ``data`` as Output payload(s); returns once the channel has accepted it.
+
+        Waiting here is the upstream backpressure: it returns late when too much
+        is unacknowledged. Raises :class:`~ssmsh.exceptions.ChannelClosed` (or
+        another :class:`~ssmsh.exceptions.SsmshError`) once the channel is gone.
+        """
+        ...
+
+    async def send_flag(self, flag: int) -> None:
+        """Send a Flag payload (4-byte big-endian)."""
+        ...
+
+    async def receive(self) -> tuple[int, bytes]:
+        """The next ``(payload_type, payload)`` from the agent, in order.
+
+        Not calling it is the downstream backpressure: the channel stops reading
+        once enough is buffered. Raises :class:`~ssmsh.exceptions.ChannelClosed`
+        when the session ends, or another :class:`~ssmsh.exceptions.SsmshError`
+        when the channel is lost.
+        """
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TunnelConfig:
+    """Tunables of port forwarding. The defaults keep 200 busy connections under ~60 MB."""
+
+    #: Largest Output payload per data-channel message. The official plugin and agent
+    #: send 1 KiB; the agent accepts any size (it writes each payload to a socket
+    #: whole), so we send up to 16 KiB: 16x fewer messages, acks and digests.
+    max_message_size: int = 16 * 1024
+    #: Bytes read from a local socket at once.
+    read_size: int = 64 * 1024
+    #: Unsent bytes one stream may queue before its local reader is paused.
+    stream_send_buffer: int = 128 * 1024
+    #: Received bytes one stream may hold for a slow local reader before the whole
+    #: session stops reading (smux v1 has no per-stream window; see docs/tunnels.md).
+    stream_receive_buffer: int = 2 * 1024 * 1024
+    #: Received bytes all streams together may hold before the session stops reading.
+    session_receive_buffer: int = 16 * 1024 * 1024
+    #: Most bytes taken from one stream per scheduling round (fairness between streams).
+    send_quantum: int = 32 * 1024
+    #: Most bytes handed to the data channel in one send.
+    send_batch: int = 128 * 1024
+    #: Bytes kept for the first local connection of a basic-mode session that arrive
+    #: before it connects (a server that speaks first, such as sshd).
+    basic_early_buffer: int = 1024 * 1024
+    #: smux keepalive (only for agents that expect it): NOP interval and silence limit.
+    keepalive_interval: float = 10.0
+    keepalive_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            if getattr(self, field.name) <= 0:
+                raise ValueError(f"{field.name} must be positive")
+        if self.keepalive_interval > self.keepalive_timeout:
+            raise ValueError("keepalive_interval must not exceed keepalive_timeout")
