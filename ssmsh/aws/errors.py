@@ -1,0 +1,101 @@
+"""botocore exceptions mapped, once, to :class:`~ssmsh.exceptions.AwsError`.
+
+Everything that calls boto3 does so inside :func:`map_aws_errors`, so the rest
+of ssmsh only ever sees ``AwsError(message, code)`` with a one-line message a
+user can act on. Messages never contain credentials or tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from botocore import exceptions as boto
+
+from ..exceptions import AwsError
+
+__all__ = ["aws_error", "map_aws_errors"]
+
+#: Extra advice appended to service errors, by error code.
+_ADVICE = {
+    "ExpiredTokenException": "the AWS credentials have expired; refresh them "
+    "(for example `aws sso login`)",
+    "ExpiredToken": "the AWS credentials have expired; refresh them (for example `aws sso login`)",
+    "UnrecognizedClientException": "the AWS credentials are not valid",
+    "InvalidClientTokenId": "the AWS credentials are not valid",
+    "InvalidSignatureException": "the request signature was rejected (check the secret key "
+    "and the clock)",
+    "SignatureDoesNotMatch": "the request signature was rejected (check the secret key "
+    "and the clock)",
+    "TargetNotConnected": "the target is not connected to Session Manager "
+    "(is the SSM agent running and online?)",
+    "InvalidDocument": "the document does not exist or cannot be used for sessions",
+    "ThrottlingException": "AWS is throttling requests; try again in a moment",
+}
+
+
+def _describe(code: str, message: str, operation: str) -> str:
+    advice = _ADVICE.get(code)
+    if code in ("AccessDeniedException", "AccessDenied"):
+        return f"access denied by AWS for {operation}: {message}".rstrip(": ")
+    if advice:
+        return f"{operation}: {advice} ({code}: {message})" if message else f"{operation}: {advice}"
+    return f"{operation} failed: {code}: {message}" if message else f"{operation} failed: {code}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def aws_error(exc: BaseException, operation: str = "AWS request") -> AwsError:
+    """The :class:`AwsError` for a botocore exception (or any exception from boto3)."""
+    if isinstance(exc, AwsError):
+        return exc
+    if isinstance(exc, boto.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "Unknown")
+        message = _one_line(str(error.get("Message") or ""))
+        return AwsError(_describe(code, message, operation), code)
+    if isinstance(exc, boto.NoCredentialsError):
+        return AwsError(
+            "no AWS credentials found (set AWS_PROFILE or use --profile, "
+            "or run `aws configure` / `aws sso login`)",
+            "NoCredentials",
+        )
+    if isinstance(exc, boto.NoRegionError):
+        return AwsError("no AWS region configured (use --region or set AWS_REGION)", "NoRegion")
+    if isinstance(exc, boto.ProfileNotFound):
+        return AwsError(f"AWS profile {exc.kwargs.get('profile', '')!r} not found", "NoProfile")
+    if isinstance(exc, (boto.SSOTokenLoadError, boto.UnauthorizedSSOTokenError)):
+        return AwsError(
+            "the AWS SSO session has expired or is missing; run `aws sso login`", "SSOToken"
+        )
+    if isinstance(exc, boto.TokenRetrievalError | boto.CredentialRetrievalError):
+        return AwsError(f"could not obtain AWS credentials: {_one_line(str(exc))}", "Credentials")
+    if isinstance(exc, boto.EndpointConnectionError):
+        url = exc.kwargs.get("endpoint_url", "")
+        return AwsError(
+            f"cannot reach the AWS endpoint {url} (network down or wrong --endpoint-url?)",
+            "EndpointConnectionError",
+        )
+    if isinstance(exc, boto.ConnectTimeoutError | boto.ReadTimeoutError):
+        url = exc.kwargs.get("endpoint_url", "")
+        return AwsError(f"timed out talking to the AWS endpoint {url}", "Timeout")
+    if isinstance(exc, boto.ParamValidationError):
+        return AwsError(f"invalid request for {operation}: {_one_line(str(exc))}", "Validation")
+    if isinstance(exc, boto.BotoCoreError):
+        return AwsError(f"{operation} failed: {_one_line(str(exc))}", type(exc).__name__)
+    return AwsError(f"{operation} failed: {_one_line(str(exc)) or type(exc).__name__}", "")
+
+
+@contextlib.contextmanager
+def map_aws_errors(operation: str) -> Iterator[None]:
+    """Re-raise any boto3/botocore failure inside the block as :class:`AwsError`."""
+    try:
+        yield
+    except AwsError:
+        raise
+    except (boto.BotoCoreError, boto.ClientError) as exc:
+        raise aws_error(exc, operation) from None
+    except (OSError, ValueError) as exc:  # e.g. a malformed endpoint URL or config file
+        raise aws_error(exc, operation) from None

@@ -1,0 +1,195 @@
+"""The Session Manager API through boto3: :class:`SsmSessions`.
+
+It starts sessions (after resolving the target), and implements
+:class:`ssmsh.channel.SessionService` for the channel driver: ResumeSession
+with freshly resolved credentials on every call, TerminateSession, KMS
+GenerateDataKey with the session's encryption context, and SigV4 signing of
+the WebSocket upgrade. boto3 blocks, so every call runs in a worker thread;
+every failure comes out as :class:`~ssmsh.exceptions.AwsError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import boto3
+
+from ..channel.types import SessionInfo, StreamCredentials
+from ..exceptions import AwsError, UsageError
+from ..protocol.crypto import DATA_KEY_SIZE
+from ..protocol.handshake import DataKey
+from .errors import map_aws_errors
+from .settings import AwsSettings
+from .signing import is_presigned, sign_upgrade
+
+__all__ = ["INSTANCE_ID_RE", "SsmSessions"]
+
+logger = logging.getLogger(__name__)
+
+#: Managed instance ids: EC2 (i-...) and hybrid activations (mi-...).
+INSTANCE_ID_RE = re.compile(r"^m?i-[0-9a-f]{8,17}$")
+
+_T = TypeVar("_T")
+
+
+class SsmSessions:
+    """Session Manager operations for one set of :class:`AwsSettings`."""
+
+    def __init__(self, settings: AwsSettings | None = None) -> None:
+        self.settings = settings or AwsSettings()
+        self._lock = threading.Lock()
+        self._session: boto3.Session | None = None
+        self._clients: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ plumbing
+
+    def _client(self, service: str, fresh: bool = False) -> Any:
+        """A cached client, or (``fresh``) one from a new session: credentials re-resolved."""
+        with self._lock:
+            if fresh or self._session is None:
+                self._session = self.settings.new_session()
+                self._clients = {}
+            client = self._clients.get(service)
+            if client is None:
+                client = self.settings.client(self._session, service)
+                self._clients[service] = client
+            return client
+
+    @property
+    def region(self) -> str | None:
+        """The region calls go to (None until a client was made and none is configured)."""
+        client = self._clients.get("ssm")
+        if client is not None:
+            return str(client.meta.region_name)
+        return self.settings.region
+
+    async def _call(self, operation: str, fn: Callable[[], _T]) -> _T:
+        def run() -> _T:
+            with map_aws_errors(operation):
+                return fn()
+
+        return await asyncio.to_thread(run)
+
+    # ------------------------------------------------------------ StartSession
+
+    async def resolve_target(self, target: str) -> str:
+        """An instance id for ``target``: an id as is, else the instance whose Name tag
+        (or computer name) is ``target``. Raises UsageError when none or several match."""
+        target = target.strip()
+        if not target:
+            raise UsageError("the target is empty")
+        if INSTANCE_ID_RE.match(target) or target.startswith(("ecs:", "arn:")):
+            return target
+
+        def lookup() -> list[dict[str, Any]]:
+            ssm = self._client("ssm")
+            found: list[dict[str, Any]] = []
+            paginator = ssm.get_paginator("describe_instance_information")
+            pages = paginator.paginate(Filters=[{"Key": "tag:Name", "Values": [target]}])
+            for page in pages:
+                found.extend(page.get("InstanceInformationList", []))
+            return found
+
+        matches = await self._call("DescribeInstanceInformation", lookup)
+        if not matches:
+            raise UsageError(
+                f"no managed instance named {target!r} "
+                "(give an instance id such as i-0123456789abcdef0)"
+            )
+        online = [m for m in matches if m.get("PingStatus") == "Online"] or matches
+        if len(online) > 1:
+            ids = ", ".join(str(m.get("InstanceId")) for m in online[:5])
+            raise UsageError(f"several managed instances are named {target!r}: {ids}")
+        return str(online[0]["InstanceId"])
+
+    async def start_session(
+        self,
+        target: str,
+        document_name: str | None = None,
+        parameters: Mapping[str, Sequence[str]] | None = None,
+        reason: str | None = None,
+    ) -> SessionInfo:
+        """StartSession for an already resolved target."""
+        kwargs: dict[str, Any] = {"Target": target}
+        if document_name:
+            kwargs["DocumentName"] = document_name
+        if parameters:
+            kwargs["Parameters"] = {k: list(v) for k, v in parameters.items()}
+        if reason:
+            kwargs["Reason"] = reason
+
+        def start() -> dict[str, Any]:
+            result: dict[str, Any] = self._client("ssm").start_session(**kwargs)
+            return result
+
+        response = await self._call("StartSession", start)
+        try:
+            session_id = str(response["SessionId"])
+            stream = StreamCredentials(str(response["StreamUrl"]), str(response["TokenValue"]))
+        except KeyError as exc:
+            raise AwsError(f"StartSession returned no {exc.args[0]}", "InvalidResponse") from None
+        if not session_id or not stream.stream_url or not stream.token_value:
+            raise AwsError("StartSession returned an empty session", "InvalidResponse")
+        return SessionInfo(session_id, target, stream)
+
+    # ------------------------------------------------------------ SessionService
+
+    async def resume_session(self, session_id: str) -> StreamCredentials | None:
+        def resume() -> dict[str, Any]:
+            result: dict[str, Any] = self._client("ssm", fresh=True).resume_session(
+                SessionId=session_id
+            )
+            return result
+
+        response = await self._call("ResumeSession", resume)
+        token = response.get("TokenValue")
+        if not token:
+            return None
+        return StreamCredentials(str(response.get("StreamUrl") or ""), str(token))
+
+    async def terminate_session(self, session_id: str) -> None:
+        def terminate() -> None:
+            self._client("ssm").terminate_session(SessionId=session_id)
+
+        await self._call("TerminateSession", terminate)
+
+    async def generate_data_key(self, key_id: str, session_id: str, target_id: str) -> DataKey:
+        def generate() -> dict[str, Any]:
+            result: dict[str, Any] = self._client("kms").generate_data_key(
+                KeyId=key_id,
+                NumberOfBytes=DATA_KEY_SIZE,
+                EncryptionContext={
+                    "aws:ssm:SessionId": session_id,
+                    "aws:ssm:TargetId": target_id,
+                },
+            )
+            return result
+
+        response = await self._call("KMS GenerateDataKey", generate)
+        plaintext = response.get("Plaintext") or b""
+        blob = response.get("CiphertextBlob") or b""
+        if len(plaintext) != DATA_KEY_SIZE or not blob:
+            raise AwsError("KMS GenerateDataKey returned a malformed data key", "InvalidResponse")
+        return DataKey(bytes(plaintext), bytes(blob))
+
+    async def sign_stream_url(self, url: str) -> Mapping[str, str]:
+        if is_presigned(url):
+            return {}
+
+        def sign() -> dict[str, str]:
+            with self._lock:
+                session = self._session or self.settings.new_session()
+            credentials = session.get_credentials()
+            if credentials is None:
+                return {}
+            region = self.region or session.region_name
+            if not region:
+                return {}
+            return sign_upgrade(url, credentials.get_frozen_credentials(), region)
+
+        return await self._call("signing the data channel request", sign)

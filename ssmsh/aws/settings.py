@@ -1,0 +1,80 @@
+"""Where AWS calls go and as whom: region, profile, endpoint, credentials.
+
+:class:`AwsSettings` holds what the command line said; boto3's usual resolution
+does the rest (environment, config files, SSO, instance roles,
+``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_SSM`` ...). Every call to
+:meth:`AwsSettings.new_session` resolves credentials afresh, which is what a
+reconnect hours into a session needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from .. import __version__
+from .errors import map_aws_errors
+
+__all__ = ["AwsSettings", "StaticCredentials"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StaticCredentials:
+    """Explicit credentials (used for the local emulator); never printed."""
+
+    access_key: str
+    secret_key: str = dataclasses.field(repr=False)
+    session_token: str | None = dataclasses.field(default=None, repr=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AwsSettings:
+    """The AWS options of the command line.
+
+    ``endpoint_url`` applies to both SSM and KMS (the local emulator serves
+    both); leave it unset and use ``AWS_ENDPOINT_URL_SSM`` / ``AWS_ENDPOINT_URL_KMS``
+    to point them at different places.
+    """
+
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    credentials: StaticCredentials | None = None
+    #: Seconds to wait for an AWS API connection / response.
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    #: Attempts per API call (botocore "standard" retry mode).
+    max_attempts: int = 3
+
+    def new_session(self) -> boto3.Session:
+        """A new boto3 session: credentials are resolved again by its clients."""
+        kwargs: dict[str, Any] = {}
+        if self.region:
+            kwargs["region_name"] = self.region
+        if self.profile:
+            kwargs["profile_name"] = self.profile
+        if self.credentials is not None:
+            kwargs["aws_access_key_id"] = self.credentials.access_key
+            kwargs["aws_secret_access_key"] = self.credentials.secret_key
+            kwargs["aws_session_token"] = self.credentials.session_token
+        with map_aws_errors("loading the AWS configuration"):
+            return boto3.Session(**kwargs)
+
+    def client_config(self) -> Config:
+        return Config(
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            user_agent_extra=f"ssmsh/{__version__}",
+        )
+
+    def client(self, session: boto3.Session, service: str) -> Any:
+        """A boto3 client for ``service`` ("ssm" or "kms") honouring these settings."""
+        kwargs: dict[str, Any] = {"config": self.client_config()}
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        with map_aws_errors(f"creating the {service.upper()} client"):
+            return session.client(service, **kwargs)  # type: ignore[call-overload]

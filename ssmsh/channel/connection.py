@@ -1,0 +1,542 @@
+"""The asyncio driver of a Session Manager session: :class:`SessionConnection`.
+
+It owns one Sans-I/O :class:`~ssmsh.protocol.session.ClientSession` and keeps
+it connected to the message gateway over successive WebSocket links:
+
+* one receive loop feeds frames to the protocol; one writer task sends what the
+  protocol produced; one timer (``loop.call_at``) is armed from ``get_timer()``;
+* KMS data keys are fetched through the injected :class:`SessionService`;
+* when a link is lost (close, reset, or silence noticed by pings), it calls
+  ResumeSession, opens a new link with the new token (same ClientId, new
+  RequestId) and carries all sequence state over, so unacknowledged messages
+  are retransmitted and nothing is lost or duplicated;
+* input is queued while disconnected; ``send_input`` waits when the queue is
+  full (backpressure), never fails because of an outage.
+
+Typical use::
+
+    async with SessionConnection(info, service) as conn:
+        await conn.wait_established()
+        await conn.send_size(cols, rows)
+        async for event in conn:            # OutputReceived, StderrReceived, ...
+            ...
+
+Leaving the ``async with`` block calls :meth:`SessionConnection.close`, which
+attempts TerminateSession.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine
+from types import TracebackType
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from ..exceptions import ChannelClosed, ReconnectFailed, SsmshError
+from ..protocol.datachannel import ChannelConfig
+from ..protocol.session import (
+    ChannelClosedByRemote,
+    ClientSession,
+    KmsKeyRequested,
+    Paused,
+    Resumed,
+    SessionEstablished,
+    SessionFailed,
+)
+from .config import ConnectionConfig
+from .events import SessionEvent, failure_exception
+from .link import Liveness, close_reason
+from .reconnect import Reconnector
+from .types import ConnectionState, SessionInfo, SessionService, StateChange, StreamCredentials
+
+__all__ = ["CLIENT_ID", "SessionConnection"]
+
+logger = logging.getLogger(__name__)
+
+#: One ClientId per process, reused by every session and every reconnect.
+CLIENT_ID = str(uuid.uuid4())
+
+StateListener = Callable[[StateChange], None]
+
+
+class SessionConnection:
+    """A live data channel for one session, resilient to link loss.
+
+    :param info: the session (id, target, first StreamUrl and token).
+    :param service: AWS operations (ResumeSession, TerminateSession, KMS, signing).
+    :param config: driver tunables; :class:`ConnectionConfig` defaults otherwise.
+    :param protocol: the Sans-I/O session object; a new ``ClientSession`` by default.
+    :param client_id: ClientId for OpenDataChannel; the process-wide :data:`CLIENT_ID`.
+    :param on_state_change: called (synchronously) on every :class:`StateChange`.
+
+    Public API, all coroutines unless noted:
+
+    * :meth:`start` / ``async with`` — open the first link (returns once it is open);
+    * :meth:`wait_established` — the handshake result (:class:`SessionEstablished`);
+    * :meth:`send_input`, :meth:`send_size`, :meth:`send_flag` — wait for the
+      handshake and for room in the send window, then queue the data;
+    * :meth:`receive` / ``async for`` — OutputReceived, StderrReceived,
+      ExitCodeReceived, FlagReceived and finally ChannelClosedByRemote;
+    * :attr:`state`, :meth:`add_state_listener`, :meth:`state_changes` — connection state;
+    * :meth:`close` — terminate (TerminateSession API) and release everything;
+    * :meth:`wait_closed` — wait for the end; raises the failure if there was one.
+
+    Failures (:class:`ReconnectFailed`, :class:`HandshakeError`,
+    :class:`EncryptionError`, :class:`RemoteProtocolError`, :class:`AwsError`...)
+    are raised from :meth:`receive`, :meth:`wait_established`, the send methods
+    and :meth:`wait_closed`.
+    """
+
+    def __init__(
+        self,
+        info: SessionInfo,
+        service: SessionService,
+        *,
+        config: ConnectionConfig | None = None,
+        protocol: ClientSession | None = None,
+        client_id: str | None = None,
+        on_state_change: StateListener | None = None,
+    ) -> None:
+        self.info = info
+        self.service = service
+        self.config = config or ConnectionConfig()
+        self.client_id = client_id or CLIENT_ID
+        self._loop = asyncio.get_running_loop()
+        if protocol is None:
+            epoch = time.time() - self._loop.time()
+            protocol = ClientSession(ChannelConfig(epoch_offset=epoch))
+        self.protocol = protocol
+        self._state = ConnectionState.CONNECTING
+        self._listeners: list[StateListener] = [on_state_change] if on_state_change else []
+        self._stream: StreamCredentials = info.stream
+
+        self._ws: ClientConnection | None = None
+        self._frames: deque[bytes] = deque()
+        self._frames_ready = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+        self._events: deque[SessionEvent] = deque()
+        self._event_bytes = 0
+        self._event_ready = asyncio.Event()
+        self._event_space = asyncio.Event()
+        self._event_space.set()
+        self._rx_paused = False
+        self._last_received = 0.0
+        self._ever_received = False
+
+        self._writable = asyncio.Event()
+        self._established: asyncio.Future[SessionEstablished] = self._loop.create_future()
+        self._done: asyncio.Future[None] = self._loop.create_future()
+        self._finished = False  # the session is over (remote close, failure or close())
+        self._closing = False
+        self._error: BaseException | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._helpers: set[asyncio.Task[None]] = set()
+        self._reconnector = Reconnector(self)
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def __aenter__(self) -> SessionConnection:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open the first link and start the driver. Raises if it cannot be opened."""
+        if self._runner is not None:
+            raise RuntimeError("start() was already called")
+        ws = await self._reconnector.first_link()
+        self._runner = asyncio.create_task(self._run(ws), name=f"ssmsh-{self.info.session_id}")
+
+    async def close(self, terminate: bool = True) -> None:
+        """End the session and release everything. Idempotent; never raises.
+
+        With ``terminate`` (the default) the TerminateSession API is attempted
+        first, whatever state the connection is in, so nothing is left orphaned.
+        """
+        first = not self._closing
+        self._closing = True
+        if first and terminate:
+            try:
+                async with asyncio.timeout(self.config.terminate_timeout):
+                    await self.service.terminate_session(self.info.session_id)
+                logger.debug("TerminateSession %s done", self.info.session_id)
+            except Exception as exc:  # best effort, on every exit path
+                logger.debug("TerminateSession %s failed: %s", self.info.session_id, exc)
+        self._finish(None)
+        if self._runner is not None and not self._runner.done():
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        for task in list(self._helpers):
+            task.cancel()
+        if self._helpers:
+            await asyncio.gather(*self._helpers, return_exceptions=True)
+        self._cancel_timer()
+
+    async def wait_closed(self) -> None:
+        """Wait until the session is over; raise its failure if it failed."""
+        await asyncio.shield(self._done)
+
+    @property
+    def closed(self) -> bool:
+        """True once the session is over, for whatever reason."""
+        return self._finished
+
+    @property
+    def error(self) -> BaseException | None:
+        """The failure that ended the session, if any."""
+        return self._error
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    def add_state_listener(self, listener: StateListener) -> Callable[[], None]:
+        """Call ``listener`` on every state change; returns a function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    async def state_changes(self) -> AsyncIterator[StateChange]:
+        """Every state change from now on, until CLOSED (included)."""
+        queue: asyncio.Queue[StateChange] = asyncio.Queue()
+        remove = self.add_state_listener(queue.put_nowait)
+        try:
+            if self._state is ConnectionState.CLOSED:
+                return
+            while True:
+                change = await queue.get()
+                yield change
+                if change.new is ConnectionState.CLOSED:
+                    return
+        finally:
+            remove()
+
+    def _set_state(
+        self, new: ConnectionState, reason: str = "", outage: float | None = None, attempt: int = 0
+    ) -> None:
+        old = self._state
+        if old is ConnectionState.CLOSED or (old is new and not attempt):
+            return
+        self._state = new
+        change = StateChange(old, new, reason, outage, attempt)
+        logger.debug("state %s -> %s %s", old.value, new.value, reason)
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:
+                logger.exception("state listener failed")
+
+    # ------------------------------------------------------------------ sending
+
+    async def wait_established(self) -> SessionEstablished:
+        """Wait for the handshake (or the first output of an agent that does not
+        handshake). Raises the failure if the session ended first."""
+        return await asyncio.shield(self._established)
+
+    async def send_input(self, data: bytes) -> None:
+        """Send stdin / stream bytes (split into messages of ``max_payload_size``).
+
+        Waits for the handshake, and while the send window is full (for example
+        during an outage). Raises the session's failure, or :class:`ChannelClosed`
+        if it ended normally.
+        """
+        if not data:
+            return
+        await self._ready()
+        view = memoryview(data)
+        size = self.config.max_payload_size
+        for start in range(0, len(view), size):
+            await self._wait_writable()
+            self.protocol.send_input(bytes(view[start : start + size]), self._loop.time())
+            self._after_protocol()
+
+    async def send_size(self, cols: int, rows: int) -> None:
+        """Send the terminal size."""
+        await self._ready()
+        await self._wait_writable()
+        self.protocol.send_size(cols, rows, self._loop.time())
+        self._after_protocol()
+
+    async def send_flag(self, flag: int) -> None:
+        """Send a Flag payload (e.g. ``Flag.TERMINATE_SESSION``)."""
+        await self._ready()
+        await self._wait_writable()
+        self.protocol.send_flag(flag, self._loop.time())
+        self._after_protocol()
+
+    @property
+    def unacked(self) -> int:
+        """Messages sent or queued and not yet acknowledged by the agent."""
+        return int(self.protocol.channel.unacked)
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until everything sent so far was acknowledged; False on timeout/end."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.protocol.channel.unacked and not self._finished:
+                    self._writable.clear()
+                    await self._writable.wait()
+        except TimeoutError:
+            return False
+        return not self.protocol.channel.unacked
+
+    async def _ready(self) -> None:
+        if self._finished:
+            self._raise_end()
+        await self.wait_established()
+
+    async def _wait_writable(self) -> None:
+        while True:
+            if self._finished:
+                self._raise_end()
+            if self.protocol.writable:
+                return
+            self._writable.clear()
+            await self._writable.wait()
+
+    def _raise_end(self) -> None:
+        if self._error is not None:
+            raise self._error
+        raise ChannelClosed("the session is closed")
+
+    # ------------------------------------------------------------------ receiving
+
+    async def receive(self) -> SessionEvent | None:
+        """The next event, or None after the last one. Raises the session's failure."""
+        while not self._events:
+            if self._finished:
+                if self._error is not None:
+                    raise self._error
+                return None
+            self._event_ready.clear()
+            await self._event_ready.wait()
+        event = self._events.popleft()
+        data = getattr(event, "data", None)
+        if isinstance(data, bytes):
+            self._event_bytes -= len(data)
+            if self._event_bytes <= self.config.max_receive_buffer // 2:
+                self._event_space.set()
+        return event
+
+    def __aiter__(self) -> AsyncIterator[SessionEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[SessionEvent]:
+        while (event := await self.receive()) is not None:
+            yield event
+
+    # ------------------------------------------------------------------ the driver
+
+    async def _run(self, ws: ClientConnection) -> None:
+        """Serve links until the session is over."""
+        try:
+            while True:
+                reason = await self._serve(ws)
+                if self._finished or self._closing:
+                    return
+                ws = await self._reconnector.relink(reason)
+        except asyncio.CancelledError:
+            raise
+        except SsmshError as exc:
+            self._finish(exc)
+        except Exception as exc:  # a bug: still end cleanly, with the cause logged
+            logger.exception("channel driver failed")
+            self._finish(ReconnectFailed(f"internal error: {exc!r}"))
+
+    async def _serve(self, ws: ClientConnection) -> str:
+        """Drive one link until it is lost; returns why."""
+        self._ws = ws
+        self.protocol.connection_made(self._loop.time())
+        self._after_protocol()
+        self._reconnector.link_up()
+        liveness = Liveness(
+            ws,
+            self.config,
+            last_received=lambda: self._last_received,
+            is_paused=lambda: self._rx_paused,
+            on_alive=self._reconnector.link_healthy,
+        )
+        tasks = [
+            asyncio.create_task(self._read(ws)),
+            asyncio.create_task(self._write(ws)),
+            asyncio.create_task(liveness.run()),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                raise exc
+        self._ws = None
+        if self._finished:
+            with contextlib.suppress(Exception):
+                await ws.close()
+            return "finished"
+        self.protocol.connection_lost()
+        self._frames.clear()
+        ws.transport.abort()
+        return liveness.verdict or close_reason(None, ws)
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for message in ws:
+                data = message.encode() if isinstance(message, str) else message
+                now = self._loop.time()
+                self._last_received = now
+                if not self._ever_received:
+                    self._ever_received = True
+                self._reconnector.link_healthy()
+                self.protocol.receive_data(data, now)
+                self._after_protocol()
+                if self._finished:
+                    return
+                if self._event_bytes > self.config.max_receive_buffer:
+                    self._rx_paused = True
+                    self._event_space.clear()
+                    await self._event_space.wait()
+                    self._rx_paused = False
+        except ConnectionClosed:
+            return
+
+    async def _write(self, ws: ClientConnection) -> None:
+        try:
+            while True:
+                while self._frames:
+                    await ws.send(self._frames.popleft())
+                self._frames_ready.clear()
+                await self._frames_ready.wait()
+        except ConnectionClosed:
+            return
+
+    def _after_protocol(self) -> None:
+        """Collect frames, events and the timer after any call into the protocol."""
+        frames = self.protocol.data_to_send()
+        if frames and self._ws is not None:
+            self._frames.extend(frames)
+            self._frames_ready.set()
+        for event in self.protocol.events_received():
+            self._dispatch(event)
+        if self.protocol.writable or self._finished:
+            self._writable.set()
+        self._arm_timer()
+
+    def _dispatch(self, event: object) -> None:
+        if isinstance(event, KmsKeyRequested):
+            self._spawn(self._provide_data_key(event.key_id))
+        elif isinstance(event, SessionEstablished):
+            if not self._established.done():
+                self._established.set_result(event)
+        elif isinstance(event, SessionFailed):
+            self._finish(failure_exception(event))
+        elif isinstance(event, Paused):
+            logger.info("the gateway paused publication; holding sends")
+        elif isinstance(event, Resumed):
+            logger.info("the gateway resumed publication")
+        elif isinstance(event, ChannelClosedByRemote):
+            self._push(event)
+            self._finish(None)
+        else:
+            self._push(event)  # type: ignore[arg-type]
+
+    def _push(self, event: SessionEvent) -> None:
+        data = getattr(event, "data", None)
+        if isinstance(data, bytes):
+            self._event_bytes += len(data)
+        self._events.append(event)
+        self._event_ready.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
+
+    async def _provide_data_key(self, key_id: str) -> None:
+        try:
+            key = await self.service.generate_data_key(
+                key_id, self.info.session_id, self.info.target_id
+            )
+        except SsmshError as exc:
+            logger.debug("GenerateDataKey failed: %s", exc)
+            self.protocol.fail_data_key(str(exc), self._loop.time())
+        else:
+            self.protocol.provide_data_key(key.plaintext, key.ciphertext_blob, self._loop.time())
+        self._after_protocol()
+
+    # ------------------------------------------------------------------ timer
+
+    def _arm_timer(self) -> None:
+        when = None if self._finished else self.protocol.get_timer()
+        if when == self._timer_at:
+            return
+        self._cancel_timer()
+        if when is not None:
+            self._timer_at = when
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._finished:
+            return
+        self.protocol.handle_timer(self._loop.time())
+        self._after_protocol()
+
+    # ------------------------------------------------------------------ ending
+
+    def _finish(self, error: BaseException | None) -> None:
+        """The session is over: wake everyone up. The first cause wins."""
+        if self._finished:
+            return
+        self._finished = True
+        self._error = error
+        if error is not None:
+            logger.debug("session %s failed: %s", self.info.session_id, error)
+        if not self._established.done():
+            self._established.set_exception(
+                error or ChannelClosed("the session closed before it was established")
+            )
+            self._established.exception()  # mark retrieved: nobody may be waiting
+        if not self._done.done():
+            if error is None:
+                self._done.set_result(None)
+            else:
+                self._done.set_exception(error)
+                self._done.exception()
+        self._event_ready.set()
+        self._event_space.set()
+        self._writable.set()
+        self._frames_ready.set()
+        self._cancel_timer()
+        self._set_state(ConnectionState.CLOSED, str(error) if error else "session ended")

@@ -1,0 +1,54 @@
+"""What a :class:`~ssmsh.channel.SessionConnection` hands to its consumer.
+
+The events themselves come from :mod:`ssmsh.protocol.session`; the driver
+handles the rest (KMS requests, establishment, pause/resume, failures) itself.
+"""
+
+from __future__ import annotations
+
+from ..exceptions import (
+    EncryptionError,
+    HandshakeError,
+    ReconnectFailed,
+    RemoteProtocolError,
+    SsmshError,
+)
+from ..protocol.session import (
+    ChannelClosedByRemote,
+    ExitCodeReceived,
+    FlagReceived,
+    OutputReceived,
+    SessionFailed,
+    StderrReceived,
+)
+
+__all__ = [
+    "ChannelClosedByRemote",
+    "ExitCodeReceived",
+    "FlagReceived",
+    "OutputReceived",
+    "SessionEvent",
+    "StderrReceived",
+    "failure_exception",
+]
+
+#: Events yielded by ``SessionConnection.receive()`` / ``async for``.
+#: ChannelClosedByRemote, when it comes, is the last one.
+SessionEvent = (
+    OutputReceived | StderrReceived | ExitCodeReceived | FlagReceived | ChannelClosedByRemote
+)
+
+_KINDS: dict[str, type[SsmshError]] = {
+    "handshake": HandshakeError,
+    "encryption": EncryptionError,
+    "protocol": RemoteProtocolError,
+    "timeout": ReconnectFailed,
+}
+
+
+def failure_exception(event: SessionFailed) -> SsmshError:
+    """The exception that a protocol-level :class:`SessionFailed` ends the session with."""
+    cls = _KINDS.get(event.kind, RemoteProtocolError)
+    if event.kind == "timeout":
+        return cls(f"the agent stopped acknowledging data ({event.reason})")
+    return cls(event.reason)

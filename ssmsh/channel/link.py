@@ -1,0 +1,169 @@
+"""One WebSocket link to the message gateway: open it, say hello, keep it honest.
+
+A *link* is a single WebSocket connection. A session outlives many links when
+the network is flaky; :class:`~ssmsh.channel.SessionConnection` replaces them.
+
+* :func:`open_link` dials the StreamUrl (with SigV4 headers when given), then
+  sends the OpenDataChannel text frame with a fresh RequestId.
+* :class:`Liveness` pings the gateway and aborts the link when pongs stop
+  coming, so a silent network is noticed in seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+)
+
+from ..protocol.payloads import OpenDataChannel
+from .config import ConnectionConfig
+
+__all__ = ["LinkError", "Liveness", "close_reason", "open_link"]
+
+logger = logging.getLogger(__name__)
+
+
+class LinkError(Exception):
+    """A link could not be opened. ``fatal`` when retrying cannot help."""
+
+    def __init__(self, message: str, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+
+
+def _where(url: str) -> str:
+    """host:port of a URL, for messages (never the query, which may hold credentials)."""
+    parts = urlsplit(url)
+    return parts.netloc or url.split("?", 1)[0]
+
+
+async def open_link(
+    url: str,
+    token: str,
+    client_id: str,
+    headers: Mapping[str, str],
+    config: ConnectionConfig,
+) -> ClientConnection:
+    """Open a WebSocket to ``url`` and send the OpenDataChannel frame.
+
+    Raises :class:`LinkError` with a one-line, secret-free message on failure.
+    """
+    where = _where(url)
+    try:
+        ws = await connect(
+            url,
+            additional_headers=dict(headers) or None,
+            compression=None,
+            max_size=None,
+            open_timeout=config.open_timeout,
+            ping_interval=None,  # Liveness does this, with a faster verdict
+            close_timeout=config.close_timeout,
+            write_limit=config.write_limit,
+            max_queue=64,
+        )
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        fatal = 400 <= status < 500 and status not in (408, 429)
+        raise LinkError(
+            f"the message gateway at {where} refused the connection (HTTP {status})", fatal=fatal
+        ) from None
+    except InvalidURI:
+        raise LinkError(f"invalid stream URL for host {where}", fatal=True) from None
+    except InvalidHandshake as exc:
+        raise LinkError(f"WebSocket handshake with {where} failed: {exc}") from None
+    except TimeoutError:
+        raise LinkError(f"timed out connecting to {where}") from None
+    except OSError as exc:
+        raise LinkError(f"cannot connect to {where}: {exc.strerror or exc}") from None
+    hello = OpenDataChannel(request_id=str(uuid.uuid4()), token_value=token, client_id=client_id)
+    try:
+        await ws.send(hello.encode())
+    except ConnectionClosed as exc:
+        raise LinkError(
+            f"the message gateway at {where} closed the connection: {close_reason(exc)}"
+        ) from None
+    logger.debug("link open to %s (request %s)", where, hello.request_id)
+    return ws
+
+
+def close_reason(exc: ConnectionClosed | None, ws: ClientConnection | None = None) -> str:
+    """A short description of why a WebSocket closed."""
+    frame = None
+    if exc is not None:
+        frame = exc.rcvd
+    elif ws is not None:
+        frame = ws.protocol.close_rcvd
+    if frame is None:
+        return "connection lost"
+    text = f"close {frame.code}"
+    if frame.reason:
+        text += f" ({frame.reason})"
+    return text
+
+
+class Liveness:
+    """Pings the gateway every ``ping_interval`` and aborts the link on silence.
+
+    The first ping goes out immediately so that a healthy new link is confirmed
+    within one round trip (``on_alive`` is called on every pong). A pong that is
+    late while frames are still arriving does not count as silence; neither
+    does any delay while ``is_paused()`` is true (the driver has stopped reading
+    on purpose, so pongs wait in the socket buffer).
+    """
+
+    def __init__(
+        self,
+        ws: ClientConnection,
+        config: ConnectionConfig,
+        last_received: Callable[[], float],
+        is_paused: Callable[[], bool],
+        on_alive: Callable[[], None],
+    ) -> None:
+        self.ws = ws
+        self.config = config
+        self._last_received = last_received
+        self._is_paused = is_paused
+        self._on_alive = on_alive
+        #: Set when the link was aborted for silence.
+        self.verdict: str | None = None
+
+    async def run(self) -> None:
+        """Run until the link dies (returns) or silence is detected (aborts it, returns)."""
+        interval = self.config.ping_interval
+        if interval is None:
+            await self.ws.wait_closed()
+            return
+        loop = asyncio.get_running_loop()
+        first = True
+        while True:
+            if not first:
+                await asyncio.sleep(interval)
+            first = False
+            sent_at = loop.time()
+            try:
+                pong = await self.ws.ping()
+            except ConnectionClosed:
+                return
+            try:
+                async with asyncio.timeout(self.config.ping_timeout):
+                    await pong
+            except TimeoutError:
+                if self._is_paused() or self._last_received() > sent_at:
+                    continue
+                self.verdict = f"no pong within {self.config.ping_timeout:g} s"
+                logger.info("link silent: %s; dropping it", self.verdict)
+                self.ws.transport.abort()
+                return
+            except ConnectionClosed:
+                return
+            self._on_alive()

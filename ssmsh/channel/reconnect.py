@@ -1,0 +1,153 @@
+"""Getting a link (back): the first open, and ResumeSession after a loss.
+
+:class:`Reconnector` keeps the backoff state of one
+:class:`~ssmsh.channel.SessionConnection`. An *outage* starts when a link is
+lost and ends when a new link proves healthy (a frame or a pong arrives on
+it); a link that opens and dies at once does not end the outage, so a gateway
+that keeps hanging up cannot make us spin or outlive the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.client import ClientConnection
+
+from ..exceptions import AwsError, ReconnectFailed
+from .config import backoff_delays
+from .link import LinkError, open_link
+from .types import ConnectionState
+
+if TYPE_CHECKING:
+    from .connection import SessionConnection
+
+__all__ = ["FATAL_RESUME_CODES", "Reconnector"]
+
+logger = logging.getLogger(__name__)
+
+#: ResumeSession error codes that retrying cannot fix.
+FATAL_RESUME_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "DoesNotExistException",
+        "InvalidParameters",
+        "ValidationException",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "NoCredentials",
+        "NoRegion",
+    }
+)
+
+
+class Reconnector:
+    """Opens links for a connection, within the configured budgets."""
+
+    def __init__(self, conn: SessionConnection) -> None:
+        self.conn = conn
+        self.config = conn.config
+        self._loop = asyncio.get_running_loop()
+        self._delays: Iterator[float] = backoff_delays(self.config)
+        #: When the current outage began (None while healthy).
+        self._outage_start: float | None = None
+        self._attempt = 0
+        #: Reconnects that succeeded (a link proved healthy after an outage).
+        self.reconnects = 0
+        #: Durations of the outages that ended, in seconds.
+        self.outages: list[float] = []
+
+    # -------------------------------------------------------------- notifications
+
+    def link_up(self) -> None:
+        """A link is open and the protocol has been told."""
+        if self._outage_start is None:
+            self.conn._set_state(ConnectionState.CONNECTED)
+
+    def link_healthy(self) -> None:
+        """Something arrived on the current link: the outage, if any, is over."""
+        if self._outage_start is None:
+            return
+        outage = self._loop.time() - self._outage_start
+        self._outage_start = None
+        self._attempt = 0
+        self._delays = backoff_delays(self.config)
+        self.reconnects += 1
+        self.outages.append(outage)
+        self.conn._set_state(
+            ConnectionState.CONNECTED, f"reconnected after {outage:.1f} s", outage=outage
+        )
+
+    # -------------------------------------------------------------- opening
+
+    async def _open(self) -> ClientConnection:
+        stream = self.conn._stream
+        try:
+            headers = await self.conn.service.sign_stream_url(stream.stream_url)
+        except Exception as exc:  # signing is optional (notes §12)
+            logger.debug("could not sign the stream URL, connecting unsigned: %s", exc)
+            headers = {}
+        return await open_link(
+            stream.stream_url, stream.token_value, self.conn.client_id, headers, self.config
+        )
+
+    async def first_link(self) -> ClientConnection:
+        """Open the first link with the StartSession token, retrying within ``connect_budget``."""
+        start = self._loop.time()
+        delays = backoff_delays(self.config)
+        while True:
+            try:
+                return await self._open()
+            except LinkError as exc:
+                if exc.fatal:
+                    raise ReconnectFailed(str(exc)) from None
+                delay = next(delays)
+                if self._loop.time() + delay - start > self.config.connect_budget:
+                    raise ReconnectFailed(str(exc)) from None
+                logger.debug("first link failed (%s); retrying in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def relink(self, reason: str) -> ClientConnection:
+        """Resume the session after a lost link; raise :class:`ReconnectFailed` when
+        the service refuses or the budget runs out."""
+        now = self._loop.time()
+        conn = self.conn
+        fresh = self._outage_start is None
+        if fresh:
+            self._outage_start = now
+            logger.info("link lost (%s); reconnecting", reason)
+        budget = self.config.reconnect_budget if conn._ever_received else self.config.connect_budget
+        last_error = reason
+        assert self._outage_start is not None
+        while True:
+            if not fresh or self._attempt > 0:
+                delay = next(self._delays)
+                if self._loop.time() + delay - self._outage_start > budget:
+                    raise ReconnectFailed(f"could not reconnect within {budget:g} s: {last_error}")
+                await asyncio.sleep(delay)
+            fresh = False
+            self._attempt += 1
+            conn._set_state(ConnectionState.RECONNECTING, last_error, attempt=self._attempt)
+            try:
+                async with asyncio.timeout(self.config.open_timeout):
+                    stream = await conn.service.resume_session(conn.info.session_id)
+                if stream is None:
+                    raise ReconnectFailed(
+                        f"session {conn.info.session_id} timed out or was terminated"
+                    )
+                conn._stream = type(stream)(
+                    stream.stream_url or conn._stream.stream_url, stream.token_value
+                )
+                return await self._open()
+            except AwsError as exc:
+                if exc.code in FATAL_RESUME_CODES:
+                    raise ReconnectFailed(f"cannot resume the session: {exc}") from None
+                last_error = str(exc)
+            except LinkError as exc:
+                last_error = str(exc)
+            except TimeoutError:
+                last_error = "ResumeSession timed out"
+            logger.debug("reconnect attempt %d failed: %s", self._attempt, last_error)
