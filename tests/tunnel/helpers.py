@@ -297,3 +297,52 @@ class MuxRig:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class BasicAgent:
+    """The agent's basic port plugin: one destination connection, redialed after a
+    DisconnectToPort flag when the next Output arrives."""
+
+    def __init__(self, end: ChannelEnd, port: int) -> None:
+        self.end = end
+        self.port = port
+        self.writer: asyncio.StreamWriter | None = None
+        self.reader_task: asyncio.Task[None] | None = None
+        self.flags: list[int] = []
+        self.dials = 0
+
+    async def _dial(self) -> None:
+        reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.dials += 1
+        self.reader_task = asyncio.create_task(self._pump(reader))
+
+    async def _pump(self, reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(ConnectionError, ChannelClosed):
+            while data := await reader.read(16 * 1024):
+                await self.end.send(data)
+
+    async def run(self) -> None:
+        await self._dial()
+        try:
+            while True:
+                try:
+                    payload_type, payload = await self.end.receive()
+                except ChannelClosed:
+                    return
+                if payload_type == PayloadType.FLAG:
+                    flag = int.from_bytes(payload, "big")
+                    self.flags.append(flag)
+                    if flag == Flag.DISCONNECT_TO_PORT and self.writer is not None:
+                        self.writer.transport.abort()
+                        self.writer = None
+                elif payload_type == PayloadType.OUTPUT:
+                    if self.writer is None:
+                        await self._dial()
+                    assert self.writer is not None
+                    self.writer.write(payload)
+                    await self.writer.drain()
+        finally:
+            if self.reader_task is not None:
+                self.reader_task.cancel()
+            if self.writer is not None:
+                self.writer.transport.abort()
