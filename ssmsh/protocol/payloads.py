@@ -44,7 +44,10 @@ def dumps(obj: Any) -> bytes:
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     if "<" in text or ">" in text or "&" in text:
         text = re.sub(r"[<>&]", lambda m: _GO_ESCAPES[m.group()], text)
-    return text.encode("utf-8")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from peer JSON: U+FFFD, as Go writes them
+        return re.sub("[\ud800-\udfff]", "\ufffd", text).encode("utf-8")
 
 
 def _loads_object(data: bytes, what: str) -> dict[str, Any]:
