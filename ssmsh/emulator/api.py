@@ -197,6 +197,10 @@ class ApiHandler:
             else:
                 logger.info("%s refused: %s: %s", target or request.method, exc.code, exc.message)
             return HttpResponse.json(exc.status, exc.to_json(), CONTENT_TYPE, headers)
+        except Exception:
+            logger.exception("internal error in %s", target or request.method)
+            error = ServiceError("InternalServerError", "An internal error occurred.", 500)
+            return HttpResponse.json(500, error.to_json(), CONTENT_TYPE, headers)
         return HttpResponse.json(200, body, CONTENT_TYPE, headers)
 
     async def _dispatch(self, request: HttpRequest, target: str) -> Body:

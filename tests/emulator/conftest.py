@@ -120,14 +120,15 @@ def make_client(
     region: str = "us-east-1",
 ) -> Any:
     """A boto3 client for the emulator: no retries, short timeouts."""
-    return boto3.session.Session().client(
+    session: Any = boto3.session.Session()
+    return session.client(
         service,
         endpoint_url=endpoint_url,
         region_name=region,
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
         config=botocore.config.Config(
-            retries={"max_attempts": 1, "mode": "standard"},
+            retries={"total_max_attempts": 1, "mode": "standard"},
             connect_timeout=scaled(5),
             read_timeout=scaled(10),
         ),

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import json
 import re
+import socket
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import botocore.exceptions
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
-from ssmsh.emulator import DEFAULT_TARGET, SessionStatus
-from tests.emulator.conftest import EmulatorThread
+from ssmsh.emulator import DEFAULT_TARGET, EmulatorConfig, SessionStatus, TargetRecord
+from ssmsh.emulator.state import SessionRecord
+from tests.conftest import scaled
+from tests.emulator.conftest import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    EmulatorThread,
+    PlaceholderGateway,
+    make_client,
+)
 
 
 def error_code(exc_info: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> str:
@@ -226,3 +242,498 @@ def test_get_connection_status(emu: EmulatorThread, ssm: Any) -> None:
     emu.call(emu.emulator.reconnect_instance, DEFAULT_TARGET)
     assert ssm.get_connection_status(Target=DEFAULT_TARGET)["Status"] == "connected"
     assert ssm.get_connection_status(Target="i-0ffffffffffffffff")["Status"] == "notconnected"
+
+
+# -- DescribeSessions -------------------------------------------------------------------
+
+
+def test_describe_sessions_active_and_history(emu: EmulatorThread, ssm: Any) -> None:
+    first = ssm.start_session(Target=DEFAULT_TARGET, Reason="one")["SessionId"]
+    second = ssm.start_session(Target=DEFAULT_TARGET, DocumentName="AWS-StartSSHSession")[
+        "SessionId"
+    ]
+    ssm.terminate_session(SessionId=first)
+    active = ssm.describe_sessions(State="Active")["Sessions"]
+    history = ssm.describe_sessions(State="History")["Sessions"]
+    assert [s["SessionId"] for s in active] == [second]
+    assert [s["SessionId"] for s in history] == [first]
+    assert active[0]["Status"] == "Connecting"
+    assert active[0]["DocumentName"] == "AWS-StartSSHSession"
+    assert active[0]["Target"] == DEFAULT_TARGET
+    assert active[0]["Owner"].endswith(":user/emulated")
+    assert "EndDate" not in active[0]
+    ended = history[0]
+    assert ended["Status"] == "Terminated"
+    assert ended["Reason"] == "one"
+    assert ended["EndDate"] >= ended["StartDate"]
+
+
+def test_describe_sessions_filters(emu: EmulatorThread, ssm: Any) -> None:
+    emu.call(emu.state.add_target, TargetRecord("i-0aaaaaaaaaaaaaaaa", name="second"))
+    a = ssm.start_session(Target=DEFAULT_TARGET)["SessionId"]
+    b = ssm.start_session(Target="i-0aaaaaaaaaaaaaaaa")["SessionId"]
+    emu.call(emu.state.set_status, b, SessionStatus.CONNECTED)
+
+    def ids(*filters: tuple[str, str]) -> set[str]:
+        response = ssm.describe_sessions(
+            State="Active", Filters=[{"key": k, "value": v} for k, v in filters]
+        )
+        return {s["SessionId"] for s in response["Sessions"]}
+
+    assert ids(("Target", DEFAULT_TARGET)) == {a}
+    assert ids(("Target", "i-0aaaaaaaaaaaaaaaa")) == {b}
+    assert ids(("Status", "Connected")) == {b}
+    assert ids(("SessionId", a)) == {a}
+    assert ids(("Owner", "emulated")) == {a, b}
+    assert ids(("Owner", "arn:aws:iam::123456789012:user/emulated")) == {a, b}
+    assert ids(("Owner", "someone-else")) == set()
+    assert ids(("InvokedAfter", "2000-01-01T00:00:00Z")) == {a, b}
+    assert ids(("InvokedBefore", "2000-01-01T00:00:00Z")) == set()
+    assert ids(("Target", DEFAULT_TARGET), ("Status", "Connected")) == set()
+    code, _, _ = client_error(
+        ssm.describe_sessions, State="Active", Filters=[{"key": "InvokedAfter", "value": "x"}]
+    )
+    assert code == "ValidationException"
+
+
+def test_describe_sessions_bad_state_and_filter_key(ssm: Any) -> None:
+    code, _, _ = client_error(ssm.describe_sessions, State="Everything")
+    assert code == "ValidationException"
+    code, _, _ = client_error(
+        ssm.describe_sessions, State="Active", Filters=[{"key": "Color", "value": "red"}]
+    )
+    assert code == "InvalidFilterKey"
+
+
+def test_describe_sessions_pagination(emu: EmulatorThread, ssm: Any) -> None:
+    started = {ssm.start_session(Target=DEFAULT_TARGET)["SessionId"] for _ in range(7)}
+    seen: list[str] = []
+    pages = 0
+    kwargs: dict[str, Any] = {"State": "Active", "MaxResults": 3}
+    while True:
+        response = ssm.describe_sessions(**kwargs)
+        pages += 1
+        assert len(response["Sessions"]) <= 3
+        seen += [s["SessionId"] for s in response["Sessions"]]
+        if "NextToken" not in response:
+            break
+        kwargs["NextToken"] = response["NextToken"]
+    assert pages == 3
+    assert sorted(seen) == sorted(started) and len(seen) == 7
+    # The botocore paginator agrees.
+    paginator = ssm.get_paginator("describe_sessions")
+    items = [
+        s["SessionId"]
+        for page in paginator.paginate(State="Active", PaginationConfig={"PageSize": 2})
+        for s in page["Sessions"]
+    ]
+    assert items == seen
+
+
+def test_describe_sessions_invalid_next_token(ssm: Any) -> None:
+    code, _, _ = client_error(ssm.describe_sessions, State="Active", NextToken="garbage")
+    assert code == "InvalidNextToken"
+    for _ in range(3):
+        ssm.start_session(Target=DEFAULT_TARGET)
+    token = ssm.describe_sessions(State="Active", MaxResults=1)["NextToken"]
+    # A token belongs to its query.
+    code, _, _ = client_error(ssm.describe_sessions, State="History", NextToken=token)
+    assert code == "InvalidNextToken"
+
+
+def test_describe_sessions_max_results_range(ssm: Any) -> None:
+    code, _, _ = client_error(ssm.describe_sessions, State="Active", MaxResults=201)
+    assert code == "ValidationException"
+
+
+# -- DescribeInstanceInformation -----------------------------------------------------
+
+
+@pytest.fixture
+def many_targets(emu: EmulatorThread) -> list[str]:
+    ids = [f"i-0{n:016x}" for n in range(1, 8)]
+    for n, instance_id in enumerate(ids):
+        target = TargetRecord(
+            instance_id, name=f"web-{n}", tags={"env": "prod" if n % 2 else "dev"}
+        )
+        emu.call(emu.state.add_target, target)
+    return ids
+
+
+def test_describe_instance_information(emu: EmulatorThread, ssm: Any) -> None:
+    info = ssm.describe_instance_information()["InstanceInformationList"]
+    assert len(info) == 1
+    item = info[0]
+    assert item["InstanceId"] == DEFAULT_TARGET
+    assert item["PingStatus"] == "Online"
+    assert item["AgentVersion"] == "3.3.1142.0"
+    assert item["PlatformType"] == "Linux"
+    assert item["ResourceType"] == "EC2Instance"
+    assert item["ComputerName"].startswith("emulated")
+    emu.call(emu.emulator.disconnect_instance, DEFAULT_TARGET)
+    item = ssm.describe_instance_information()["InstanceInformationList"][0]
+    assert item["PingStatus"] == "ConnectionLost"
+
+
+def test_describe_instance_information_filters(
+    emu: EmulatorThread, ssm: Any, many_targets: list[str]
+) -> None:
+    def ids(**kwargs: Any) -> list[str]:
+        return [
+            i["InstanceId"]
+            for i in ssm.describe_instance_information(**kwargs)["InstanceInformationList"]
+        ]
+
+    assert ids(Filters=[{"Key": "InstanceIds", "Values": many_targets[:2]}]) == many_targets[:2]
+    assert ids(Filters=[{"Key": "tag:Name", "Values": ["web-3"]}]) == [many_targets[3]]
+    assert ids(Filters=[{"Key": "tag:Name", "Values": ["emulated"]}]) == [DEFAULT_TARGET]
+    assert ids(Filters=[{"Key": "tag:env", "Values": ["prod"]}]) == many_targets[1::2]
+    assert len(ids(Filters=[{"Key": "tag-key", "Values": ["env"]}])) == 7
+    assert ids(
+        InstanceInformationFilterList=[{"key": "InstanceIds", "valueSet": [many_targets[4]]}]
+    ) == [many_targets[4]]
+    emu.call(emu.emulator.disconnect_instance, many_targets[0])
+    assert ids(Filters=[{"Key": "PingStatus", "Values": ["ConnectionLost"]}]) == many_targets[:1]
+    code, _, _ = client_error(
+        ssm.describe_instance_information, Filters=[{"Key": "Color", "Values": ["x"]}]
+    )
+    assert code == "InvalidFilterKey"
+    code, _, _ = client_error(
+        ssm.describe_instance_information,
+        InstanceInformationFilterList=[{"key": "InstanceIds", "valueSet": ["i-0fffffffffffffff0"]}],
+    )
+    assert code == "InvalidInstanceId"
+
+
+def test_describe_instance_information_pagination(ssm: Any, many_targets: list[str]) -> None:
+    paginator = ssm.get_paginator("describe_instance_information")
+    pages = list(paginator.paginate(PaginationConfig={"PageSize": 5}))
+    assert [len(p["InstanceInformationList"]) for p in pages] == [5, 3]
+    ids = [i["InstanceId"] for p in pages for i in p["InstanceInformationList"]]
+    assert ids == sorted([DEFAULT_TARGET, *many_targets])
+
+
+# -- KMS ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kemu() -> Iterator[EmulatorThread]:
+    """An emulator with KMS keys and a target that forces encryption."""
+    config = EmulatorConfig(
+        kms_keys=["alias/ssmsh-test", "1234abcd-12ab-34cd-56ef-1234567890ab"],
+        targets=[
+            TargetRecord(DEFAULT_TARGET),
+            TargetRecord("i-0eeeeeeeeeeeeeeee", name="encrypted", kms_key_id="alias/forced"),
+        ],
+    )
+    thread = EmulatorThread(config, PlaceholderGateway).start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
+
+
+@pytest.fixture
+def kkms(kemu: EmulatorThread) -> Any:
+    return make_client("kms", kemu.endpoint_url)
+
+
+def test_generate_data_key_and_decrypt(kemu: EmulatorThread, kkms: Any) -> None:
+    emu, kms = kemu, kkms
+    context = {"aws:ssm:SessionId": "emulated-1", "aws:ssm:TargetId": DEFAULT_TARGET}
+    key = kms.generate_data_key(
+        KeyId="alias/ssmsh-test", NumberOfBytes=64, EncryptionContext=context
+    )
+    assert len(key["Plaintext"]) == 64
+    assert key["KeyId"].startswith("arn:aws:kms:us-east-1:123456789012:key/")
+    decrypted = kms.decrypt(CiphertextBlob=key["CiphertextBlob"], EncryptionContext=context)
+    assert decrypted["Plaintext"] == key["Plaintext"]
+    assert decrypted["KeyId"] == key["KeyId"]
+    # The agent side decrypts in-process with the same result.
+    assert emu.call(emu.state.kms.decrypt, key["CiphertextBlob"], context) == key["Plaintext"]
+    # Any way of naming the key works.
+    for key_id in (key["KeyId"], key["KeyId"].rsplit("/", 1)[1], "alias/ssmsh-test"):
+        assert kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")["KeyId"] == key["KeyId"]
+    plain = kms.generate_data_key(KeyId="1234abcd-12ab-34cd-56ef-1234567890ab", KeySpec="AES_128")
+    assert len(plain["Plaintext"]) == 16
+
+
+def test_decrypt_checks_the_encryption_context(kkms: Any) -> None:
+    kms = kkms
+    context = {"aws:ssm:SessionId": "emulated-1", "aws:ssm:TargetId": DEFAULT_TARGET}
+    blob = kms.generate_data_key(
+        KeyId="alias/ssmsh-test", NumberOfBytes=64, EncryptionContext=context
+    )["CiphertextBlob"]
+    for other in ({}, {**context, "aws:ssm:SessionId": "emulated-2"}, {**context, "x": "y"}):
+        code, _, status = client_error(kms.decrypt, CiphertextBlob=blob, EncryptionContext=other)
+        assert (code, status) == ("InvalidCiphertextException", 400)
+    tampered = bytearray(blob)
+    tampered[-1] ^= 1
+    code, _, _ = client_error(
+        kms.decrypt, CiphertextBlob=bytes(tampered), EncryptionContext=context
+    )
+    assert code == "InvalidCiphertextException"
+    code, _, _ = client_error(kms.decrypt, CiphertextBlob=b"garbage", EncryptionContext=context)
+    assert code == "InvalidCiphertextException"
+    code, _, _ = client_error(
+        kms.decrypt,
+        CiphertextBlob=blob,
+        EncryptionContext=context,
+        KeyId="1234abcd-12ab-34cd-56ef-1234567890ab",
+    )
+    assert code == "IncorrectKeyException"
+
+
+def test_kms_unknown_key_and_bad_sizes(kkms: Any) -> None:
+    kms = kkms
+    code, message, _ = client_error(kms.generate_data_key, KeyId="alias/nope", NumberOfBytes=64)
+    assert code == "NotFoundException" and "alias/nope" in message
+    code, _, _ = client_error(
+        kms.generate_data_key, KeyId="00000000-0000-0000-0000-000000000000", NumberOfBytes=64
+    )
+    assert code == "NotFoundException"
+    code, _, _ = client_error(kms.generate_data_key, KeyId="alias/ssmsh-test")
+    assert code == "ValidationException"
+    code, _, _ = client_error(
+        kms.generate_data_key, KeyId="alias/ssmsh-test", NumberOfBytes=64, KeySpec="AES_256"
+    )
+    assert code == "ValidationException"
+    code, _, _ = client_error(kms.generate_data_key, KeyId="alias/ssmsh-test", NumberOfBytes=1025)
+    assert code == "ValidationException"
+
+
+def test_target_kms_key_forces_encryption(kemu: EmulatorThread, kkms: Any) -> None:
+    emu, kms = kemu, kkms
+    ssm = make_client("ssm", kemu.endpoint_url)
+    session_id = ssm.start_session(Target="i-0eeeeeeeeeeeeeeee")["SessionId"]
+    assert emu.state.sessions[session_id].kms_key_id == "alias/forced"
+    plain = ssm.start_session(Target=DEFAULT_TARGET)["SessionId"]
+    assert emu.state.sessions[plain].kms_key_id is None
+    # The target's key is known to KMS.
+    assert kms.generate_data_key(KeyId="alias/forced", NumberOfBytes=64)["Plaintext"]
+
+
+# -- raw HTTP: malformed requests get AWS-shaped errors, and the server keeps serving ------
+
+
+def raw_exchange(endpoint_url: str, data: bytes, read_all: bool = True) -> bytes:
+    """Send bytes on a fresh connection; return everything until the server closes."""
+    split = urlsplit(endpoint_url)
+    with socket.create_connection((split.hostname, split.port), timeout=scaled(5)) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if not read_all:
+                break
+        return b"".join(chunks)
+
+
+def signed_request(
+    endpoint_url: str,
+    target: str | None,
+    body: bytes,
+    service: str = "ssm",
+    secret: str = SECRET_KEY,
+    extra_headers: dict[str, str] | None = None,
+) -> bytes:
+    """An HTTP/1.1 request signed by botocore's own SigV4 signer."""
+    headers = {"Content-Type": "application/x-amz-json-1.1", **(extra_headers or {})}
+    if target is not None:
+        headers["X-Amz-Target"] = target
+    request = AWSRequest(method="POST", url=endpoint_url + "/", data=body, headers=headers)
+    SigV4Auth(Credentials(ACCESS_KEY, secret), service, "us-east-1").add_auth(request)
+    prepared = request.prepare()
+    lines = ["POST / HTTP/1.1", f"Host: {urlsplit(endpoint_url).netloc}"]
+    skip = ("host", "content-length")
+    lines += [f"{k}: {v}" for k, v in prepared.headers.items() if k.lower() not in skip]
+    lines += [f"Content-Length: {len(body)}", "Connection: close"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def parse_response(raw: bytes) -> tuple[int, dict[str, str], Any]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, json.loads(body) if body else None
+
+
+def assert_still_serving(ssm: Any) -> None:
+    assert ssm.get_connection_status(Target=DEFAULT_TARGET)["Status"] == "connected"
+
+
+@pytest.mark.parametrize(
+    ("target", "body", "code"),
+    [
+        ("AmazonSSM.StartSession", b"{not json", "SerializationException"),
+        ("AmazonSSM.StartSession", b"[1, 2]", "SerializationException"),
+        ("AmazonSSM.StartSession", b"\xff\xfe", "SerializationException"),
+        ("AmazonSSM.StartSession", b'{"Target": 5}', "SerializationException"),
+        (
+            "AmazonSSM.StartSession",
+            b'{"Target": "i-1", "Parameters": []}',
+            "SerializationException",
+        ),
+        ("AmazonSSM.StartSession", b"{}", "ValidationException"),
+        ("AmazonSSM.StartSession", b"", "ValidationException"),
+        (
+            "AmazonSSM.DescribeSessions",
+            b'{"State": "Active", "MaxResults": "x"}',
+            "SerializationException",
+        ),
+        (
+            "AmazonSSM.DescribeSessions",
+            b'{"State": "Active", "Filters": [1]}',
+            "SerializationException",
+        ),
+        (
+            "AmazonSSM.DescribeInstanceInformation",
+            b'{"Filters": [{"Key": "tag:Name", "Values": []}]}',
+            "InvalidInstanceInformationFilterValue",
+        ),
+        (
+            "AmazonSSM.StartSession",
+            b'{"Target": "i-0123456789abcdef0", "Parameters": {"x": [""]}}',
+            "ValidationException",
+        ),
+        ("AmazonSSM.NoSuchOperation", b"{}", "UnknownOperationException"),
+        ("AmazonSSM.", b"{}", "UnknownOperationException"),
+        (None, b"{}", "UnknownOperationException"),
+        ("TrentService.Decrypt", b'{"CiphertextBlob": "!!notbase64"}', "SerializationException"),
+        (
+            "TrentService.Decrypt",
+            b'{"CiphertextBlob": "AAAA", "EncryptionContext": {"a": 1}}',
+            "SerializationException",
+        ),
+        ("TrentService.CreateKey", b"{}", "UnknownOperationException"),
+    ],
+)
+def test_malformed_api_requests(
+    emu: EmulatorThread, ssm: Any, target: str | None, body: bytes, code: str
+) -> None:
+    service = "kms" if target and target.startswith("TrentService") else "ssm"
+    raw = raw_exchange(emu.endpoint_url, signed_request(emu.endpoint_url, target, body, service))
+    status, headers, payload = parse_response(raw)
+    assert status == 400
+    assert headers["content-type"] == "application/x-amz-json-1.1"
+    assert headers["x-amzn-requestid"]
+    assert payload["__type"] == code
+    assert payload["message"]
+    assert_still_serving(ssm)
+
+
+def test_unsigned_request(emu: EmulatorThread, ssm: Any) -> None:
+    request = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: AmazonSSM.StartSession\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    status, _, payload = parse_response(raw_exchange(emu.endpoint_url, request))
+    assert (status, payload["__type"]) == (400, "MissingAuthenticationTokenException")
+    assert_still_serving(ssm)
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"\x00\x01\x02garbage\r\n\r\n", 400),
+        (b"GET\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", 413),
+        (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 400),
+        (b"POST / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Length: 3\r\n\r\n",
+            400,
+        ),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nshort", 400),
+    ],
+)
+def test_malformed_http(emu: EmulatorThread, ssm: Any, data: bytes, status: int) -> None:
+    split = urlsplit(emu.endpoint_url)
+    with socket.create_connection((split.hostname, split.port), timeout=scaled(5)) as sock:
+        sock.sendall(data)
+        if data.endswith(b"short"):
+            sock.shutdown(socket.SHUT_WR)  # the body never completes
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    got, headers, payload = parse_response(raw)
+    assert got == status
+    assert headers["connection"] == "close"
+    assert payload["message"]
+    assert_still_serving(ssm)
+
+
+def test_keep_alive_chunked_and_expect_continue(emu: EmulatorThread) -> None:
+    body = b'{"Target": "i-0123456789abcdef0"}'
+    one = signed_request(emu.endpoint_url, "AmazonSSM.GetConnectionStatus", body)
+    keep = one.replace(b"Connection: close", b"Connection: keep-alive")
+    # Same request, chunked, with Expect: 100-continue.
+    head, _, _ = one.partition(b"\r\n\r\n")
+    head = head.replace(f"Content-Length: {len(body)}".encode(), b"Transfer-Encoding: chunked")
+    head += b"\r\nExpect: 100-continue"
+    chunked = head + b"\r\n\r\n" + b"5\r\n" + body[:5] + b"\r\n"
+    chunked += f"{len(body) - 5:x};ext=1\r\n".encode() + body[5:] + b"\r\n0\r\n\r\n"
+    raw = raw_exchange(emu.endpoint_url, keep + chunked)
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert raw.count(b"HTTP/1.1 200 OK") == 2
+    assert b"HTTP/1.1 100 Continue\r\n\r\n" in raw
+    assert raw.count(b'"Status":"connected"') == 2
+
+
+def test_http_1_0_and_head(emu: EmulatorThread) -> None:
+    raw = raw_exchange(emu.endpoint_url, b"GET / HTTP/1.0\r\n\r\n")
+    status, headers, payload = parse_response(raw)
+    assert status == 400 and headers["connection"] == "close"
+    assert payload["__type"] == "MissingAuthenticationTokenException"
+
+
+def test_internal_error_is_a_500_and_the_server_keeps_serving(
+    emu: EmulatorThread, ssm: Any
+) -> None:
+    session_id = ssm.start_session(Target=DEFAULT_TARGET)["SessionId"]
+
+    async def broken(session: SessionRecord) -> None:
+        raise RuntimeError("gateway bug")
+
+    def install() -> None:
+        emu.state.on_terminate = broken
+
+    emu.call(install)
+    code, message, status = client_error(ssm.terminate_session, SessionId=session_id)
+    assert (code, status) == ("InternalServerError", 500)
+    assert "gateway bug" not in message
+    assert_still_serving(ssm)
+
+
+def test_signed_for_the_wrong_service(emu: EmulatorThread) -> None:
+    request = signed_request(emu.endpoint_url, "AmazonSSM.GetConnectionStatus", b"{}", "kms")
+    status, _, payload = parse_response(raw_exchange(emu.endpoint_url, request))
+    assert (status, payload["__type"]) == (400, "InvalidSignatureException")
+    assert "correct service" in payload["message"]
+
+
+def test_many_concurrent_clients(emu: EmulatorThread) -> None:
+    def call(_: int) -> str:
+        client = make_client("ssm", emu.endpoint_url)
+        return str(client.start_session(Target=DEFAULT_TARGET)["SessionId"])
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(call, range(24)))
+    assert len(set(ids)) == 24
+    assert set(ids) <= set(emu.state.sessions)
