@@ -94,8 +94,6 @@ class Emulator:
             await self._gateway.start(self.config.host)
             self.state.stream_base_url = self._gateway.url
             self.state.on_terminate = self._gateway.terminate
-            if self.state.resume_filter is None:
-                self.state.resume_filter = self._resume_allowed
             await self._http.start(self.config.host, self.config.port)
         except BaseException:
             await self.close()
@@ -140,17 +138,6 @@ class Emulator:
     def faults(self) -> Any:
         """The gateway's fault injector (``ssmsh.emulator.faults``)."""
         return getattr(self.gateway, "faults", None)
-
-    def _resume_allowed(self, session: SessionRecord) -> bool:
-        """ResumeSession is refused while the ``refuse_resume`` fault is on."""
-        faults = self.faults
-        settings = getattr(faults, "config", None)
-        if settings is not None and getattr(settings, "refuse_resume", False):
-            count = getattr(faults, "count", None)
-            if callable(count):
-                count("resume_refused")
-            return False
-        return True
 
     def disconnect_instance(self, target_id: str) -> None:
         """Make a managed instance unreachable (GetConnectionStatus: notconnected)."""

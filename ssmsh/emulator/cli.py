@@ -1,0 +1,323 @@
+"""``ssmsh emulator``: run the local SSM emulator in the foreground.
+
+When ready, the first line on stdout is the API endpoint URL alone (flushed), so
+scripts can read it; hints for humans go to stderr. Ctrl-C or SIGTERM stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+from .config import DEFAULT_AGENT_VERSION, DEFAULT_REGION, EmulatorConfig, is_loopback
+from .faults import FaultConfig
+from .server import Emulator
+from .state import DEFAULT_TARGET, TargetRecord
+
+__all__ = ["configure_parser", "main", "register", "run"]
+
+logger = logging.getLogger(__name__)
+
+_TARGET_KEYS = {"name", "kms", "shell", "platform", "agent", "status"}
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _credentials(text: str) -> tuple[str, str]:
+    key, sep, secret = text.partition(":")
+    if not sep or not key or not secret:
+        raise argparse.ArgumentTypeError("expected KEY:SECRET")
+    return key, secret
+
+
+def _target(text: str) -> TargetRecord:
+    instance_id, *options = text.split(",")
+    if not instance_id or "=" in instance_id:
+        raise argparse.ArgumentTypeError("expected ID[,name=NAME][,kms=KEYID][,...]")
+    target = TargetRecord(instance_id.strip())
+    for option in options:
+        key, sep, value = option.partition("=")
+        key = key.strip()
+        if not sep or key not in _TARGET_KEYS:
+            raise argparse.ArgumentTypeError(
+                f"unknown target option {option!r} (known: {', '.join(sorted(_TARGET_KEYS))})"
+            )
+        if key == "name":
+            target.name = value
+        elif key == "kms":
+            target.kms_key_id = value or None
+        elif key == "shell":
+            target.shell = value or None
+        elif key == "platform":
+            target.platform_name = value
+        elif key == "agent":
+            target.agent_version = value
+        elif value not in ("Online", "ConnectionLost", "Inactive"):
+            raise argparse.ArgumentTypeError("status must be Online, ConnectionLost or Inactive")
+        else:
+            target.ping_status = value
+    return target
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be a fraction between 0 and 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError("must be a port number 0-65535")
+    return int(text)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``ssmsh emulator`` options to ``parser``."""
+    parser.description = (
+        "Run a local SSM Session Manager emulator: the SSM/KMS API over HTTP, the "
+        "message gateway (WebSocket) and an agent. The first stdout line is the "
+        "endpoint URL."
+    )
+    net = parser.add_argument_group("network")
+    net.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    net.add_argument("--port", type=_port, default=0, help="API port (default: 0, any free port)")
+    net.add_argument("--region", default=DEFAULT_REGION, help="region to claim (ARNs, hints)")
+    net.add_argument(
+        "--credentials",
+        metavar="KEY:SECRET",
+        type=_credentials,
+        action="append",
+        help="verify SigV4 signatures against these credentials (repeatable)",
+    )
+    agent = parser.add_argument_group("targets and agent")
+    agent.add_argument(
+        "--target",
+        metavar="ID[,name=N][,kms=KEYID][,shell=PATH][,platform=P][,status=S]",
+        type=_target,
+        action="append",
+        default=[],
+        help=f"add a managed instance (repeatable; {DEFAULT_TARGET} always exists, "
+        "and giving its id reconfigures it)",
+    )
+    agent.add_argument(
+        "--kms-key",
+        metavar="KEYID",
+        action="append",
+        default=[],
+        help="a KMS key id, ARN or alias/NAME the emulated KMS knows (repeatable)",
+    )
+    agent.add_argument("--shell", help="shell for sessions (default: $SHELL or /bin/sh)")
+    agent.add_argument("--idle-timeout", type=_seconds, metavar="SECONDS")
+    agent.add_argument("--max-session-duration", type=_seconds, metavar="SECONDS")
+    agent.add_argument(
+        "--agent-pacing",
+        action="store_true",
+        help="send like the real agent: 1 KiB reads and 1 ms pause per message",
+    )
+    agent.add_argument(
+        "--agent-version", default=DEFAULT_AGENT_VERSION, help="AgentVersion to report"
+    )
+    agent.add_argument(
+        "--token-ttl", type=_seconds, default=60.0, metavar="SECONDS", help="token lifetime"
+    )
+    faults = parser.add_argument_group("fault injection (data messages, both directions)")
+    faults.add_argument(
+        "--close-every",
+        type=_seconds,
+        metavar="SECONDS",
+        help='close each client WebSocket after SECONDS (1000 "Bye")',
+    )
+    faults.add_argument(
+        "--reset-every",
+        type=_seconds,
+        metavar="SECONDS",
+        help="reset each client TCP connection after SECONDS",
+    )
+    faults.add_argument("--drop", type=_rate, default=0.0, metavar="RATE")
+    faults.add_argument("--duplicate", type=_rate, default=0.0, metavar="RATE")
+    faults.add_argument("--reorder", type=_rate, default=0.0, metavar="RATE")
+    faults.add_argument(
+        "--delay", type=float, default=0.0, metavar="MS", help="added latency per data message"
+    )
+    faults.add_argument("--seed", type=int, help="seed for reproducible faults")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-vv for debug)"
+    )
+    return parser
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``emulator`` to an ``add_subparsers()`` object; sets ``handler=run``."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "emulator", help="run a local SSM emulator (no AWS account needed)"
+    )
+    configure_parser(parser)
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def build_config(args: argparse.Namespace) -> EmulatorConfig:
+    """The emulator configuration the parsed options describe."""
+    targets: dict[str, TargetRecord] = {DEFAULT_TARGET: TargetRecord(DEFAULT_TARGET)}
+    for target in args.target:
+        targets[target.instance_id] = target
+    if args.delay < 0:
+        raise _UsageError("--delay must not be negative")
+    try:
+        faults = FaultConfig(
+            close_every=args.close_every,
+            reset_every=args.reset_every,
+            drop=args.drop,
+            duplicate=args.duplicate,
+            reorder=args.reorder,
+            delay_ms=args.delay,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    return EmulatorConfig(
+        host=args.host,
+        port=args.port,
+        region=args.region,
+        credentials=list(args.credentials) if args.credentials else None,
+        targets=list(targets.values()),
+        kms_keys=list(args.kms_key),
+        shell=args.shell,
+        idle_timeout=args.idle_timeout,
+        max_session_duration=args.max_session_duration,
+        agent_pacing=args.agent_pacing,
+        token_ttl=args.token_ttl,
+        faults=faults,
+        agent_version=args.agent_version,
+    )
+
+
+def _hints(emulator: Emulator, config: EmulatorConfig) -> str:
+    url = emulator.endpoint_url
+    key = config.credential_map()
+    key_id = next(iter(key)) if key else "emulated"
+    secret = "<its secret>" if key else "emulated"
+    lines = [
+        f"ssmsh emulator: SSM/KMS API at {url}, message gateway at {emulator.gateway.url}",
+        "targets:",
+    ]
+    for target in emulator.state.targets.values():
+        extra = f", KMS key {target.kms_key_id}" if target.kms_key_id else ""
+        lines.append(f"  {target.instance_id}  Name={target.name}  {target.ping_status}{extra}")
+    if key:
+        lines.append("SigV4 signatures are verified against the --credentials given.")
+    lines += [
+        "Use it from a shell:",
+        f"  export AWS_ENDPOINT_URL={url}",
+        f"  export AWS_ACCESS_KEY_ID={key_id} AWS_SECRET_ACCESS_KEY={secret}",
+        f"  export AWS_DEFAULT_REGION={config.region}",
+        f"  aws ssm start-session --target {DEFAULT_TARGET} --endpoint-url {url}",
+        f"  ssmsh shell {DEFAULT_TARGET}",
+        "Press Ctrl-C to stop.",
+    ]
+    return "\n".join(lines)
+
+
+def _warn_exposed(host: str) -> None:
+    bar = "!" * 72
+    print(
+        f"{bar}\n"
+        f"WARNING: the emulator is binding {host!r}, which is not a loopback address.\n"
+        "Anyone who can reach this machine can open shells and tunnels as your user.\n"
+        "Use --credentials KEY:SECRET and a firewall, or bind 127.0.0.1.\n"
+        f"{bar}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def _serve(config: EmulatorConfig) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed: list[signal.Signals] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+    emulator = Emulator(config)
+    try:
+        try:
+            await emulator.start()
+        except OSError as exc:
+            print(
+                f"ssmsh emulator: cannot listen on {config.host}: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return 1
+        try:
+            sys.stdout.write(emulator.endpoint_url + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, OSError):
+            pass  # nobody reads stdout; keep serving
+        print(_hints(emulator, config), file=sys.stderr, flush=True)
+        await stop.wait()
+        print("ssmsh emulator: stopping", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        await emulator.close()
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    logging.getLogger("ssmsh").setLevel(level)
+    if verbosity < 2:
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the emulator until Ctrl-C or SIGTERM; the process exit status."""
+    try:
+        config = build_config(args)
+    except _UsageError as exc:
+        print(f"ssmsh emulator: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(args.verbose)
+    if not is_loopback(config.host):
+        _warn_exposed(config.host)
+    try:
+        return asyncio.run(_serve(config))
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ssmsh.emulator.cli``: the same as ``ssmsh emulator``."""
+    parser = configure_parser(argparse.ArgumentParser(prog="ssmsh emulator"))
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
