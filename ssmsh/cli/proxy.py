@@ -1,0 +1,140 @@
+"""``ssmsh proxy TARGET [PORT]``: stdin/stdout to a port on the target, for ssh.
+
+Use it as an SSH ProxyCommand::
+
+    ssh -o ProxyCommand='ssmsh proxy %h %p' ec2-user@i-0123456789abcdef0
+
+It starts an ``AWS-StartSSHSession`` session (standard-stream forwarding) and
+connects the process's stdin and stdout to it. stdout carries the tunnel's
+bytes and nothing else: no banner, no status text (the official plugin prints
+"Starting session with SessionId" there). Problems go to stderr.
+
+The command ends with status 0 when the agent closes the session (the
+destination closed its connection) or stdout goes away, and on SIGINT, SIGTERM
+or SIGHUP (ssh sends SIGHUP to its ProxyCommand when it is done), after ending
+the session: Flag TerminateSession and the TerminateSession API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+
+from ..aws import SsmSessions
+from ..channel import ConnectionConfig, SessionConnection
+from ..exceptions import SsmshError, TunnelError
+from ..protocol.constants import Flag
+from ..tunnel.channel import TunnelConfig
+from ..tunnel.session import ConnectionChannel, PortMode, choose_mode
+from ..tunnel.spec import parse_port, proxy_document
+from ..tunnel.stdio import Stdio, StdioStats, run_stdio
+from .common import add_common_options, default_target
+from .errors import EXIT_OK
+from .forward import (
+    add_tunnel_options,
+    open_connection,
+    port_connection_config,
+    run_command,
+    session_service,
+    stop_signals,
+    tunnel_config,
+)
+
+__all__ = ["add_parser", "proxy", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``proxy`` on the main parser's subcommands."""
+    parser = subparsers.add_parser(
+        "proxy",
+        help="connect stdin/stdout to a port on a target (SSH ProxyCommand)",
+        description="Connect stdin and stdout to PORT on the target through an "
+        "AWS-StartSSHSession session. For ssh: "
+        "-o ProxyCommand='ssmsh proxy %%h %%p'. Only tunnel bytes go to stdout.",
+    )
+    parser.add_argument("target", metavar="TARGET", help="instance id or Name tag")
+    parser.add_argument("port", metavar="PORT", nargs="?", default="22", help="default 22")
+    add_common_options(parser, suppress=True)
+    add_tunnel_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``ssmsh proxy``."""
+    return run_command(lambda: proxy(args))
+
+
+async def proxy(args: argparse.Namespace) -> int:
+    port = parse_port(str(args.port), what="port")
+    config = tunnel_config(args)
+    channel_config = port_connection_config(args, config)
+    target = default_target(args, args.target)
+    document, parameters = proxy_document(port)
+    stop = asyncio.Event()
+    with stop_signals(stop):
+        async with session_service(args) as aws:
+            starting = asyncio.ensure_future(
+                _start(aws, target, document, parameters, channel_config)
+            )
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, SsmshError):
+                    await starting
+                return EXIT_OK
+            stopping.cancel()
+            connection = starting.result()
+            try:
+                return await _forward(connection, config, stop)
+            finally:
+                await connection.close(terminate=True)
+
+
+async def _start(
+    aws: SsmSessions,
+    target: str,
+    document: str,
+    parameters: dict[str, list[str]],
+    config: ConnectionConfig,
+) -> SessionConnection:
+    target_id = await aws.resolve_target(target)
+    return await open_connection(aws, target_id, document, parameters, config)
+
+
+async def _forward(connection: SessionConnection, config: TunnelConfig, stop: asyncio.Event) -> int:
+    established = await connection.wait_established()
+    mode = choose_mode(established)
+    if mode is not PortMode.STDIO:
+        raise TunnelError(
+            f"the session document asked for {mode.value} port forwarding, not a standard stream"
+        )
+    stdio = Stdio(read_size=config.read_size)
+    await stdio.open()
+    stats = StdioStats()
+    try:
+        forwarding = asyncio.ensure_future(
+            run_stdio(ConnectionChannel(connection), stdio, config=config, stats=stats)
+        )
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({forwarding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if forwarding.done():
+            forwarding.result()  # raise a channel failure
+        else:
+            forwarding.cancel()
+            with contextlib.suppress(asyncio.CancelledError, SsmshError):
+                await forwarding
+        if not connection.closed:
+            with contextlib.suppress(SsmshError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await connection.send_flag(Flag.TERMINATE_SESSION)
+                    await connection.drain(2.0)
+    finally:
+        stdio.close()
+        logger.debug("proxy done: %d bytes sent, %d received", stats.sent, stats.received)
+    return EXIT_OK
