@@ -10,6 +10,8 @@ import base64
 import hashlib
 import json
 import struct
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from ssmsh.protocol.payloads import (
     decode_flag,
     encode_flag,
 )
+from ssmsh.protocol.smux import Cmd, Frame
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "protocol"
 VECTORS = PROTOCOL / "vectors"
@@ -372,6 +375,35 @@ def test_smux_vectors_are_consistent() -> None:
     assert MESSAGES["frames"][3]["fields"]["payload_hex"] == syn3 + psh3
 
 
+SMUX = load("smux.json")
+
+
+@pytest.mark.parametrize("vector", SMUX["frames"], ids=lambda v: v["name"])
+def test_smux_frame_vectors(vector: dict[str, Any]) -> None:
+    frame = Frame(Cmd[vector["cmd"]], vector["stream_id"], bytes.fromhex(vector["data_hex"]))
+    assert frame.encode().hex() == vector["hex"]
+    assert Frame.decode(bytes.fromhex(vector["hex"])) == frame
+
+
+@pytest.mark.parametrize("vector", SMUX["streams"], ids=lambda v: v["name"])
+def test_smux_stream_vectors(vector: dict[str, Any]) -> None:
+    data, offset, frames = bytes.fromhex(vector["hex"]), 0, []
+    while offset < len(data):
+        frame, offset = Frame.parse(data, offset)
+        assert frame is not None
+        frames.append(frame)
+    assert b"".join(f.encode() for f in frames) == data
+    if vector["frames"] is not None:
+        expected = [SMUX["frames"][i] for i in vector["frames"]]
+        assert [f.encode().hex() for f in frames] == [e["hex"] for e in expected]
+
+
+@pytest.mark.parametrize("vector", SMUX["invalid"], ids=lambda v: v["name"])
+def test_smux_invalid_vectors(vector: dict[str, Any]) -> None:
+    with pytest.raises(RemoteProtocolError):
+        Frame.decode(bytes.fromhex(vector["hex"]))
+
+
 def test_version_vectors_are_consistent() -> None:
     data = load("versions.json")
     thresholds = data["thresholds"]
@@ -492,3 +524,11 @@ def test_payload_decoders_reject_garbage_only_with_remote_protocol_error() -> No
     for decoder in (Acknowledge, TerminalSize, HandshakeRequest, HandshakeComplete):
         with pytest.raises(RemoteProtocolError):
             decoder.decode(b"\xff not json")
+
+
+def test_vector_files_match_their_generator() -> None:
+    script = PROTOCOL.parent / "scripts" / "make_vectors.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
