@@ -59,6 +59,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_MESSAGE_SIZE = TunnelConfig().max_message_size
+DEFAULT_AGENT_TIMEOUT = TunnelConfig().agent_timeout
 
 DESCRIPTION = """\
 Forward local TCP ports or Unix sockets to ports on the target, or (with HOST) to
@@ -102,6 +103,14 @@ def add_tunnel_options(parser: argparse.ArgumentParser) -> None:
         help="largest data message sent to the agent (default %(default)s; "
         "the official plugin sends 1024)",
     )
+    parser.add_argument(
+        "--agent-timeout",
+        type=float,
+        default=DEFAULT_AGENT_TIMEOUT,
+        metavar="SECONDS",
+        help="end the session when the agent acknowledges nothing for this long while "
+        "data waits (default %(default)g)",
+    )
 
 
 # --------------------------------------------------------------------- shared helpers
@@ -116,7 +125,10 @@ def tunnel_config(args: argparse.Namespace) -> TunnelConfig:
     size = int(getattr(args, "message_size", DEFAULT_MESSAGE_SIZE))
     if not 1 <= size <= 1024 * 1024:
         raise UsageError(f"--message-size {size} is out of range (1-1048576)")
-    return TunnelConfig(max_message_size=size)
+    timeout = float(getattr(args, "agent_timeout", DEFAULT_AGENT_TIMEOUT))
+    if not timeout > 0:
+        raise UsageError("--agent-timeout must be positive")
+    return TunnelConfig(max_message_size=size, agent_timeout=timeout)
 
 
 def port_connection_config(args: argparse.Namespace, config: TunnelConfig) -> ConnectionConfig:

@@ -27,7 +27,7 @@ from ..channel import ConnectionConfig, SessionConnection
 from ..exceptions import SsmshError, TunnelError
 from ..protocol.constants import Flag
 from ..tunnel.channel import TunnelConfig
-from ..tunnel.session import ConnectionChannel, PortMode, choose_mode
+from ..tunnel.session import AgentWatchdog, ConnectionChannel, PortMode, choose_mode
 from ..tunnel.spec import parse_port, proxy_document
 from ..tunnel.stdio import Stdio, StdioStats, run_stdio
 from .common import add_common_options, default_target
@@ -120,15 +120,19 @@ async def _forward(connection: SessionConnection, config: TunnelConfig, stop: as
         forwarding = asyncio.ensure_future(
             run_stdio(ConnectionChannel(connection), stdio, config=config, stats=stats)
         )
+        watchdog = asyncio.ensure_future(AgentWatchdog(connection, config.agent_timeout).run())
         stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({forwarding, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if forwarding.done():
-            forwarding.result()  # raise a channel failure
-        else:
-            forwarding.cancel()
-            with contextlib.suppress(asyncio.CancelledError, SsmshError):
-                await forwarding
+        try:
+            await asyncio.wait(
+                {forwarding, watchdog, stopping}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in (forwarding, watchdog):
+                if task.done():
+                    task.result()  # raise a channel failure or a dead agent
+        finally:
+            for pending in (forwarding, watchdog, stopping):
+                pending.cancel()
+            await asyncio.gather(forwarding, watchdog, stopping, return_exceptions=True)
         if not connection.closed:
             with contextlib.suppress(SsmshError, TimeoutError):
                 async with asyncio.timeout(2.0):

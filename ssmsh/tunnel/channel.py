@@ -69,6 +69,9 @@ class TunnelConfig:
     #: smux keepalive (only for agents that expect it): NOP interval and silence limit.
     keepalive_interval: float = 10.0
     keepalive_timeout: float = 30.0
+    #: Seconds with data unacknowledged and no acknowledgement at all (while the link to
+    #: the gateway is up) before the agent is declared dead and the session ended.
+    agent_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..channel import (
     ChannelClosedByRemote,
+    ConnectionState,
     FlagReceived,
     OutputReceived,
     SessionConnection,
@@ -44,6 +45,7 @@ from .listeners import ConnectionHandler, Listener
 from .mux import MuxTunnel
 
 __all__ = [
+    "AgentWatchdog",
     "ConnectionChannel",
     "ForwardSession",
     "HandlerGate",
@@ -103,6 +105,47 @@ class ConnectionChannel:
             if isinstance(event, ChannelClosedByRemote):
                 raise ChannelClosed(event.output.strip())
             logger.debug("ignoring %s in a port session", type(event).__name__)
+
+
+class AgentWatchdog:
+    """Notices an agent that stopped acknowledging while the link to the gateway is fine.
+
+    The data channel itself gives up only after minutes of retransmissions. Here,
+    once something has been waiting for an acknowledgement for ``timeout``
+    seconds with no acknowledgement at all arriving meanwhile (time spent
+    reconnecting the WebSocket does not count), :meth:`run` raises TunnelError.
+    An idle tunnel sends nothing and so is never declared dead; the first
+    connection through it is.
+    """
+
+    def __init__(self, connection: SessionConnection, timeout: float, period: float = 1.0) -> None:
+        self.connection = connection
+        self.timeout = timeout
+        self.period = min(period, timeout / 4)
+
+    def _acked(self) -> int:
+        return int(self.connection.protocol.channel.stats["acked"])
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        connection = self.connection
+        last_acked = self._acked()
+        stalled_since: float | None = None
+        while not connection.closed:
+            await asyncio.sleep(self.period)
+            now = loop.time()
+            acked = self._acked()
+            waiting = connection.unacked > 0 and connection.state is ConnectionState.CONNECTED
+            if acked != last_acked or not waiting:
+                last_acked = acked
+                stalled_since = None
+                continue
+            if stalled_since is None:
+                stalled_since = now
+            elif now - stalled_since >= self.timeout:
+                raise TunnelError(
+                    f"the agent stopped responding (nothing acknowledged for {self.timeout:g} s)"
+                )
 
 
 class HandlerGate:
@@ -205,7 +248,11 @@ class ForwardSession:
                     f"{self.listener.label}: session {self.session_id} ready "
                     f"({mode.value}, agent {agent})"
                 )
-            await runner()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(runner())
+                group.create_task(AgentWatchdog(self.connection, self.config.agent_timeout).run())
+        except BaseExceptionGroup as errors:
+            raise errors.exceptions[0] from None
         finally:
             self.gate.fail()
             if self._abort is not None:
