@@ -1,0 +1,479 @@
+"""The emulated SSM agent of one session: data channel, handshake, plugin, lifetime.
+
+One :class:`Agent` lives as long as its session, across client reconnects. The
+gateway feeds it the client's frames (:meth:`Agent.receive_frame`) and gives it a
+sink for its own frames while a client is attached. Framing, sequencing, acks,
+retransmission and reordering are :class:`~ssmsh.protocol.datachannel.DataChannel`'s
+(``Role.AGENT``); this module drives it with one timer and routes payloads:
+
+* handshake payloads (6, 9) to :class:`~.handshake.AgentHandshake`;
+* everything else, once the handshake is complete (or skipped), to the plugin.
+  Like the real agent, client data that arrives mid-handshake is acked and ignored.
+
+While no client is attached the channel is paused the way the real gateway pauses
+an agent (``pause_publication``): output is held, and on re-attach
+(``start_publication``) every unacknowledged message is sent again.
+
+The session ends when the plugin finishes (shell exit, TerminateSession flag...),
+on an idle timeout or the maximum session duration, on a handshake failure, or when
+the gateway terminates it. ``on_end(agent, reason)`` then tells the gateway, which
+sends ``channel_closed`` with ``reason`` as its Output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import time
+import uuid
+from collections.abc import Callable
+
+from ...exceptions import HandshakeError
+from ...protocol.constants import MessageType, PayloadType, SessionType
+from ...protocol.datachannel import ChannelConfig, DataChannel, Role
+from ...protocol.events import (
+    ChannelClosedReceived,
+    Event,
+    MessageDropped,
+    PayloadReceived,
+    RetransmissionTimeout,
+)
+from ...protocol.message import ClientMessage
+from ..config import EmulatorConfig
+from ..state import SessionRecord, TargetRecord
+from .commands import CommandPlugin, separate_output_requested
+from .handshake import HANDSHAKE_TIMEOUT, AgentHandshake, KmsDecrypt, SendChallenge
+from .pacing import Pacing
+from .plugin import Plugin
+from .port import make_port_plugin
+from .shell import ShellPlugin
+
+__all__ = ["IDLE_TIMEOUT_REASON", "MAX_DURATION_REASON", "Agent"]
+
+logger = logging.getLogger(__name__)
+
+IDLE_TIMEOUT_REASON = "Your session timed out due to inactivity and has been terminated."
+MAX_DURATION_REASON = (
+    "Your session has reached the maximum session duration and has been terminated."
+)
+#: How long a finishing session waits for the client to acknowledge its last output.
+DRAIN_TIMEOUT = 2.0
+
+#: Session types for which the real agent handshakes even without KMS.
+_HANDSHAKE_REQUIRED: dict[str, bool] = {
+    SessionType.STANDARD_STREAM: False,
+    SessionType.INTERACTIVE_COMMANDS: False,
+    SessionType.NON_INTERACTIVE_COMMANDS: True,
+    SessionType.PORT: True,
+}
+
+
+def _publication(message_type: MessageType) -> ClientMessage:
+    return ClientMessage(
+        message_type=message_type,
+        schema_version=1,
+        created_date=int(time.time() * 1000),
+        sequence_number=0,
+        flags=3,
+        message_id=uuid.uuid4(),
+        payload_type=0,
+        payload=b"",
+    )
+
+
+class Agent:
+    """The agent side of one session's data channel."""
+
+    def __init__(
+        self,
+        session: SessionRecord,
+        *,
+        config: EmulatorConfig,
+        target: TargetRecord | None = None,
+        kms: KmsDecrypt | None = None,
+        on_end: Callable[[Agent, str], None] | None = None,
+    ) -> None:
+        self._session = session
+        self.config = config
+        self.target = target
+        self._kms = kms
+        self._on_end = on_end
+        self._pacing = Pacing.for_config(config.agent_pacing)
+        self._loop = asyncio.get_running_loop()
+        self.channel = DataChannel(
+            Role.AGENT, ChannelConfig(epoch_offset=time.time() - self._loop.time())
+        )
+        self._sink: Callable[[bytes], None] | None = None
+        self._paused_by_gateway = False
+        self._publishing = True
+        self._set_publishing(False)  # nobody is listening until a client attaches
+
+        self.handshake: AgentHandshake | None = None
+        self._handshake_waiter: asyncio.Future[None] | None = None
+        self.plugin: Plugin | None = None
+        self._started = False
+        self._main: asyncio.Task[None] | None = None
+        self._watchers: list[asyncio.Task[None]] = []
+        self._max_timer: asyncio.TimerHandle | None = None
+
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when: float | None = None
+        self._flushing = False
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._all_acked = asyncio.Event()
+        self._all_acked.set()
+
+        self._last_activity = self._loop.time()
+        self._ending = False
+        self._end_task: asyncio.Task[None] | None = None
+        self._done = asyncio.Event()
+        #: True once the session is over; ``end_reason`` says why ("" for a normal end).
+        self.ended = False
+        self.end_reason = ""
+
+    # ------------------------------------------------------------ PluginHost
+
+    @property
+    def session(self) -> SessionRecord:
+        return self._session
+
+    @property
+    def pacing(self) -> Pacing:
+        return self._pacing
+
+    @property
+    def client_version(self) -> str:
+        return self.handshake.client_version if self.handshake is not None else ""
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def send(self, payload_type: int, payload: bytes) -> None:
+        """Queue one sequenced payload to the client."""
+        if not payload or self.channel.closed:
+            return
+        self._last_activity = self.now()
+        self.channel.send_data(payload_type, payload, self.now())
+        self._flush()
+
+    async def wait_writable(self) -> None:
+        while not self.channel.writable and not self._ending:
+            self._writable.clear()
+            await self._writable.wait()
+
+    def finish(self, reason: str = "") -> None:
+        """End the session once the client has acknowledged the output (or 2 s passed)."""
+        self._begin_end(reason, drain=True)
+
+    # ---------------------------------------------------------- gateway side
+
+    @property
+    def attached(self) -> bool:
+        return self._sink is not None
+
+    def attach(self, sink: Callable[[bytes], None]) -> None:
+        """A client is connected: frames go to ``sink`` (unacked output is resent)."""
+        self._sink = sink
+        self._update_publication()
+
+    def detach(self) -> None:
+        """The client went away: hold output until the next :meth:`attach`."""
+        self._sink = None
+        self._update_publication()
+
+    def set_paused(self, paused: bool) -> None:
+        """Fault injection: the gateway pauses/resumes publication to this agent."""
+        self._paused_by_gateway = paused
+        self._update_publication()
+
+    def _update_publication(self) -> None:
+        self._set_publishing(self._sink is not None and not self._paused_by_gateway)
+        self._flush()
+
+    def _set_publishing(self, publishing: bool) -> None:
+        if publishing == self._publishing:
+            return
+        self._publishing = publishing
+        mtype = MessageType.START_PUBLICATION if publishing else MessageType.PAUSE_PUBLICATION
+        self.channel.receive_message(_publication(mtype), self.now())
+
+    def receive_frame(self, data: bytes) -> None:
+        """One WebSocket frame from the client. Never raises on bad input."""
+        if self.ended:
+            return
+        self.channel.receive_data(data, self.now())
+        self._flush()
+
+    def start(self) -> None:
+        """Start the session (handshake, then the plugin). Call once, after attach()."""
+        if self._started:
+            return
+        self._started = True
+        stype = self.session.session_type
+        if stype in _HANDSHAKE_REQUIRED and not (_HANDSHAKE_REQUIRED[stype] or self._kms_key_id()):
+            # No handshake: the plugin must exist before the first client payload.
+            self.plugin = self._make_plugin()
+        self._main = asyncio.create_task(self._run(), name=f"agent {self.session.session_id}")
+        if self.config.idle_timeout:
+            self._watchers.append(asyncio.create_task(self._idle_watch(self.config.idle_timeout)))
+        if self.config.max_session_duration:
+            self._max_timer = self._loop.call_later(
+                self.config.max_session_duration, self.finish, MAX_DURATION_REASON
+            )
+
+    async def terminate(self, reason: str = "") -> None:
+        """End the session now (TerminateSession, emulator shutdown) and wait for it."""
+        self._begin_end(reason, drain=False)
+        await self._done.wait()
+
+    async def wait_ended(self) -> None:
+        await self._done.wait()
+
+    # --------------------------------------------------------------- running
+
+    def _kms_key_id(self) -> str | None:
+        if self.session.session_type == SessionType.PORT:
+            return None  # the real agent never encrypts port sessions
+        key = self.session.kms_key_id or (self.target.kms_key_id if self.target else None)
+        return key or None
+
+    async def _run(self) -> None:
+        session = self.session
+        kms_key_id = self._kms_key_id()
+        required = _HANDSHAKE_REQUIRED.get(session.session_type)
+        if required is None:
+            self.finish(f"Plugin with name {session.session_type} is not supported")
+            return
+        if required or kms_key_id:
+            self.handshake = AgentHandshake(
+                agent_version=self._agent_version(),
+                session_id=session.session_id,
+                target_id=session.target_id,
+                session_type=session.session_type,
+                properties=session.properties,
+                kms_key_id=kms_key_id,
+                decrypt=self._kms,
+                separate_output=(
+                    session.session_type == SessionType.NON_INTERACTIVE_COMMANDS
+                    and separate_output_requested(session.properties)
+                ),
+                started=self.now(),
+            )
+            self._handshake_waiter = self._loop.create_future()
+            self.send(PayloadType.HANDSHAKE_REQUEST, self.handshake.request_payload())
+            try:
+                async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                    await self._handshake_waiter
+            except TimeoutError:
+                self.finish(
+                    "Encountered error while initiating handshake. Handshake timed out. Please "
+                    "ensure that you have the latest version of the session manager plugin."
+                )
+                return
+            except HandshakeError as exc:
+                self.finish(str(exc))
+                return
+        if self.plugin is not None and not self._ending:
+            await self.plugin.start()
+
+    def _agent_version(self) -> str:
+        if self.target is not None and self.target.agent_version:
+            return self.target.agent_version
+        return self.config.agent_version
+
+    def _make_plugin(self) -> Plugin | None:
+        session = self.session
+        stype = session.session_type
+        if stype == SessionType.STANDARD_STREAM:
+            return ShellPlugin(self, self._shell_argv())
+        if stype == SessionType.INTERACTIVE_COMMANDS:
+            if not (session.command or "").strip():
+                self.finish("Commands cannot be empty for session type InteractiveCommands")
+                return None
+            return ShellPlugin(self, ["sh", "-c", session.command or ""])
+        if stype == SessionType.NON_INTERACTIVE_COMMANDS:
+            return CommandPlugin(self, session.command or "")
+        return make_port_plugin(self)
+
+    def _shell_argv(self) -> list[str]:
+        for candidate in (
+            self.target.shell if self.target is not None else None,
+            self.config.shell,
+            os.environ.get("SHELL"),
+        ):
+            if candidate and candidate.strip():
+                try:
+                    argv = shlex.split(candidate)
+                except ValueError:
+                    logger.warning("ignoring unparsable shell %r", candidate)
+                    continue
+                if argv:
+                    return argv
+        return ["/bin/sh"]
+
+    async def _idle_watch(self, limit: float) -> None:
+        while not self._ending:
+            remaining = self._last_activity + limit - self.now()
+            if remaining <= 0:
+                self.finish(IDLE_TIMEOUT_REASON)
+                return
+            await asyncio.sleep(remaining)
+
+    # ------------------------------------------------------------ the channel
+
+    def _flush(self) -> None:
+        """Pass frames to the sink and handle events until there are none left."""
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            while True:
+                frames = self.channel.data_to_send()
+                events = self.channel.events_received()
+                if not frames and not events:
+                    break
+                sink = self._sink
+                if sink is not None:
+                    for frame in frames:
+                        sink(frame)
+                for event in events:
+                    self._handle_event(event)
+        finally:
+            self._flushing = False
+        self._arm_timer()
+        if self.channel.writable:
+            self._writable.set()
+        if self.channel.unacked == 0:
+            self._all_acked.set()
+        else:
+            self._all_acked.clear()
+
+    def _arm_timer(self) -> None:
+        when = None if self.channel.closed else self.channel.get_timer()
+        if when == self._timer_when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_when = when
+        if when is not None:
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_when = None
+        self.channel.handle_timer(self.now())
+        self._flush()
+
+    def _handle_event(self, event: Event) -> None:
+        if isinstance(event, PayloadReceived):
+            self._handle_payload(event.payload_type, event.payload)
+        elif isinstance(event, ChannelClosedReceived):
+            self._begin_end(event.payload.output, drain=False)
+        elif isinstance(event, MessageDropped):
+            logger.debug("session %s: dropped a frame: %s", self.session.session_id, event.reason)
+            if event.fatal:
+                self.finish(f"Error decrypting stream data message: {event.reason}")
+        elif isinstance(event, RetransmissionTimeout):
+            self.finish("The client stopped acknowledging messages; the session was closed.")
+
+    def _handle_payload(self, payload_type: int, payload: bytes) -> None:
+        self._last_activity = self.now()
+        if self._ending:
+            return
+        handshake = self.handshake
+        if payload_type == PayloadType.HANDSHAKE_RESPONSE:
+            if handshake is not None and not handshake.complete:
+                self._on_handshake_response(handshake, payload)
+            return
+        if payload_type == PayloadType.ENC_CHALLENGE_RESPONSE:
+            if handshake is not None and not handshake.complete:
+                self._on_challenge_response(handshake, payload)
+            return
+        if handshake is not None and not handshake.complete:
+            logger.debug("handshake in progress: ignoring payload type %d", payload_type)
+            return
+        if self.plugin is not None:
+            self.plugin.receive(payload_type, payload)
+
+    def _on_handshake_response(self, handshake: AgentHandshake, payload: bytes) -> None:
+        try:
+            step = handshake.receive_response(payload, self.now())
+        except HandshakeError as exc:
+            self._handshake_failed(exc)
+            return
+        if isinstance(step, SendChallenge):
+            self.channel.cipher = handshake.encrypter
+            self.send(PayloadType.ENC_CHALLENGE_REQUEST, step.payload)
+        else:
+            self._handshake_complete(step.payload)
+
+    def _on_challenge_response(self, handshake: AgentHandshake, payload: bytes) -> None:
+        try:
+            step = handshake.receive_challenge_response(payload, self.now())
+        except HandshakeError as exc:
+            self._handshake_failed(exc)
+            return
+        self._handshake_complete(step.payload)
+
+    def _handshake_complete(self, payload: bytes) -> None:
+        self.send(PayloadType.HANDSHAKE_COMPLETE, payload)
+        # The plugin exists before any later client payload is delivered.
+        self.plugin = self._make_plugin()
+        if self._handshake_waiter is not None and not self._handshake_waiter.done():
+            self._handshake_waiter.set_result(None)
+
+    def _handshake_failed(self, exc: HandshakeError) -> None:
+        logger.info("session %s: %s", self.session.session_id, exc)
+        if self._handshake_waiter is not None and not self._handshake_waiter.done():
+            self._handshake_waiter.set_exception(exc)
+        else:
+            self.finish(str(exc))
+
+    # ---------------------------------------------------------------- ending
+
+    def _begin_end(self, reason: str, drain: bool) -> None:
+        if self._ending:
+            return
+        self._ending = True
+        self._writable.set()  # wake producers so that they notice
+        self._end_task = asyncio.create_task(
+            self._end(reason, drain), name=f"agent end {self.session.session_id}"
+        )
+
+    async def _end(self, reason: str, drain: bool) -> None:
+        try:
+            if drain and self.channel.unacked:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(DRAIN_TIMEOUT):
+                        await self._all_acked.wait()
+            current = asyncio.current_task()
+            for task in (self._main, *self._watchers):
+                if task is not None and task is not current and not task.done():
+                    task.cancel()
+            if self._max_timer is not None:
+                self._max_timer.cancel()
+            if self._handshake_waiter is not None and not self._handshake_waiter.done():
+                self._handshake_waiter.cancel()
+            if self.plugin is not None:
+                try:
+                    await self.plugin.stop()
+                except Exception as exc:  # cleanup must not prevent the end
+                    logger.warning("stopping the plugin failed: %s", exc)
+        finally:
+            self.channel.close()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self.ended = True
+            self.end_reason = reason
+            self._done.set()
+            if self._on_end is not None:
+                try:
+                    self._on_end(self, reason)
+                except Exception:
+                    logger.exception("on_end callback failed")

@@ -1,0 +1,150 @@
+"""NonInteractiveCommands sessions (AWS-StartNonInteractiveCommand).
+
+As in the official agent the command line is split like a shell would
+(``shlex``) and executed directly, without a shell and without a pty; stdin is
+empty. Client input is only scanned for Ctrl-C (0x03, SIGINT) and Ctrl-\\ (0x1C,
+SIGQUIT), which are delivered to the command; Size messages are ignored.
+
+Output separation: when the document asks for it (the default here) and the
+client understands it (ClientVersion > 1.2.295), stdout goes out as Output (1),
+stderr as StdErr (11), and the exit status last as ExitCode (12), ``EXIT_CODE: n``.
+Otherwise both streams go out merged as Output, with no exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shlex
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+from ...protocol.constants import PayloadType
+from ...protocol.payloads import encode_exit_code
+from ...protocol.versions import client_supports_output_separation
+from .plugin import Plugin, PluginHost, split_utf8_tail
+from .shell import kill_process_group, program_env
+
+__all__ = ["CommandPlugin", "separate_output_requested"]
+
+logger = logging.getLogger(__name__)
+
+_SIGNAL_BYTES = {0x03: signal.SIGINT, 0x1C: signal.SIGQUIT}
+_TRUE = {"true", "yes", "1"}
+_FALSE = {"false", "no", "0", ""}
+
+
+def separate_output_requested(properties: Mapping[str, Any] | None) -> bool:
+    """The document's ``separateOutputStream`` (top level or under ``linux``); default on."""
+    if not properties:
+        return True
+    value: Any = properties.get("separateOutputStream")
+    linux = properties.get("linux")
+    if value is None and isinstance(linux, Mapping):
+        value = linux.get("separateOutputStream")
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    logger.warning("unrecognised separateOutputStream value %r; separating", value)
+    return True
+
+
+class CommandPlugin(Plugin):
+    """Run one command; stream its output; report its exit status."""
+
+    requires_handshake = True
+
+    def __init__(self, host: PluginHost, command: str) -> None:
+        super().__init__(host)
+        self.command = command
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def separate(self) -> bool:
+        return separate_output_requested(
+            self.host.session.properties
+        ) and client_supports_output_separation(self.host.client_version)
+
+    async def start(self) -> None:
+        host = self.host
+        try:
+            argv = shlex.split(self.command)
+        except ValueError as exc:
+            self._fail_start(f"Failed to parse commands input: {exc}\n")
+            return
+        if not argv:
+            host.finish("Commands cannot be empty for session type NonInteractiveCommands")
+            return
+        separate = self.separate
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE if separate else asyncio.subprocess.STDOUT,
+                env=program_env(),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            if separate:
+                host.send(PayloadType.EXIT_CODE, encode_exit_code(1))
+            self._fail_start(f"Error occurred starting the command: {exc}\n")
+            return
+        self.spawn(self._run(self._proc, separate), f"command {host.session.session_id}")
+
+    def _fail_start(self, message: str) -> None:
+        self.host.send(PayloadType.STDERR, message.encode())
+        self.host.finish("")
+
+    async def _run(self, proc: asyncio.subprocess.Process, separate: bool) -> None:
+        assert proc.stdout is not None
+        pumps = [self._pump(proc.stdout, PayloadType.OUTPUT)]
+        if separate:
+            assert proc.stderr is not None
+            pumps.append(self._pump(proc.stderr, PayloadType.STDERR))
+        await asyncio.gather(*pumps)
+        code = await proc.wait()
+        if separate:
+            # Go's ExitCode() is -1 for a process killed by a signal.
+            self.host.send(PayloadType.EXIT_CODE, encode_exit_code(code if code >= 0 else -1))
+        self.host.finish("")
+
+    async def _pump(self, stream: asyncio.StreamReader, payload_type: int) -> None:
+        host = self.host
+        chunk = host.pacing.stream_chunk
+        tail = b""
+        while True:
+            await host.wait_writable()
+            data = await stream.read(chunk - len(tail))
+            if not data:
+                break
+            out, tail = split_utf8_tail(tail + data)
+            if out:
+                host.send(payload_type, out)
+                await host.pacing.pause()
+        if tail:
+            host.send(payload_type, tail)
+
+    def receive(self, payload_type: int, payload: bytes) -> None:
+        if payload_type != PayloadType.OUTPUT or self._proc is None:
+            return
+        for byte in payload:
+            sig = _SIGNAL_BYTES.get(byte)
+            if sig is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.send_signal(sig)
+                return
+
+    async def stop(self) -> None:
+        await super().stop()
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            await kill_process_group(proc)

@@ -1,0 +1,520 @@
+"""The message gateway: the WebSocket endpoint clients open at a session's StreamUrl.
+
+Path ``/v1/data-channel/<session-id>``. The first frame must be the
+OpenDataChannel text JSON; its ``TokenValue`` must be the session's current token
+(:meth:`~ssmsh.emulator.state.EmulatorState.check_token`), otherwise the socket is
+closed with code 1008 and the reason (the real gateway is closed source; this is
+our choice). When credentials are configured, a SigV4-signed upgrade (plugin
+1.2.764.0 and later sign it, service ``ssmmessages``) must carry a valid signature
+or is refused with HTTP 403; unsigned upgrades are accepted, as the service still
+accepts older plugins, the token being the authentication.
+
+Each session has one :class:`~ssmsh.emulator.agent.Agent`, created at the first
+connection. It outlives the client's connections: a reconnect with a resumed
+token re-attaches the same agent (same sequence numbers; both sides retransmit
+what the other has not acknowledged), and a new connection replaces an old one.
+While no client is attached the agent is paused (``pause_publication``), as the
+real gateway pauses the agent; ``start_publication`` is sent to the client when it
+(re)connects and the agent is there. When the session ends the client gets
+``channel_closed`` (Output = the reason, empty for a normal end) and the socket is
+closed with 1000 "Bye".
+
+Fault injection (:mod:`~ssmsh.emulator.faults`) is applied here, on real traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime as dt
+import logging
+import re
+import time
+import uuid
+from collections.abc import Coroutine, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from ..exceptions import RemoteProtocolError
+from ..protocol.constants import MessageType
+from ..protocol.message import ClientMessage
+from ..protocol.payloads import ChannelClosedPayload, OpenDataChannel
+from .agent import Agent
+from .config import EmulatorConfig
+from .faults import Delivery, Direction, FaultInjector
+from .sigv4 import SigV4Error, verify_request
+from .state import EmulatorState, SessionRecord, SessionStatus, TokenError
+
+__all__ = ["CLOSE_AUTH_FAILED", "Gateway"]
+
+logger = logging.getLogger(__name__)
+
+_PATH = re.compile(r"^/v1/data-channel/([A-Za-z0-9][A-Za-z0-9_.:\-]{0,127})$")
+#: Seconds a new connection may take to send its OpenDataChannel frame.
+OPEN_TIMEOUT = 30.0
+#: Close code for a refused OpenDataChannel (bad or expired token, bad JSON).
+CLOSE_AUTH_FAILED = 1008
+#: Largest WebSocket message accepted from a client.
+MAX_MESSAGE = 16 * 1024 * 1024
+#: Frames waiting for a slow client beyond this many bytes are dropped (retransmitted later).
+MAX_QUEUED_BYTES = 16 * 1024 * 1024
+_BYE = "Bye"
+
+
+def _control(message_type: MessageType, payload: bytes = b"") -> bytes:
+    """A gateway-made message: sequence 0, flags 3, no payload type."""
+    return ClientMessage(
+        message_type=message_type,
+        schema_version=1,
+        created_date=int(time.time() * 1000),
+        sequence_number=0,
+        flags=3,
+        message_id=uuid.uuid4(),
+        payload_type=0,
+        payload=payload,
+    ).encode()
+
+
+def channel_closed_frame(session: SessionRecord, output: str = "") -> bytes:
+    """The ``channel_closed`` message the gateway sends when a session ends."""
+    now = dt.datetime.now(dt.UTC)
+    payload = ChannelClosedPayload(
+        message_id=str(uuid.uuid4()),
+        created_date=now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+        destination_id=session.target_id,
+        session_id=session.session_id,
+        output=output,
+    ).encode()
+    return _control(MessageType.CHANNEL_CLOSED, payload)
+
+
+class _Link:
+    """One client WebSocket connection attached to a session's agent."""
+
+    def __init__(self, gateway: Gateway, ws: ServerConnection, session: SessionRecord) -> None:
+        self.gateway = gateway
+        self.ws = ws
+        self.session = session
+        self.faults = gateway.faults
+        self.agent: Agent | None = None
+        self._loop = asyncio.get_running_loop()
+        self._out: collections.deque[tuple[float, bytes | None]] = collections.deque()
+        self._out_bytes = 0
+        self._out_ready = asyncio.Event()
+        self._in: collections.deque[tuple[float, bytes]] = collections.deque()
+        self._in_ready = asyncio.Event()
+        self._release: dict[Direction, asyncio.TimerHandle] = {}
+        self._finishing = False
+
+    # ----------------------------------------------------------- agent -> client
+
+    def to_client(self, frame: bytes) -> None:
+        """The agent's sink while this link is attached."""
+        if self._finishing:
+            return
+        self._queue_out(self.faults.process(Direction.TO_CLIENT, frame))
+        self._schedule_release(Direction.TO_CLIENT)
+
+    def send_control(self, frame: bytes) -> None:
+        """A gateway message to the client (no per-frame faults, but silence applies)."""
+        if self._finishing:
+            return
+        if self.faults.silent:
+            self.faults.count("silenced")
+            return
+        self._queue_out([Delivery(frame)])
+
+    def _queue_out(self, deliveries: Iterable[Delivery]) -> None:
+        now = self._loop.time()
+        for delivery in deliveries:
+            if self._out_bytes + len(delivery.frame) > MAX_QUEUED_BYTES:
+                self.faults.count("overflow")
+                continue
+            self._out.append((now + delivery.delay, delivery.frame))
+            self._out_bytes += len(delivery.frame)
+        if self._out:
+            self._out_ready.set()
+
+    def finish(self, frame: bytes) -> None:
+        """Send ``channel_closed``, then close the socket with 1000 "Bye"."""
+        if self._finishing:
+            return
+        self.send_control(frame)
+        self._finishing = True
+        self.agent = None
+        self._out.append((self._loop.time(), None))
+        self._out_ready.set()
+
+    async def _writer(self) -> None:
+        while True:
+            if not self._out:
+                self._out_ready.clear()
+                await self._out_ready.wait()
+                continue
+            due, frame = self._out[0]
+            wait = due - self._loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            self._out.popleft()
+            if frame is None:
+                await self.ws.close(1000, _BYE)
+                return
+            self._out_bytes -= len(frame)
+            await self.ws.send(frame)
+
+    # ----------------------------------------------------------- client -> agent
+
+    def _from_client(self, frame: bytes) -> None:
+        if self.agent is None:
+            return
+        if self.session.session_id in self.gateway.paused_sessions:
+            self.faults.count("dropped_while_paused")
+            return
+        deliveries = self.faults.process(Direction.TO_AGENT, frame)
+        self._schedule_release(Direction.TO_AGENT)
+        now = self._loop.time()
+        for delivery in deliveries:
+            if not self._in and delivery.delay <= 0:
+                self.agent.receive_frame(delivery.frame)
+            else:
+                self._in.append((now + delivery.delay, delivery.frame))
+                self._in_ready.set()
+
+    async def _deliverer(self) -> None:
+        while True:
+            if not self._in:
+                self._in_ready.clear()
+                await self._in_ready.wait()
+                continue
+            due, frame = self._in[0]
+            wait = due - self._loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            self._in.popleft()
+            if self.agent is not None:
+                self.agent.receive_frame(frame)
+
+    def _schedule_release(self, direction: Direction) -> None:
+        if not self.faults.held(direction) or direction in self._release:
+            return
+
+        def release() -> None:
+            del self._release[direction]
+            frame = self.faults.release_held(direction)
+            if frame is None:
+                return
+            if direction is Direction.TO_CLIENT:
+                self._queue_out([Delivery(frame)])
+            elif self.agent is not None:
+                self._in.append((self._loop.time(), frame))
+                self._in_ready.set()
+
+        self._release[direction] = self._loop.call_later(self.faults.config.reorder_hold, release)
+
+    # ------------------------------------------------------------------ running
+
+    async def _disrupt(self, after: float, abrupt: bool) -> None:
+        await asyncio.sleep(after)
+        self.disrupt(abrupt)
+
+    def disrupt(self, abrupt: bool, *, injected: bool = True) -> None:
+        """Close with 1000 "Bye", or reset the TCP connection (``abrupt``)."""
+        if injected:
+            self.faults.count("reset" if abrupt else "closed")
+        if abrupt:
+            self.ws.transport.abort()
+        else:
+            self.gateway.spawn(self.ws.close(1000, _BYE))
+
+    async def run(self) -> None:
+        config = self.faults.config
+        tasks = [
+            asyncio.create_task(self._writer()),
+            asyncio.create_task(self._deliverer()),
+        ]
+        if config.close_every:
+            tasks.append(asyncio.create_task(self._disrupt(config.close_every, False)))
+        if config.reset_every:
+            tasks.append(asyncio.create_task(self._disrupt(config.reset_every, True)))
+        try:
+            async for message in self.ws:
+                if isinstance(message, str):
+                    logger.debug("ignoring a text frame after OpenDataChannel")
+                    continue
+                self._from_client(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            for handle in self._release.values():
+                handle.cancel()
+            self._release.clear()
+            writer = tasks[0]
+            if self._finishing and not writer.done():
+                # Let channel_closed and the close frame go out.
+                with contextlib.suppress(TimeoutError, ConnectionClosed):
+                    async with asyncio.timeout(2.0):
+                        await asyncio.shield(writer)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Gateway:
+    """The data-channel WebSocket server and the agents behind it."""
+
+    def __init__(self, state: EmulatorState, config: EmulatorConfig) -> None:
+        self.state = state
+        self.config = config
+        self.faults = FaultInjector(config.faults)
+        self.url = ""
+        self.paused_sessions: set[str] = set()
+        self._agents: dict[str, Agent] = {}
+        self._links: dict[str, _Link] = {}
+        self._server: Server | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        state.on_terminate = self.terminate
+        state.resume_filter = self._allow_resume
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen on ``host`` (port 0: any free port); sets :attr:`url`."""
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            process_request=self._process_request,
+            ping_interval=None,
+            close_timeout=2.0,
+            max_size=MAX_MESSAGE,
+            compression=None,
+        )
+        sockname = self._server.sockets[0].getsockname()
+        address = str(sockname[0])
+        if address in ("0.0.0.0", ""):
+            address = "127.0.0.1"
+        elif address == "::":
+            address = "::1"
+        if ":" in address:
+            address = f"[{address}]"
+        self.url = f"ws://{address}:{sockname[1]}"
+
+    async def close(self) -> None:
+        """End every session's agent and stop listening."""
+        for agent in list(self._agents.values()):
+            await agent.terminate("")
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background; :meth:`close` waits for it."""
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def terminate(self, session: SessionRecord) -> None:
+        """TerminateSession: end the session's agent; the client gets channel_closed."""
+        agent = self._agents.get(session.session_id)
+        if agent is not None:
+            await agent.terminate(session.end_reason)
+        else:
+            self.state.end_session(session.session_id, session.end_reason)
+            link = self._links.pop(session.session_id, None)
+            if link is not None:
+                link.finish(channel_closed_frame(session, session.end_reason))
+
+    # ---------------------------------------------------------------- inspection
+
+    def agent(self, session_id: str) -> Agent | None:
+        """The live agent of a session, if it has one."""
+        return self._agents.get(session_id)
+
+    def connected(self, session_id: str) -> bool:
+        """True while a client WebSocket is attached to the session."""
+        return session_id in self._links
+
+    # --------------------------------------------------------------- fault API
+
+    def set_silent(self, silent: bool) -> None:
+        """Go silent (nothing delivered either way, no pongs) or speak again."""
+        self.faults.silent = silent
+        for link in self._links.values():
+            transport = link.ws.transport
+            if silent:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
+    def pause_publication(self, session_id: str | None = None) -> None:
+        """Pretend the agent went away: pause_publication to the client, traffic held."""
+        for sid in self._session_ids(session_id):
+            if sid in self.paused_sessions:
+                continue
+            self.paused_sessions.add(sid)
+            self.faults.count("paused")
+            agent = self._agents.get(sid)
+            if agent is not None:
+                agent.set_paused(True)
+            link = self._links.get(sid)
+            if link is not None:
+                link.send_control(_control(MessageType.PAUSE_PUBLICATION))
+
+    def resume_publication(self, session_id: str | None = None) -> None:
+        """The agent is back: start_publication to the client; both sides resend."""
+        for sid in self._session_ids(session_id):
+            if sid not in self.paused_sessions:
+                continue
+            self.paused_sessions.discard(sid)
+            self.faults.count("resumed")
+            link = self._links.get(sid)
+            if link is not None:
+                link.send_control(_control(MessageType.START_PUBLICATION))
+            agent = self._agents.get(sid)
+            if agent is not None:
+                agent.set_paused(False)
+
+    def close_connections(self, session_id: str | None = None, *, abrupt: bool = False) -> int:
+        """Close client sockets now (1000 "Bye", or a TCP reset); returns how many."""
+        links = [self._links[sid] for sid in self._session_ids(session_id) if sid in self._links]
+        for link in links:
+            link.disrupt(abrupt)
+        return len(links)
+
+    def _session_ids(self, session_id: str | None) -> list[str]:
+        if session_id is not None:
+            return [session_id]
+        return sorted(set(self._agents) | set(self._links))
+
+    def _allow_resume(self, session: SessionRecord) -> bool:
+        if self.faults.refuse_resume:
+            self.faults.count("resume_refused")
+            return False
+        return True
+
+    # ------------------------------------------------------------------ serving
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        split = urlsplit(request.path)
+        if not _PATH.match(split.path):
+            return connection.respond(404, "Not Found\n")
+        signed = "Authorization" in request.headers or "X-Amz-Signature=" in split.query
+        if signed:
+            try:
+                verify_request(
+                    "GET",
+                    request.path,
+                    request.headers,
+                    b"",
+                    self.config.credentials,
+                    service="ssmmessages",
+                )
+            except SigV4Error as exc:
+                logger.info("refused a data-channel upgrade: %s", exc.message)
+                response = connection.respond(403, exc.message + "\n")
+                response.headers["x-amzn-ErrorType"] = exc.code
+                return response
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        try:
+            await self._handle_connection(ws)
+        except ConnectionClosed:
+            pass
+        except Exception:  # one broken connection must not take the gateway down
+            logger.exception("data-channel connection failed")
+            with contextlib.suppress(Exception):
+                await ws.close(1011, "Internal error")
+
+    async def _handle_connection(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        match = _PATH.match(urlsplit(ws.request.path).path)
+        assert match is not None  # checked in _process_request
+        session_id = match.group(1)
+        try:
+            async with asyncio.timeout(OPEN_TIMEOUT):
+                first = await ws.recv()
+        except TimeoutError:
+            await ws.close(CLOSE_AUTH_FAILED, "OpenDataChannel not received")
+            return
+        try:
+            open_message = OpenDataChannel.decode(first)
+        except RemoteProtocolError as exc:
+            logger.info("session %s: bad OpenDataChannel: %s", session_id, exc)
+            await ws.close(CLOSE_AUTH_FAILED, "Invalid OpenDataChannel message")
+            return
+        try:
+            session = self.state.check_token(session_id, open_message.token_value)
+        except TokenError as exc:
+            logger.info("session %s: OpenDataChannel refused: %s", session_id, exc)
+            await ws.close(CLOSE_AUTH_FAILED, f"Authentication failed: {exc}")
+            return
+        logger.info(
+            "session %s: client connected (ClientVersion %r)",
+            session_id,
+            open_message.client_version,
+        )
+        await self._serve(ws, session)
+
+    async def _serve(self, ws: ServerConnection, session: SessionRecord) -> None:
+        sid = session.session_id
+        old = self._links.pop(sid, None)
+        agent = self._agents.get(sid)
+        if old is not None:
+            old.agent = None
+            if agent is not None:
+                agent.detach()
+            old.disrupt(abrupt=False, injected=False)
+        link = _Link(self, ws, session)
+        self._links[sid] = link
+        self.state.set_status(sid, SessionStatus.CONNECTED)
+        new = agent is None
+        if agent is None:
+            agent = Agent(
+                session,
+                config=self.config,
+                target=self.state.targets.get(session.target_id),
+                kms=self.state.kms.decrypt,
+                on_end=self._agent_ended,
+            )
+            self._agents[sid] = agent
+        link.agent = agent
+        paused = sid in self.paused_sessions
+        if self.faults.silent:
+            ws.transport.pause_reading()
+        kind = MessageType.PAUSE_PUBLICATION if paused else MessageType.START_PUBLICATION
+        link.send_control(_control(kind))
+        agent.set_paused(paused)
+        agent.attach(link.to_client)
+        if new:
+            agent.start()
+        try:
+            await link.run()
+        finally:
+            if self._links.get(sid) is link:
+                del self._links[sid]
+                if link.agent is not None:
+                    link.agent.detach()
+                self.state.set_status(sid, SessionStatus.DISCONNECTED)
+
+    def _agent_ended(self, agent: Agent, reason: str) -> None:
+        session = agent.session
+        sid = session.session_id
+        if self._agents.get(sid) is agent:
+            del self._agents[sid]
+        self.paused_sessions.discard(sid)
+        self.state.end_session(sid, reason)
+        link = self._links.pop(sid, None)
+        if link is not None:
+            link.finish(channel_closed_frame(session, reason))
+        logger.info("session %s ended%s", sid, f": {reason}" if reason else "")
