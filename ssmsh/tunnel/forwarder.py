@@ -22,6 +22,7 @@ import socket
 import time
 from collections.abc import Callable
 
+from ..exceptions import TunnelError
 from .channel import TunnelConfig
 from .mux import MuxStream, MuxTunnel
 
@@ -183,7 +184,7 @@ class MuxForwarder:
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    exc = task.exception()
+                    exc = TunnelError("stopped") if task.cancelled() else task.exception()
                     if exc is not None:
                         for other in pending:
                             other.cancel()

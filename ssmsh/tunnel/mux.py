@@ -299,6 +299,9 @@ class MuxTunnel:
             error = group_error.exceptions[0]
             self._fail_all(error)
             raise error from None
+        except asyncio.CancelledError:
+            self._fail_all(TunnelError("the session was stopped"))
+            raise
         except BaseException as exc:
             self._fail_all(exc)
             raise
