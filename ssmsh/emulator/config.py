@@ -69,6 +69,8 @@ class EmulatorConfig:
     faults: FaultConfig | None = None
     #: AgentVersion the emulated agent reports (handshake, DescribeInstanceInformation).
     agent_version: str = DEFAULT_AGENT_VERSION
+    #: Send a shell's non-zero exit status as an ExitCode payload (the real agent does not).
+    shell_exit_status: bool = False
 
     def credential_map(self) -> dict[str, str] | None:
         """The configured credentials as ``{access_key: secret}``, or None."""

@@ -288,13 +288,14 @@ class Agent:
     def _make_plugin(self) -> Plugin | None:
         session = self.session
         stype = session.session_type
+        report = self.config.shell_exit_status
         if stype == SessionType.STANDARD_STREAM:
-            return ShellPlugin(self, self._shell_argv())
+            return ShellPlugin(self, self._shell_argv(), report)
         if stype == SessionType.INTERACTIVE_COMMANDS:
             if not (session.command or "").strip():
                 self.finish("Commands cannot be empty for session type InteractiveCommands")
                 return None
-            return ShellPlugin(self, ["sh", "-c", session.command or ""])
+            return ShellPlugin(self, ["sh", "-c", session.command or ""], report)
         if stype == SessionType.NON_INTERACTIVE_COMMANDS:
             return CommandPlugin(self, session.command or "")
         return make_port_plugin(self)

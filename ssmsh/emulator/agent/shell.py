@@ -5,7 +5,8 @@ Like the official agent, the program gets ``TERM=xterm-256color`` (and
 1024 bytes that never split a UTF-8 character, ``Size`` payloads resize the pty
 (TIOCSWINSZ), and when the program side of the pty closes the session ends
 normally (the gateway then sends ``channel_closed`` with an empty Output: the real
-agent reports no exit code for shells).
+agent reports no exit code for shells; with ``report_exit_status`` a non-zero status
+is sent as an ExitCode payload first).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import termios
 
 from ...exceptions import RemoteProtocolError
 from ...protocol.constants import PayloadType
-from ...protocol.payloads import TerminalSize
+from ...protocol.payloads import TerminalSize, encode_exit_code
 from .plugin import Plugin, PluginHost, split_utf8_tail
 
 __all__ = ["ShellPlugin", "kill_process_group", "program_env"]
@@ -61,9 +62,10 @@ class ShellPlugin(Plugin):
 
     requires_handshake = False
 
-    def __init__(self, host: PluginHost, argv: list[str]) -> None:
+    def __init__(self, host: PluginHost, argv: list[str], report_exit_status: bool = False) -> None:
         super().__init__(host)
         self.argv = argv
+        self.report_exit_status = report_exit_status
         self._master: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._size = _DEFAULT_SIZE
@@ -178,7 +180,11 @@ class ShellPlugin(Plugin):
         if tail:
             host.send(PayloadType.OUTPUT, tail)
         if self._proc is not None:
-            await self._proc.wait()
+            code = await self._proc.wait()
+            if code > 0 and self.report_exit_status:
+                # Not what the real agent does (it reports no status for shells); opt-in
+                # (EmulatorConfig.shell_exit_status) so that clients can exit like ssh.
+                host.send(PayloadType.EXIT_CODE, encode_exit_code(code))
         host.finish("")
 
     # ------------------------------------------------------------------ cleanup
