@@ -1,32 +1,178 @@
-"""The ``ssmsh`` command line."""
+"""The ``ssmsh`` command line: argument parsing, logging, and exit statuses.
+
+Commands:
+
+* ``ssmsh shell [TARGET]`` — an interactive shell (``--local`` for the emulator);
+* ``ssmsh exec TARGET [-t] -- COMMAND...`` — run one command;
+* ``ssmsh emulator`` — run the local emulator (when it is installed).
+
+Status lines and errors go to stderr; stdout carries only remote output.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib
+import inspect
+import logging
 import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .. import __version__
 from ..protocol import CLIENT_VERSION
+from ..terminal.tty import Terminal
+from .common import Reporter, add_common_options
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, describe, exit_status
+from .shell import configure_exec, configure_shell, run_exec, run_shell
+
+__all__ = ["build_parser", "main"]
+
+Runner = Callable[[argparse.Namespace, Terminal, Reporter], Awaitable[int]]
+
+#: Loggers that would print request bodies, URLs with tokens or frames at DEBUG level.
+_NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "websockets", "asyncio", "s3transfer")
+
+
+def _optional_command(module: str) -> Any:
+    """A command module that other parts of ssmsh may or may not provide."""
+    try:
+        return importlib.import_module(module, __package__)
+    except ImportError:
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ssmsh", description="A client for AWS Systems Manager Session Manager."
+        prog="ssmsh",
+        description="A client for AWS Systems Manager Session Manager.",
+        epilog="Try it without AWS: ssmsh shell --local",
     )
     parser.add_argument(
         "--version", action="version", version=f"ssmsh {__version__} (protocol {CLIENT_VERSION})"
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_common_options(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    shell = commands.add_parser(
+        "shell",
+        help="interactive shell on a managed instance",
+        description="Open an interactive shell, like ssh. Escapes after Enter: "
+        "~. disconnect, ~? help, ~~ a literal ~.",
+    )
+    configure_shell(shell)
+    shell.set_defaults(runner=run_shell)
+
+    exec_ = commands.add_parser(
+        "exec",
+        help="run a command on a managed instance",
+        description="Run COMMAND and exit with its status. stdout and stderr stay separate "
+        "unless -t is given.",
+    )
+    configure_exec(exec_)
+    exec_.set_defaults(runner=run_exec)
+
+    emulator = _optional_command("ssmsh.emulator.cli")
+    if emulator is not None:
+        sub = commands.add_parser(
+            "emulator", help="run a local Session Manager emulator", description=emulator.__doc__
+        )
+        emulator.configure_parser(sub)
+        sub.set_defaults(func=emulator.run)
+
+    for name in (".forward", ".proxy"):
+        module = _optional_command(name)
+        if module is not None:
+            module.add_parser(commands)
     return parser
+
+
+def setup_logging(args: argparse.Namespace, terminal: Terminal) -> None:
+    """ssmsh's log to stderr (or ``--log-file``); third-party debug output stays off."""
+    debug = bool(getattr(args, "debug", False))
+    log_file = getattr(args, "log_file", None)
+    handler: logging.Handler
+    if log_file:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+    else:
+        handler = _TerminalHandler(terminal)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class _TerminalHandler(logging.Handler):
+    """Log records as status lines (CR LF while the terminal is raw)."""
+
+    def __init__(self, terminal: Terminal) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.terminal.status(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse; for ``exec``, everything after the first ``--`` is the remote command.
+
+    (argparse alone cannot take options after a positional and a free-form tail.)
+    """
+    if "--" in argv:
+        cut = argv.index("--")
+        args = parser.parse_args(argv[:cut])
+        if getattr(args, "command", None) == "exec":
+            args.words = [*args.words, *argv[cut + 1 :]]
+            return args
+    return parser.parse_args(argv)
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, sys.argv[1:] if argv is None else argv)
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
-    return 0
+        return EXIT_USAGE
+    terminal = Terminal()
+    reporter = Reporter(terminal, quiet=args.quiet)
+    try:
+        setup_logging(args, terminal)
+    except OSError as exc:
+        reporter.error(f"cannot open the log file: {describe(exc)}")
+        return EXIT_FAILURE
+    if hasattr(args, "func"):  # commands with their own entry point (emulator, forward...)
+        result = args.func(args)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        return int(result or 0)
+    runner: Runner = args.runner
+    try:
+        return int(asyncio.run(_await(runner(args, terminal, reporter))))
+    except KeyboardInterrupt:
+        terminal.restore()
+        reporter.error("interrupted")
+        return EXIT_INTERRUPTED
+    except BaseException as exc:  # every failure: one line, exit 255 (no traceback)
+        terminal.restore()
+        if isinstance(exc, SystemExit):
+            raise
+        if args.debug:
+            traceback.print_exception(exc)
+        reporter.error(describe(exc))
+        return exit_status(exc)
+    finally:
+        terminal.restore()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,196 @@
+"""What every session command shares: AWS options, ``--local``, opening a session.
+
+:func:`add_common_options` adds ``--region``, ``--profile``, ``--endpoint-url``,
+``--local``, ``--quiet``, ``-v/--debug``, ``--log-file`` and the reconnect
+tunables. :func:`open_session` resolves the target, starts the session (in an
+in-process emulator with ``--local``), opens a :class:`SessionConnection` and
+always closes it with TerminateSession, whatever happens inside the block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from ..aws import AwsSettings, SsmSessions, StaticCredentials
+from ..channel import ConnectionConfig, SessionConnection, SessionInfo
+from ..exceptions import UsageError
+from ..terminal.tty import Terminal
+
+__all__ = [
+    "LOCAL_CREDENTIALS",
+    "Reporter",
+    "add_common_options",
+    "aws_settings",
+    "connection_config",
+    "default_target",
+    "local_endpoint",
+    "open_session",
+    "parse_parameters",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Credentials used with ``--local`` (the emulator accepts any well-formed signature).
+LOCAL_CREDENTIALS = StaticCredentials("AKIDSSMSHLOCAL000000", "ssmsh-local-emulator-secret")
+LOCAL_REGION = "us-east-1"
+
+
+def add_common_options(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
+    """The options every session command accepts.
+
+    With ``suppress`` the defaults are left out, so that the same options given
+    on the main parser (before the command name) are not overwritten.
+    """
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    aws = parser.add_argument_group("AWS options")
+    aws.add_argument("--region", default=default(None), help="AWS region (default: boto3's)")
+    aws.add_argument("--profile", default=default(None), help="AWS profile from ~/.aws/config")
+    aws.add_argument(
+        "--endpoint-url",
+        default=default(None),
+        metavar="URL",
+        help="SSM and KMS endpoint (AWS_ENDPOINT_URL works too)",
+    )
+    aws.add_argument(
+        "--local",
+        action="store_true",
+        default=default(False),
+        help="start a local emulator in-process and connect to it",
+    )
+    out = parser.add_argument_group("output and connection")
+    out.add_argument(
+        "-q", "--quiet", action="store_true", default=default(False), help="no status lines"
+    )
+    out.add_argument(
+        "-v",
+        "--debug",
+        action="store_true",
+        default=default(False),
+        help="debug logging and tracebacks (tokens and keys are never logged)",
+    )
+    out.add_argument(
+        "--log-file", default=default(None), metavar="PATH", help="write the log to PATH"
+    )
+    out.add_argument(
+        "--reconnect-timeout",
+        type=float,
+        default=default(300.0),
+        metavar="SECONDS",
+        help="how long to keep trying to get a lost connection back (default 300)",
+    )
+    out.add_argument(
+        "--keepalive",
+        type=float,
+        default=default(10.0),
+        metavar="SECONDS",
+        help="ping interval; silence for this long (plus as much again) "
+        "counts as a lost connection (default 10)",
+    )
+
+
+def aws_settings(args: argparse.Namespace, endpoint_url: str | None = None) -> AwsSettings:
+    """AwsSettings from the options (``endpoint_url`` overrides, for ``--local``)."""
+    if endpoint_url is not None:
+        return AwsSettings(
+            region=args.region or LOCAL_REGION,
+            endpoint_url=endpoint_url,
+            credentials=LOCAL_CREDENTIALS,
+        )
+    return AwsSettings(region=args.region, profile=args.profile, endpoint_url=args.endpoint_url)
+
+
+def connection_config(args: argparse.Namespace) -> ConnectionConfig:
+    keepalive = getattr(args, "keepalive", 10.0)
+    budget = getattr(args, "reconnect_timeout", 300.0)
+    if keepalive <= 0 or budget < 0:
+        raise UsageError("--keepalive must be positive and --reconnect-timeout not negative")
+    return ConnectionConfig(
+        ping_interval=keepalive, ping_timeout=keepalive, reconnect_budget=budget
+    )
+
+
+def parse_parameters(items: Sequence[str] | None) -> dict[str, list[str]]:
+    """``KEY=VALUE`` options -> StartSession Parameters (repeated keys accumulate)."""
+    parameters: dict[str, list[str]] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--parameter expects KEY=VALUE, got {item!r}")
+        parameters.setdefault(key, []).append(value)
+    return parameters
+
+
+class Reporter:
+    """Status lines on stderr (silenced by ``--quiet``); errors are never silenced."""
+
+    def __init__(self, terminal: Terminal, quiet: bool = False) -> None:
+        self.terminal = terminal
+        self.quiet = quiet
+
+    def status(self, text: str) -> None:
+        if not self.quiet:
+            self.terminal.status(text)
+
+    def error(self, text: str) -> None:
+        self.terminal.status(f"ssmsh: {text}")
+
+
+@contextlib.asynccontextmanager
+async def local_endpoint(args: argparse.Namespace) -> AsyncIterator[str | None]:
+    """With ``--local``: an in-process emulator, yielding its endpoint URL. Else None."""
+    if not args.local:
+        yield None
+        return
+    if args.endpoint_url:
+        raise UsageError("--local and --endpoint-url cannot be used together")
+    from ..emulator import Emulator, EmulatorConfig
+
+    # ssh-like exit statuses for shells, which the real agent does not report
+    async with Emulator(EmulatorConfig(shell_exit_status=True)) as emulator:
+        logger.debug("local emulator at %s", emulator.endpoint_url)
+        yield emulator.endpoint_url
+
+
+def default_target(args: argparse.Namespace, target: str | None) -> str:
+    if target:
+        return target
+    if args.local:
+        from ..emulator import DEFAULT_TARGET
+
+        return DEFAULT_TARGET
+    env = os.environ.get("SSMSH_TARGET")
+    if env:
+        return env
+    raise UsageError("no target given (an instance id or Name tag; or use --local)")
+
+
+@contextlib.asynccontextmanager
+async def open_session(
+    args: argparse.Namespace,
+    reporter: Reporter,
+    target: str | None,
+    document: str | None = None,
+    parameters: Mapping[str, Sequence[str]] | None = None,
+    reason: str | None = None,
+) -> AsyncIterator[tuple[SessionConnection, SessionInfo]]:
+    """Start a session and yield its open connection; TerminateSession on the way out."""
+    async with local_endpoint(args) as endpoint:
+        sessions = SsmSessions(aws_settings(args, endpoint))
+        target_id = await sessions.resolve_target(default_target(args, target))
+        info = await sessions.start_session(target_id, document, parameters, reason)
+        reporter.status(f"Starting session with SessionId: {info.session_id}")
+        conn = SessionConnection(info, sessions, config=connection_config(args))
+        try:
+            await conn.start()
+            yield conn, info
+        finally:
+            reporter.terminal.restore()
+            await conn.close(terminate=True)

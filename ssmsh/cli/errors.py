@@ -1,0 +1,77 @@
+"""Exit statuses, in one place.
+
+Like ssh: the remote command's status when the agent reports one, 0 for a
+shell that ends normally, and 255 for ssmsh's own failures, each reported as
+one line on stderr (no traceback unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+from ..exceptions import (
+    AwsError,
+    ChannelClosed,
+    EncryptionError,
+    HandshakeError,
+    InvalidMessage,
+    ProtocolError,
+    ReconnectFailed,
+    SsmshError,
+    TunnelError,
+    UsageError,
+)
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "describe",
+    "exit_status",
+]
+
+EXIT_OK = 0
+#: argparse's status for a malformed command line.
+EXIT_USAGE = 2
+#: Interrupted (Ctrl-C before the session started).
+EXIT_INTERRUPTED = 130
+#: Any failure of ssmsh itself (ssh uses 255 the same way).
+EXIT_FAILURE = 255
+
+#: Exception type -> (exit status, prefix of the one-line message). First match wins.
+EXIT_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
+    (UsageError, EXIT_FAILURE, ""),
+    (AwsError, EXIT_FAILURE, ""),
+    (HandshakeError, EXIT_FAILURE, "session handshake failed: "),
+    (EncryptionError, EXIT_FAILURE, "encryption failed: "),
+    (ReconnectFailed, EXIT_FAILURE, "connection failed: "),
+    (ProtocolError, EXIT_FAILURE, "protocol error: "),
+    (InvalidMessage, EXIT_FAILURE, "protocol error: "),
+    (TunnelError, EXIT_FAILURE, ""),
+    (SsmshError, EXIT_FAILURE, ""),
+    (KeyboardInterrupt, EXIT_INTERRUPTED, ""),
+    (OSError, EXIT_FAILURE, ""),
+)
+
+
+def exit_status(exc: BaseException) -> int:
+    """The process exit status for a failure."""
+    if isinstance(exc, ChannelClosed):
+        return exc.exit_code if exc.exit_code else EXIT_FAILURE
+    for kind, status, _ in EXIT_TABLE:
+        if isinstance(exc, kind):
+            return status
+    return EXIT_FAILURE
+
+
+def describe(exc: BaseException) -> str:
+    """The one-line message for a failure."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, OSError) and not isinstance(exc, SsmshError):
+        text = exc.strerror or str(exc)
+        return f"{text}: {exc.filename}" if exc.filename else text
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    for kind, _, prefix in EXIT_TABLE:
+        if isinstance(exc, kind):
+            return prefix + text
+    return f"internal error: {type(exc).__name__}: {text}"

@@ -1,0 +1,213 @@
+"""``ssmsh shell`` and ``ssmsh exec``: a session bridged to this terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import re
+import shlex
+import signal
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from ..exceptions import UsageError
+from ..terminal.bridge import BridgeResult, TerminalBridge
+from ..terminal.escape import parse_escape_char
+from ..terminal.tty import Terminal
+from .common import Reporter, add_common_options, open_session, parse_parameters
+from .errors import EXIT_FAILURE
+
+__all__ = ["configure_exec", "configure_shell", "run_exec", "run_shell"]
+
+logger = logging.getLogger(__name__)
+
+NON_INTERACTIVE_DOCUMENT = "AWS-StartNonInteractiveCommand"
+INTERACTIVE_DOCUMENT = "AWS-StartInteractiveCommand"
+
+#: An exit status in a channel_closed message, for agents that put it there.
+_CLOSED_EXIT_RE = re.compile(r"exit(?:ed)?(?: with)?(?: code| status)?[:= ]+(-?\d+)", re.I)
+
+
+def configure_shell(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target", nargs="?", help="instance id (i-..., mi-...) or Name tag; default with --local"
+    )
+    parser.add_argument("--document", metavar="NAME", help="session document (default: shell)")
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        metavar="KEY=VALUE",
+        help="document parameter (repeatable; repeated keys make a list)",
+    )
+    parser.add_argument("--reason", metavar="TEXT", help="reason recorded with the session")
+    _escape_option(parser)
+    add_common_options(parser, suppress=True)
+
+
+def configure_exec(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="instance id (i-..., mi-...) or Name tag")
+    parser.add_argument(
+        "words",
+        nargs="*",
+        metavar="COMMAND",
+        help="command to run, after -- (words are joined with spaces, as ssh does)",
+    )
+    parser.add_argument(
+        "-t",
+        "--tty",
+        action="store_true",
+        help=f"run in a terminal ({INTERACTIVE_DOCUMENT}) instead of with separate "
+        f"stdout/stderr and an exit status ({NON_INTERACTIVE_DOCUMENT})",
+    )
+    parser.add_argument(
+        "--no-shell",
+        action="store_true",
+        help="without -t, pass COMMAND to the agent as is (it splits the words and runs "
+        "the program without a shell); by default it runs under sh -c, as with ssh",
+    )
+    parser.add_argument("--reason", metavar="TEXT", help="reason recorded with the session")
+    _escape_option(parser)
+    add_common_options(parser, suppress=True)
+
+
+def _escape_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-e",
+        dest="escape",
+        default="~",
+        metavar="CHAR",
+        help="escape character for ~. ~? ~~ (default ~; 'none' disables)",
+    )
+
+
+async def run_shell(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
+    parameters = parse_parameters(args.parameter)
+    return await _run(
+        args,
+        terminal,
+        reporter,
+        target=args.target,
+        document=args.document,
+        parameters=parameters,
+        reason=args.reason,
+        interactive=True,
+    )
+
+
+async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
+    command = list(args.words)
+    if not command:
+        raise UsageError("exec needs a command: ssmsh exec TARGET -- COMMAND...")
+    line = " ".join(command)  # joined with spaces, as ssh does
+    if args.tty:
+        document = INTERACTIVE_DOCUMENT  # the agent runs it in a pty under sh -c
+    else:
+        document = NON_INTERACTIVE_DOCUMENT  # the agent splits it and execs it directly
+        if not args.no_shell:
+            line = shlex.join(["sh", "-c", line])
+    return await _run(
+        args,
+        terminal,
+        reporter,
+        target=args.target,
+        document=document,
+        parameters={"command": [line]},
+        reason=args.reason,
+        interactive=args.tty,
+    )
+
+
+async def _run(
+    args: argparse.Namespace,
+    terminal: Terminal,
+    reporter: Reporter,
+    *,
+    target: str | None,
+    document: str | None,
+    parameters: Mapping[str, Sequence[str]],
+    reason: str | None,
+    interactive: bool,
+) -> int:
+    try:
+        escape_char = parse_escape_char(args.escape)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    async with open_session(args, reporter, target, document, parameters, reason) as (conn, info):
+        bridge = TerminalBridge(
+            conn,
+            terminal,
+            interactive=interactive,
+            escape_char=escape_char,
+            status=reporter.status,
+        )
+        with _terminating_signals() as killed:
+            run = asyncio.ensure_future(bridge.run())
+            kill = asyncio.ensure_future(killed.wait())
+            try:
+                await asyncio.wait([run, kill], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                kill.cancel()
+                if not run.done():
+                    run.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await run
+        if killed.is_set():
+            terminal.restore()
+            reporter.error(f"killed by signal {killed.signum}; session terminated")
+            return EXIT_FAILURE
+        result = run.result()
+    return _finish(result, info.session_id, reporter)
+
+
+def _finish(result: BridgeResult, session_id: str, reporter: Reporter) -> int:
+    if result.disconnected:
+        reporter.status(f"Connection to session {session_id} closed.")
+        return EXIT_FAILURE
+    code = result.exit_code
+    if code is None and result.closed_output:
+        match = _CLOSED_EXIT_RE.search(result.closed_output)
+        if match:
+            code = int(match.group(1))
+    if result.closed_output and (code is None or code == 0):
+        reporter.status(f"SessionId: {session_id} : {result.closed_output}")
+    else:
+        reporter.status(f"Exiting session with sessionId: {session_id}.")
+    if code is None:
+        return 0
+    return code & 0xFF if code >= 0 else EXIT_FAILURE
+
+
+class _Killed(asyncio.Event):
+    signum: int = 0
+
+
+@contextlib.contextmanager
+def _terminating_signals() -> Iterator[_Killed]:
+    """SIGTERM and SIGHUP end the session cleanly (terminal restored, TerminateSession)."""
+    loop = asyncio.get_running_loop()
+    killed = _Killed()
+    installed: list[tuple[int, Any]] = []
+
+    def on_signal(signum: int) -> None:
+        killed.signum = signum
+        killed.set()
+
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        try:
+            previous = signal.getsignal(signum)
+            loop.add_signal_handler(signum, on_signal, signum)
+        except (ValueError, RuntimeError, NotImplementedError):
+            continue
+        installed.append((signum, previous))
+    try:
+        yield killed
+    finally:
+        for signum, previous in installed:
+            loop.remove_signal_handler(signum)
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signum, previous)

@@ -1,0 +1,258 @@
+"""The terminal bridge: local stdin/stdout/stderr <-> a :class:`SessionConnection`.
+
+* stdin is read as raw bytes and sent at once (large pastes become many
+  messages without any pause); reading stops while the send window is full;
+* output goes to stdout, StdErr payloads to stderr, written by a worker thread
+  so a slow reader (``| less``) never blocks the event loop;
+* the real size is sent right after the handshake and on every change;
+* ssh-style escapes (``~.``, ``~?``, ``~~``, ``~^Z``) right after Enter;
+* stdin at EOF (a pipe or a file) does not end the session: a shell is sent
+  an end-of-input (Ctrl-D) and the bridge waits until the remote is done.
+
+The bridge does not close the connection; the caller does (TerminateSession).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+from collections.abc import Callable
+
+from ..channel import (
+    ChannelClosedByRemote,
+    ConnectionState,
+    ExitCodeReceived,
+    FlagReceived,
+    OutputReceived,
+    SessionConnection,
+    StateChange,
+    StderrReceived,
+)
+from .escape import EscapeAction, EscapeFilter, escape_help
+from .tty import Terminal, write_all
+
+__all__ = ["BridgeResult", "TerminalBridge"]
+
+logger = logging.getLogger(__name__)
+
+#: Bytes read from stdin at a time.
+READ_SIZE = 64 * 1024
+#: What a shell gets when stdin ends: Ctrl-D, end of input at the start of a line.
+EOF_BYTES = b"\x04"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BridgeResult:
+    """How the session ended, as far as the bridge saw it.
+
+    ``exit_code`` is the remote status when the agent reported one.
+    ``closed_output`` is the text of the remote's channel_closed (may be empty).
+    ``disconnected`` is true when the user left with the escape sequence.
+    """
+
+    exit_code: int | None
+    closed_by_remote: bool
+    closed_output: str = ""
+    disconnected: bool = False
+
+
+class TerminalBridge:
+    """Connects a :class:`Terminal` to a session until the session ends.
+
+    :param interactive: a shell or ``exec -t``: raw mode, escapes, size updates,
+        and Ctrl-D at the end of piped input.
+    :param escape_char: byte value of the escape character, or None for none.
+    :param status: prints one status line (the CLI's reporter); None: silent.
+    """
+
+    def __init__(
+        self,
+        conn: SessionConnection,
+        terminal: Terminal,
+        *,
+        interactive: bool = True,
+        escape_char: int | None = ord("~"),
+        status: Callable[[str], None] | None = None,
+        send_stdin: bool = True,
+    ) -> None:
+        self.conn = conn
+        self.terminal = terminal
+        self.interactive = interactive
+        self.escape = EscapeFilter(escape_char if interactive and terminal.stdin_is_tty else None)
+        self.escape_char = escape_char
+        self._status = status
+        self.send_stdin = send_stdin
+        self._loop = asyncio.get_running_loop()
+        self._disconnect = asyncio.Event()
+        self._exit_code: int | None = None
+        self._outage_reported = False
+
+    def status(self, text: str) -> None:
+        if self._status is not None:
+            self._status(text)
+
+    async def run(self) -> BridgeResult:
+        """Run until the remote closes the session or the user disconnects.
+
+        Raises the connection's failure (ReconnectFailed, HandshakeError, ...).
+        """
+        remove = self.conn.add_state_listener(self._on_state)
+        try:
+            with self.terminal.raw_mode() if self.interactive else contextlib.nullcontext():
+                return await self._run()
+        finally:
+            remove()
+
+    async def _run(self) -> BridgeResult:
+        established = await self.conn.wait_established()
+        if established.customer_message:
+            self.status(established.customer_message)
+        size = self.terminal.size()
+        if self.interactive and size is not None:
+            await self.conn.send_size(*size)
+        tasks: list[asyncio.Task[None]] = []
+        output = asyncio.create_task(self._pump_output())
+        disconnect = asyncio.create_task(self._disconnect.wait())
+        if self.send_stdin:
+            tasks.append(asyncio.create_task(self._pump_input()))
+        try:
+            watch = (
+                self.terminal.watch_size(self._on_resize)
+                if self.interactive
+                else contextlib.nullcontext()
+            )
+            with watch:
+                await asyncio.wait([output, disconnect], return_when=asyncio.FIRST_COMPLETED)
+            disconnected = not output.done()
+        finally:
+            for task in (*tasks, disconnect):
+                task.cancel()
+            if not output.done():
+                output.cancel()
+            await asyncio.gather(*tasks, disconnect, return_exceptions=True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await output
+        for task in tasks:
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                raise exc
+        if disconnected:
+            return BridgeResult(self._exit_code, False, disconnected=True)
+        return output.result()
+
+    # ------------------------------------------------------------ output
+
+    async def _pump_output(self) -> BridgeResult:
+        stdout, stderr = self.terminal.stdout, self.terminal.stderr
+        while True:
+            event = await self.conn.receive()
+            if event is None:
+                return BridgeResult(self._exit_code, False)
+            if isinstance(event, OutputReceived):
+                await self._write(stdout, event.data)
+            elif isinstance(event, StderrReceived):
+                await self._write(stderr, event.data)
+            elif isinstance(event, ExitCodeReceived):
+                self._exit_code = event.code
+            elif isinstance(event, FlagReceived):
+                logger.debug("flag %d from the agent", event.flag)
+            elif isinstance(event, ChannelClosedByRemote):
+                return BridgeResult(self._exit_code, True, event.output)
+
+    async def _write(self, fd: int, data: bytes) -> None:
+        try:
+            await self._loop.run_in_executor(None, write_all, fd, data)
+        except BrokenPipeError:
+            logger.debug("output fd %d is closed; discarding output", fd)
+        except OSError as exc:
+            logger.debug("cannot write output: %s", exc)
+
+    # ------------------------------------------------------------ input
+
+    async def _pump_input(self) -> None:
+        fd = self.terminal.stdin
+        while True:
+            data = await self._read(fd)
+            if not data:
+                await self._input_ended()
+                return
+            for item in self.escape.feed(data):
+                if isinstance(item, bytes):
+                    await self.conn.send_input(item)
+                else:
+                    await self._escape_action(item)
+
+    async def _read(self, fd: int) -> bytes:
+        """One read of stdin, without blocking the loop."""
+        future: asyncio.Future[bytes] = self._loop.create_future()
+
+        def ready() -> None:
+            if future.done():
+                return
+            try:
+                future.set_result(os.read(fd, READ_SIZE))
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                logger.debug("stdin read failed: %s", exc)
+                future.set_result(b"")
+
+        try:
+            self._loop.add_reader(fd, ready)
+        except (PermissionError, OSError, ValueError):
+            # A regular file (or something epoll refuses): reads never block for long.
+            try:
+                return await asyncio.to_thread(os.read, fd, READ_SIZE)
+            except OSError:
+                return b""
+        try:
+            return await future
+        finally:
+            self._loop.remove_reader(fd)
+
+    async def _input_ended(self) -> None:
+        """stdin reached EOF: tell an interactive remote, then keep receiving."""
+        if self.escape.pending and self.escape.char is not None:
+            await self.conn.send_input(bytes([self.escape.char]))
+        if self.interactive:
+            await self.conn.send_input(EOF_BYTES)
+        logger.debug("stdin closed; waiting for the remote to finish")
+
+    async def _escape_action(self, action: EscapeAction) -> None:
+        if action is EscapeAction.DISCONNECT:
+            self.status("Disconnecting.")
+            self._disconnect.set()
+        elif action is EscapeAction.HELP:
+            assert self.escape.char is not None
+            await self._write(self.terminal.stderr, escape_help(self.escape.char).encode())
+        elif action is EscapeAction.SUSPEND:
+            await self._suspend()
+
+    async def _suspend(self) -> None:
+        """Give the terminal back and stop ourselves (SIGTSTP), like ssh's ``~^Z``."""
+        if not hasattr(signal, "SIGTSTP"):
+            return
+        with self.terminal.cooked():
+            os.kill(os.getpid(), signal.SIGSTOP)
+        size = self.terminal.size()
+        if size is not None:
+            await self.conn.send_size(*size)
+
+    # ------------------------------------------------------------ events
+
+    def _on_resize(self, size: tuple[int, int]) -> None:
+        if self.conn.closed:
+            return
+        task = asyncio.ensure_future(self.conn.send_size(*size))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _on_state(self, change: StateChange) -> None:
+        if change.new is ConnectionState.RECONNECTING and not self._outage_reported:
+            self._outage_reported = True
+            self.status(f"ssmsh: connection lost ({change.reason}); reconnecting...")
+        elif change.new is ConnectionState.CONNECTED and change.outage is not None:
+            self._outage_reported = False
+            self.status(f"ssmsh: reconnected after {change.outage:.1f} s")

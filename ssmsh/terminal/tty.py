@@ -1,0 +1,169 @@
+"""The local terminal: raw mode, size, resize notifications, restoring it all.
+
+Raw mode comes from prompt_toolkit's ``raw_mode`` (no echo, no line editing,
+no ISIG, IXON or IEXTEN, so Ctrl-C/Z/\\/S/Q/O/Y/V all reach the remote as
+bytes), with output post-processing turned off as well, as ssh does: the remote
+pty already sends CR LF. :class:`Terminal` restores the saved attributes on
+every exit path (its context managers, and :meth:`Terminal.restore`, which is
+safe to call from a signal or ``atexit`` handler).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import termios
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prompt_toolkit.input.vt100 import raw_mode
+
+__all__ = ["Terminal"]
+
+logger = logging.getLogger(__name__)
+
+_SIGWINCH = getattr(signal, "SIGWINCH", None)
+
+
+class _raw_no_opost(raw_mode):
+    """prompt_toolkit's raw mode, plus ``-opost`` (output bytes pass unchanged)."""
+
+    def __enter__(self) -> None:
+        super().__enter__()
+        with contextlib.suppress(termios.error):
+            attrs = termios.tcgetattr(self.fileno)
+            attrs[1] &= ~termios.OPOST
+            attrs[6][termios.VTIME] = 0
+            termios.tcsetattr(self.fileno, termios.TCSANOW, attrs)
+
+
+class Terminal:
+    """stdin/stdout/stderr of the process, and what kind of terminal they are."""
+
+    def __init__(self, stdin: int = 0, stdout: int = 1, stderr: int = 2) -> None:
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.stdin_is_tty = os.isatty(stdin)
+        self.stdout_is_tty = os.isatty(stdout)
+        self._raw: _raw_no_opost | None = None
+
+    @property
+    def raw(self) -> bool:
+        """True while in raw mode (status lines then need CR LF)."""
+        return self._raw is not None
+
+    # ------------------------------------------------------------ raw mode
+
+    @contextlib.contextmanager
+    def raw_mode(self) -> Iterator[None]:
+        """Raw mode on stdin while inside (a no-op when stdin is not a terminal)."""
+        if not self.stdin_is_tty or self._raw is not None:
+            yield
+            return
+        mode = _raw_no_opost(self.stdin)
+        mode.__enter__()
+        self._raw = mode
+        try:
+            yield
+        finally:
+            self.restore()
+
+    def restore(self) -> None:
+        """Put the terminal back as it was. Idempotent; never raises."""
+        mode, self._raw = self._raw, None
+        if mode is not None:
+            mode.__exit__(None, None, None)
+
+    @contextlib.contextmanager
+    def cooked(self) -> Iterator[None]:
+        """Leave raw mode for a while (e.g. to suspend), then enter it again."""
+        was_raw = self._raw is not None
+        self.restore()
+        try:
+            yield
+        finally:
+            if was_raw:
+                mode = _raw_no_opost(self.stdin)
+                mode.__enter__()
+                self._raw = mode
+
+    # ------------------------------------------------------------ size
+
+    def size(self) -> tuple[int, int] | None:
+        """(cols, rows) of the terminal: stdout's, else stdin's; None if neither is one."""
+        for fd in (self.stdout, self.stdin, self.stderr):
+            try:
+                size = os.get_terminal_size(fd)
+            except OSError:
+                continue
+            if size.columns > 0 and size.lines > 0:
+                return size.columns, size.lines
+        return None
+
+    @contextlib.contextmanager
+    def watch_size(
+        self, callback: Callable[[tuple[int, int]], None], poll_interval: float = 2.0
+    ) -> Iterator[None]:
+        """Call ``callback(size)`` whenever the size changes, until the block ends.
+
+        SIGWINCH triggers a check at once (the previous handler is restored on
+        exit); a cheap poll every ``poll_interval`` seconds covers platforms and
+        threads where the signal cannot be caught.
+        """
+        loop = asyncio.get_running_loop()
+        last = [self.size()]
+
+        def check() -> None:
+            size = self.size()
+            if size is not None and size != last[0]:
+                last[0] = size
+                callback(size)
+
+        previous: Any = None
+        installed = False
+        if _SIGWINCH is not None:
+            try:
+                previous = signal.getsignal(_SIGWINCH)
+                loop.add_signal_handler(_SIGWINCH, check)
+                installed = True
+            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+                logger.debug("cannot watch SIGWINCH here; polling only")
+
+        async def poll() -> None:
+            while True:
+                await asyncio.sleep(poll_interval)
+                check()
+
+        poller = loop.create_task(poll())
+        try:
+            yield
+        finally:
+            poller.cancel()
+            if installed and _SIGWINCH is not None:
+                loop.remove_signal_handler(_SIGWINCH)
+                if previous is not None:
+                    with contextlib.suppress(ValueError, TypeError):
+                        signal.signal(_SIGWINCH, previous)
+
+    # ------------------------------------------------------------ output
+
+    def status(self, text: str) -> None:
+        """Write one status line to stderr (CR LF while raw, so it starts at column 0)."""
+        if self.raw:
+            data = ("\r\n" + text.replace("\n", "\r\n") + "\r\n").encode(errors="replace")
+        else:
+            data = (text + "\n").encode(errors="replace")
+        with contextlib.suppress(OSError):
+            write_all(self.stderr, data)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until everything is written (blocking)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

@@ -1,0 +1,238 @@
+"""`ssmsh shell` and `ssmsh exec` end to end: the real CLI in a pty, the emulator on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import random
+import termios
+from collections.abc import AsyncIterator
+
+import pytest
+
+from ssmsh.emulator import DEFAULT_TARGET, Emulator, EmulatorConfig, TargetRecord
+
+from .harness import PROMPT, PROMPT_RE, PtyProcess, run_cli
+
+KMS_TARGET = "i-0123456789abcdef1"
+KMS_KEY = "alias/ssmsh-test"
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def emulator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Emulator]:
+    # The emulated agent's shell inherits our environment: a fixed, recognisable prompt.
+    monkeypatch.setenv("PS1", PROMPT)
+    monkeypatch.setenv("ENV", "/dev/null")
+    config = EmulatorConfig(
+        shell="/bin/sh",
+        shell_exit_status=True,
+        targets=[
+            TargetRecord(DEFAULT_TARGET, name="web-1"),
+            TargetRecord(KMS_TARGET, name="secure-1", kms_key_id=KMS_KEY),
+        ],
+    )
+    async with Emulator(config) as emu:
+        yield emu
+
+
+@pytest.fixture
+async def shell(emulator: Emulator) -> AsyncIterator[PtyProcess]:
+    proc = PtyProcess(["shell", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url])
+    try:
+        await proc.expect(PROMPT_RE)
+        yield proc
+    finally:
+        proc.close()
+
+
+async def test_prompt_and_echo_round_trip(shell: PtyProcess) -> None:
+    assert "Starting session with SessionId: " in shell.text
+    shell.send("echo round-$((20+22))-trip\r")
+    await shell.expect(r"round-42-trip\r\n")
+    await shell.expect_screen(r"round-42-trip")
+
+
+async def test_stty_size_at_start_and_after_resize(shell: PtyProcess) -> None:
+    shell.send("stty size\r")
+    await shell.expect(r"\r\n30 100\r\n")
+    shell.resize(120, 40)
+    await asyncio.sleep(0.3)
+    mark = len(shell.text)
+    shell.send("stty size\r")
+    await shell.expect(r"\r\n40 120\r\n", start=mark)
+
+
+async def test_ctrl_c_interrupts_a_remote_sleep_and_the_session_lives_on(
+    shell: PtyProcess,
+) -> None:
+    loop = asyncio.get_running_loop()
+    shell.send("sleep 30; echo slept\r")
+    await asyncio.sleep(0.5)
+    start = loop.time()
+    shell.send(b"\x03")
+    mark = len(shell.text)
+    await shell.expect(PROMPT_RE, start=mark)
+    assert loop.time() - start < 5
+    assert "\nslept" not in shell.text
+    shell.send("echo still-here\r")
+    await shell.expect(r"still-here\r\n")
+    assert shell.proc.poll() is None
+
+
+async def test_exit_status_is_the_remote_one(shell: PtyProcess) -> None:
+    shell.send("exit 3\r")
+    assert await shell.wait() == 3
+    assert "Exiting session with sessionId" in shell.text
+
+
+async def test_normal_exit_is_zero_and_restores_the_terminal(shell: PtyProcess) -> None:
+    shell.send("exit\r")
+    assert await shell.wait() == 0
+    assert shell.slave_attrs() == shell.initial_attrs
+
+
+async def test_escape_dot_leaves_and_restores_the_terminal(
+    shell: PtyProcess, emulator: Emulator
+) -> None:
+    raw = shell.slave_attrs()
+    assert not raw[3] & termios.ICANON  # raw mode while connected
+    shell.send("\r~.")
+    assert await shell.wait() == 255
+    assert shell.slave_attrs() == shell.initial_attrs
+    assert "closed." in shell.text
+    await asyncio.sleep(0.2)
+    statuses = {s.status.value for s in emulator.state.sessions.values()}
+    assert statuses <= {"Terminated", "Terminating"}
+
+
+async def test_escape_help_and_literal_tilde(shell: PtyProcess) -> None:
+    shell.send("\r~?")
+    await shell.expect("Supported escape sequences")
+    shell.send("~~echo x\r")  # at line start: one literal ~
+    await shell.expect(r"~echo: not found|~echo")
+    shell.send("echo a~.b\r")  # not at line start: plain text
+    await shell.expect(r"a~\.b\r\n")
+    assert shell.proc.poll() is None
+
+
+async def test_one_mebibyte_paste_arrives_intact(shell: PtyProcess) -> None:
+    data = base64.encodebytes(random.Random(5).randbytes(800_000))  # lines of 77 bytes
+    assert len(data) > 1 << 20
+    shell.send("stty -echo; sha256sum; stty echo\r")
+    await asyncio.sleep(0.5)
+    await shell.send_async(data)
+    shell.send(b"\x04")
+    digest = hashlib.sha256(data).hexdigest()
+    await shell.expect(digest, timeout=40)
+
+
+async def test_piped_stdin_runs_and_ends(emulator: Emulator) -> None:
+    script = b"echo piped-$((6*7))\necho done\n"
+    code, out, err = await run_cli(
+        ["shell", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url], stdin=script
+    )
+    assert code == 0, err
+    assert b"piped-42" in out
+    assert b"Cannot perform start session" not in err
+    assert b"Starting session with SessionId" in err
+    assert b"Starting session" not in out
+
+
+async def test_piped_stdin_exit_status(emulator: Emulator) -> None:
+    code, _, err = await run_cli(
+        ["shell", "web-1", "--endpoint-url", emulator.endpoint_url, "-q"], stdin=b"exit 7\n"
+    )
+    assert code == 7, err
+    assert err == b""  # --quiet: no status lines
+
+
+async def test_exec_separates_streams_and_returns_the_code(emulator: Emulator) -> None:
+    code, out, err = await run_cli(
+        [
+            "exec",
+            DEFAULT_TARGET,
+            "--endpoint-url",
+            emulator.endpoint_url,
+            "--",
+            "echo out; echo err >&2; exit 5",
+        ]
+    )
+    assert code == 5
+    assert out == b"out\n"
+    assert b"err\n" in err
+    assert b"out" not in err
+
+
+async def test_exec_with_tty(emulator: Emulator) -> None:
+    proc = PtyProcess(
+        [
+            "exec",
+            "-t",
+            DEFAULT_TARGET,
+            "--endpoint-url",
+            emulator.endpoint_url,
+            "--",
+            "echo ready; read x; echo got-$x",
+        ]
+    )
+    try:
+        await proc.expect(r"ready\r\n")
+        proc.send("abc\r")
+        await proc.expect(r"got-abc\r\n")
+        assert await proc.wait() == 0
+        assert proc.slave_attrs() == proc.initial_attrs
+    finally:
+        proc.close()
+
+
+async def test_encrypted_session_works(emulator: Emulator) -> None:
+    proc = PtyProcess(["shell", KMS_TARGET, "--endpoint-url", emulator.endpoint_url])
+    try:
+        await proc.expect(PROMPT_RE)
+        proc.send("echo secret-$((1+1))\r")
+        await proc.expect(r"secret-2\r\n")
+        proc.send("exit\r")
+        assert await proc.wait() == 0
+    finally:
+        proc.close()
+    session = next(s for s in emulator.state.sessions.values() if s.target_id == KMS_TARGET)
+    assert session.kms_key_id == KMS_KEY
+
+
+async def test_kms_key_unknown_to_kms_fails_clearly(emulator: Emulator) -> None:
+    # SSM goes to the emulator; KMS to another one that has never heard of the key.
+    async with Emulator(EmulatorConfig()) as other:
+        env = {
+            "AWS_ENDPOINT_URL_SSM": emulator.endpoint_url,
+            "AWS_ENDPOINT_URL_KMS": other.endpoint_url,
+        }
+        code, out, err = await run_cli(["shell", KMS_TARGET], env=env)
+    assert code == 255
+    lines = err.decode().strip().splitlines()
+    assert lines[-1].startswith("ssmsh: encryption failed: ")
+    assert "NotFoundException" in lines[-1]
+    assert "Traceback" not in err.decode()
+    assert out == b""
+
+
+async def test_status_lines_stay_off_stdout(emulator: Emulator) -> None:
+    code, out, err = await run_cli(
+        ["exec", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url, "--", "printf x"]
+    )
+    assert (code, out) == (0, b"x")
+    assert b"SessionId" in err
+
+
+def test_no_pending_terminal_state_leaks() -> None:
+    # Sanity check on the harness: a fresh pty starts canonical with echo.
+    master, slave = os.openpty()
+    try:
+        attrs = termios.tcgetattr(slave)
+        assert attrs[3] & termios.ICANON and attrs[3] & termios.ECHO
+    finally:
+        os.close(master)
+        os.close(slave)
