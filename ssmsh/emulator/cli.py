@@ -16,6 +16,7 @@ from typing import Any
 
 from .config import DEFAULT_AGENT_VERSION, DEFAULT_REGION, EmulatorConfig, is_loopback
 from .faults import FaultConfig
+from .kms import KmsService
 from .server import Emulator
 from .state import DEFAULT_TARGET, TargetRecord
 
@@ -184,6 +185,12 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         targets[target.instance_id] = target
     if args.delay < 0:
         raise _UsageError("--delay must not be negative")
+    probe = KmsService(args.region)
+    for key_id in [*args.kms_key, *(t.kms_key_id for t in targets.values() if t.kms_key_id)]:
+        try:
+            probe.add_key(key_id)
+        except ValueError as exc:
+            raise _UsageError(str(exc)) from None
     try:
         faults = FaultConfig(
             close_every=args.close_every,

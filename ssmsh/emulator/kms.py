@@ -78,14 +78,16 @@ class KmsService:
             resource = identifier.split(":", 5)[-1]
             if resource.startswith("alias/"):
                 alias = resource
-                key_id = str(uuid.uuid5(uuid.NAMESPACE_URL, identifier))
+                key_id = str(uuid.uuid5(uuid.NAMESPACE_URL, resource))
             else:
                 key_id = resource.removeprefix("key/")
         elif identifier.startswith("alias/"):
             alias = identifier
-            key_id = str(uuid.uuid5(uuid.NAMESPACE_URL, identifier))
+            key_id = str(uuid.uuid5(uuid.NAMESPACE_URL, alias))
         else:
             key_id = identifier
+        if not key_id or len(key_id) > 255 or not key_id.isascii() or "/" in key_id:
+            raise ValueError(f"not a usable KMS key identifier: {identifier!r}")
         existing = self._keys.get(key_id)
         arn = f"arn:aws:kms:{self.region}:{self.account}:key/{key_id}"
         aliases = existing.aliases if existing else ()

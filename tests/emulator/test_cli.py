@@ -154,6 +154,7 @@ def test_non_loopback_host_warns_loudly() -> None:
         ["--port", "70000"],
         ["--close-every", "0"],
         ["--delay", "-5"],
+        ["--kms-key", "a/b/c"],
     ],
 )
 def test_bad_options(args: list[str]) -> None:
@@ -236,3 +237,16 @@ def test_defaults() -> None:
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_ssmsh_emulator_command() -> None:
+    emulator = start("--port", "0", command=[sys.executable, "-m", "ssmsh", "emulator"])
+    try:
+        assert emulator.url.startswith("http://127.0.0.1:")
+        kms = make_client("kms", emulator.url)
+        with pytest.raises(botocore.exceptions.ClientError) as exc_info:
+            kms.decrypt(CiphertextBlob=b"x" * 40)
+        assert exc_info.value.response["Error"]["Code"] == "InvalidCiphertextException"
+    finally:
+        code, err = emulator.stop()
+    assert code == 0 and "Traceback" not in err
