@@ -313,7 +313,10 @@ class DCClient:
         async with asyncio.timeout(scaled(timeout)):
             while not predicate():
                 self._changed.clear()
-                await self._changed.wait()
+                # Also poll: the predicate may look at things other than this client.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.02):
+                        await self._changed.wait()
 
     async def wait_output(self, text: bytes, timeout: float = 5.0) -> None:
         await self.wait_for(lambda: text in self.output, timeout)
