@@ -19,6 +19,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from ssmsh.emulator.config import EmulatorConfig
+from ssmsh.emulator.errors import ServiceError
 from ssmsh.emulator.faults import FaultConfig
 from ssmsh.emulator.gateway import Gateway
 from ssmsh.emulator.kms import KmsService
@@ -115,12 +116,14 @@ class DCClient:
         client_version: str = CLIENT_VERSION,
         kms: KmsService | None = None,
         answer_challenge: Callable[[bytes], bytes] | None = None,
+        kms_context: dict[str, str] | None = None,
     ) -> None:
         self.session = session
         self.client_version = client_version
         self.client_id = str(uuid.uuid4())
         self.kms = kms
         self._answer_challenge = answer_challenge
+        self.kms_context = kms_context
         self.loop = asyncio.get_running_loop()
         self.channel = DataChannel(
             Role.CLIENT, ChannelConfig(epoch_offset=time.time() - self.loop.time())
@@ -288,12 +291,16 @@ class DCClient:
         key_id = requested_kms_key_id(request)
         if key_id is not None:
             assert self.kms is not None, "the session asks for KMS; give the client a KmsService"
-            context = {
+            context = self.kms_context or {
                 "aws:ssm:SessionId": self.session.session_id,
                 "aws:ssm:TargetId": self.session.target_id,
             }
-            generated = self.kms.generate_data_key(key_id, 64, context=context)
-            data_key = DataKey(generated.plaintext, generated.ciphertext_blob)
+            try:
+                generated = self.kms.generate_data_key(key_id, 64, context=context)
+            except ServiceError as exc:
+                data_key = exc.message
+            else:
+                data_key = DataKey(generated.plaintext, generated.ciphertext_blob)
         result = process_handshake_request(request, data_key, self.client_version)
         self.channel.send_data(
             PayloadType.HANDSHAKE_RESPONSE, result.response.encode(), self.loop.time()

@@ -1,0 +1,154 @@
+"""InteractiveCommands and NonInteractiveCommands sessions end to end."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ssmsh.emulator.agent.commands import separate_output_requested
+from ssmsh.emulator.gateway import Gateway
+from ssmsh.protocol.constants import PayloadType
+from tests.conftest import scaled
+from tests.emulator.dcclient import DCClient, gateway, make_session
+
+__all__ = ["gateway"]
+
+SCRIPT = "sh -c 'echo out; echo err >&2; exit 7'"
+
+
+async def test_non_interactive_separates_stdout_stderr_and_exit_code(gateway: Gateway) -> None:
+    session = make_session(gateway.state, "NonInteractiveCommands", command=SCRIPT, gateway=gateway)
+    client = DCClient(session)
+    await client.connect()
+    closed = await client.wait_closed()
+    assert closed.output == ""
+    assert bytes(client.output) == b"out\n"
+    assert bytes(client.stderr) == b"err\n"
+    assert client.exit_codes == [7]
+    (request,) = client.handshake_requests
+    (action,) = request.requested_actions
+    assert action.action_parameters == {
+        "SessionType": "NonInteractiveCommands",
+        "Properties": None,
+    }
+    assert client.handshake_complete is not None
+    assert client.handshake_complete.customer_message == ""
+    # The exit code is the last data message, and its wire text is the agent's.
+    data = [m for m in client.agent_data_frames() if m.payload_type in (1, 11, 12)]
+    assert data[-1].payload_type == PayloadType.EXIT_CODE
+    assert data[-1].payload == b"EXIT_CODE: 7"
+    await client.close()
+
+
+async def test_old_client_gets_merged_output_and_an_upgrade_notice(gateway: Gateway) -> None:
+    session = make_session(gateway.state, "NonInteractiveCommands", command=SCRIPT, gateway=gateway)
+    client = DCClient(session, client_version="1.2.0.0")
+    await client.connect()
+    await client.wait_closed()
+    assert sorted(bytes(client.output).splitlines()) == [b"err", b"out"]
+    assert client.stderr == b"" and client.exit_codes == []
+    assert client.handshake_complete is not None
+    assert client.handshake_complete.customer_message.startswith(
+        "Please update session manager plugin version (minimum required version 1.2.312.0)"
+    )
+    await client.close()
+
+
+async def test_document_can_turn_separation_off(gateway: Gateway) -> None:
+    session = make_session(
+        gateway.state,
+        "NonInteractiveCommands",
+        command=SCRIPT,
+        properties={"separateOutputStream": "false"},
+        gateway=gateway,
+    )
+    client = DCClient(session)
+    await client.connect()
+    await client.wait_closed()
+    assert sorted(bytes(client.output).splitlines()) == [b"err", b"out"]
+    assert client.exit_codes == []
+    await client.close()
+
+
+def test_separate_output_property_forms() -> None:
+    assert separate_output_requested({})
+    assert separate_output_requested({"separateOutputStream": True})
+    assert not separate_output_requested({"separateOutputStream": "False"})
+    assert not separate_output_requested({"linux": {"separateOutputStream": False}})
+    assert separate_output_requested({"linux": {"commands": "x"}})
+
+
+async def test_ctrl_c_interrupts_the_command(gateway: Gateway) -> None:
+    session = make_session(
+        gateway.state, "NonInteractiveCommands", command="sleep 30", gateway=gateway
+    )
+    client = DCClient(session)
+    await client.connect()
+    await client.wait_ready()
+    await asyncio.sleep(scaled(0.2))  # let the command start
+    client.send(PayloadType.OUTPUT, b"\x03")
+    await client.wait_closed()
+    assert client.exit_codes == [-1]  # killed by a signal, as Go reports it
+    await client.close()
+
+
+async def test_command_that_cannot_start(gateway: Gateway) -> None:
+    session = make_session(
+        gateway.state,
+        "NonInteractiveCommands",
+        command="/nonexistent/program --flag",
+        gateway=gateway,
+    )
+    client = DCClient(session)
+    await client.connect()
+    await client.wait_closed()
+    assert client.stderr.startswith(b"Error occurred starting the command: ")
+    assert client.exit_codes == [1]
+    await client.close()
+
+
+async def test_unparsable_command_line(gateway: Gateway) -> None:
+    session = make_session(
+        gateway.state, "NonInteractiveCommands", command="echo 'unterminated", gateway=gateway
+    )
+    client = DCClient(session)
+    await client.connect()
+    await client.wait_closed()
+    assert client.stderr.startswith(b"Failed to parse commands input: ")
+    await client.close()
+
+
+async def test_interactive_command_runs_in_a_pty_without_handshake(gateway: Gateway) -> None:
+    session = make_session(
+        gateway.state, "InteractiveCommands", command="echo inter''active; tty", gateway=gateway
+    )
+    client = DCClient(session)
+    await client.connect()
+    closed = await client.wait_closed()
+    assert closed.output == ""
+    assert b"interactive\r\n/dev/" in client.output
+    assert client.handshake_requests == []
+    await client.close()
+
+
+async def test_interactive_command_reads_input(gateway: Gateway) -> None:
+    session = make_session(
+        gateway.state,
+        "InteractiveCommands",
+        command='read line; echo "got:$line"',
+        gateway=gateway,
+    )
+    client = DCClient(session)
+    await client.connect()
+    client.send(PayloadType.OUTPUT, b"typed text\r")
+    await client.wait_closed()
+    assert b"got:typed text" in client.output
+    await client.close()
+
+
+async def test_empty_interactive_command_is_refused(gateway: Gateway) -> None:
+    session = make_session(gateway.state, "InteractiveCommands", command="  ", gateway=gateway)
+    client = DCClient(session)
+    await client.connect()
+    closed = await client.wait_closed()
+    assert closed.output == "Commands cannot be empty for session type InteractiveCommands"
+    await client.close()
