@@ -8,9 +8,7 @@ body; errors are ``{"__type": code, "message": text}`` with status 400 (client) 
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
-import hashlib
 import json
 import logging
 import uuid
@@ -18,6 +16,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from .awsjson import (
+    Body,
+    blob,
+    epoch,
+    integer,
+    member_list,
+    paginate,
+    string,
+    string_map,
+)
 from .config import EmulatorConfig, is_loopback
 from .errors import ServiceError
 from .httpserver import HttpRequest, HttpResponse
@@ -50,117 +58,7 @@ _INSTANCE_FILTER_KEYS = (
     "AssociationStatus",
 )
 
-Body = dict[str, Any]
 Operation = Callable[[Body, HttpRequest], Awaitable[Body]]
-
-
-# -- input helpers ------------------------------------------------------------------
-
-
-def _camel(name: str) -> str:
-    return name[:1].lower() + name[1:]
-
-
-def _required(body: Body, name: str) -> Any:
-    if body.get(name) is None:
-        raise ServiceError(
-            "ValidationException",
-            f"1 validation error detected: Value null at '{_camel(name)}' failed to satisfy "
-            "constraint: Member must not be null",
-        )
-    return body[name]
-
-
-def _string(body: Body, name: str, required: bool = False) -> str | None:
-    value = _required(body, name) if required else body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ServiceError("SerializationException", f"Expected a string value for {name}.")
-    return value
-
-
-def _integer(body: Body, name: str, low: int, high: int) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ServiceError("SerializationException", f"Expected an integer value for {name}.")
-    if not low <= value <= high:
-        raise ServiceError(
-            "ValidationException",
-            f"1 validation error detected: Value '{value}' at '{_camel(name)}' failed to "
-            f"satisfy constraint: Member must have value between {low} and {high}",
-        )
-    return value
-
-
-def _list(body: Body, name: str) -> list[Any]:
-    value = body.get(name)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ServiceError("SerializationException", f"Expected a list value for {name}.")
-    return value
-
-
-def _string_map(body: Body, name: str) -> dict[str, str] | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise ServiceError("SerializationException", f"Expected a map of strings for {name}.")
-    return value
-
-
-def _blob(body: Body, name: str, required: bool = False) -> bytes | None:
-    value = _string(body, name, required)
-    if value is None:
-        return None
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ServiceError(
-            "SerializationException", f"{name} is not valid base64-encoded data."
-        ) from None
-
-
-def _epoch(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
-# -- pagination ---------------------------------------------------------------------
-
-
-def _query_digest(operation: str, body: Body) -> str:
-    query = {k: v for k, v in body.items() if k not in ("NextToken", "MaxResults")}
-    text = json.dumps([operation, query], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _page(
-    items: list[Any], operation: str, body: Body, default: int, low: int, high: int
-) -> tuple[list[Any], str | None]:
-    limit = _integer(body, "MaxResults", low, high) or default
-    token = _string(body, "NextToken")
-    offset = 0
-    if token is not None:
-        try:
-            decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-            offset = int(decoded["o"])
-            valid = decoded["q"] == _query_digest(operation, body) and offset >= 0
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            valid = False
-        if not valid:
-            raise ServiceError("InvalidNextToken", "The specified token is not valid.")
-    page = items[offset : offset + limit]
-    next_offset = offset + limit
-    if next_offset >= len(items):
-        return page, None
-    raw = json.dumps({"o": next_offset, "q": _query_digest(operation, body)}).encode()
-    return page, base64.urlsafe_b64encode(raw).decode()
 
 
 # -- the handler --------------------------------------------------------------------
@@ -249,10 +147,10 @@ class ApiHandler:
     # -- SSM ------------------------------------------------------------------------
 
     async def start_session(self, body: Body, request: HttpRequest) -> Body:
-        target = _string(body, "Target", required=True)
+        target = string(body, "Target", required=True)
         assert target is not None
-        document = _string(body, "DocumentName")
-        reason = _string(body, "Reason") or ""
+        document = string(body, "DocumentName")
+        reason = string(body, "Reason") or ""
         if len(reason) > 256:
             raise ServiceError(
                 "ValidationException",
@@ -289,7 +187,7 @@ class ApiHandler:
         }
 
     async def resume_session(self, body: Body, request: HttpRequest) -> Body:
-        session_id = _string(body, "SessionId", required=True)
+        session_id = string(body, "SessionId", required=True)
         assert session_id is not None
         session = self.state.resume_session(session_id, base_url=self._base_url(request))
         result: Body = {"SessionId": session.session_id}
@@ -299,13 +197,13 @@ class ApiHandler:
         return result
 
     async def terminate_session(self, body: Body, request: HttpRequest) -> Body:
-        session_id = _string(body, "SessionId", required=True)
+        session_id = string(body, "SessionId", required=True)
         assert session_id is not None
         await self.state.terminate_session(session_id, "Session terminated by TerminateSession.")
         return {"SessionId": session_id}
 
     async def describe_sessions(self, body: Body, request: HttpRequest) -> Body:
-        state_name = _string(body, "State", required=True)
+        state_name = string(body, "State", required=True)
         if state_name not in ("Active", "History"):
             raise ServiceError(
                 "ValidationException",
@@ -316,10 +214,10 @@ class ApiHandler:
         sessions = [
             s for s in self.state.sessions.values() if (s.status in ACTIVE_STATUSES) == active
         ]
-        for index, item in enumerate(_list(body, "Filters"), start=1):
+        for index, item in enumerate(member_list(body, "Filters"), start=1):
             sessions = self._filter_sessions(sessions, item, index)
         sessions.sort(key=lambda s: (-s.start_date, s.session_id))
-        page, token = _page(sessions, "DescribeSessions", body, 20, 1, 200)
+        page, token = paginate(sessions, "DescribeSessions", body, 20, 1, 200)
         result: Body = {"Sessions": [self._session_info(s) for s in page]}
         if token is not None:
             result["NextToken"] = token
@@ -330,7 +228,7 @@ class ApiHandler:
     ) -> list[SessionRecord]:
         if not isinstance(item, dict):
             raise ServiceError("SerializationException", "Each filter must be an object.")
-        key, value = _string(item, "key", True), _string(item, "value", True)
+        key, value = string(item, "key", True), string(item, "value", True)
         assert key is not None and value is not None
         if key not in _SESSION_FILTER_KEYS:
             raise ServiceError(
@@ -367,13 +265,13 @@ class ApiHandler:
             "SessionId": session.session_id,
             "Target": session.target_id,
             "Status": session.status.value,
-            "StartDate": _epoch(session.start_date),
+            "StartDate": epoch(session.start_date),
             "DocumentName": session.document_name,
             "Owner": session.owner,
             "AccessType": "Standard",
         }
         if session.end_date is not None:
-            info["EndDate"] = _epoch(session.end_date)
+            info["EndDate"] = epoch(session.end_date)
         if session.reason:
             info["Reason"] = session.reason
         if session.end_reason and session.status not in ACTIVE_STATUSES:
@@ -383,16 +281,16 @@ class ApiHandler:
         return info
 
     async def get_connection_status(self, body: Body, request: HttpRequest) -> Body:
-        target = _string(body, "Target", required=True)
+        target = string(body, "Target", required=True)
         return {"Target": target, "Status": self.state.connection_status(target or "")}
 
     async def describe_instance_information(self, body: Body, request: HttpRequest) -> Body:
         targets = sorted(self.state.targets.values(), key=lambda t: t.instance_id)
-        for item in _list(body, "InstanceInformationFilterList"):
+        for item in member_list(body, "InstanceInformationFilterList"):
             if not isinstance(item, dict):
                 raise ServiceError("SerializationException", "Each filter must be an object.")
-            key = _string(item, "key", True)
-            values = _list(item, "valueSet")
+            key = string(item, "key", True)
+            values = member_list(item, "valueSet")
             assert key is not None
             if key not in _INSTANCE_FILTER_KEYS:
                 raise ServiceError("InvalidFilterKey", f"The filter key {key} is not valid.")
@@ -404,17 +302,17 @@ class ApiHandler:
                         "InvalidInstanceId", f"Instances {unknown} not found or not managed."
                     )
             targets = [t for t in targets if _target_matches(t, key, values)]
-        for item in _list(body, "Filters"):
+        for item in member_list(body, "Filters"):
             if not isinstance(item, dict):
                 raise ServiceError("SerializationException", "Each filter must be an object.")
-            key = _string(item, "Key", True)
-            values = _list(item, "Values")
+            key = string(item, "Key", True)
+            values = member_list(item, "Values")
             assert key is not None
             if not (key in _INSTANCE_FILTER_KEYS or key.startswith("tag:") or key == "tag-key"):
                 raise ServiceError("InvalidFilterKey", f"The filter key {key} is not valid.")
             self._check_values(key, values)
             targets = [t for t in targets if _target_matches(t, key, values)]
-        page, token = _page(targets, "DescribeInstanceInformation", body, 50, 5, 50)
+        page, token = paginate(targets, "DescribeInstanceInformation", body, 50, 5, 50)
         result: Body = {"InstanceInformationList": [_instance_info(t) for t in page]}
         if token is not None:
             result["NextToken"] = token
@@ -431,13 +329,13 @@ class ApiHandler:
     # -- KMS ------------------------------------------------------------------------
 
     async def generate_data_key(self, body: Body, request: HttpRequest) -> Body:
-        key_id = _string(body, "KeyId", required=True)
+        key_id = string(body, "KeyId", required=True)
         assert key_id is not None
         data_key = self.state.kms.generate_data_key(
             key_id,
-            _integer(body, "NumberOfBytes", -(2**31), 2**31 - 1),
-            _string(body, "KeySpec"),
-            _string_map(body, "EncryptionContext"),
+            integer(body, "NumberOfBytes", -(2**31), 2**31 - 1),
+            string(body, "KeySpec"),
+            string_map(body, "EncryptionContext"),
         )
         return {
             "CiphertextBlob": base64.b64encode(data_key.ciphertext_blob).decode(),
@@ -446,10 +344,10 @@ class ApiHandler:
         }
 
     async def decrypt(self, body: Body, request: HttpRequest) -> Body:
-        blob = _blob(body, "CiphertextBlob", required=True)
-        assert blob is not None
+        ciphertext = blob(body, "CiphertextBlob", required=True)
+        assert ciphertext is not None
         plaintext, key_arn = self.state.kms.decrypt_with_key(
-            blob, _string_map(body, "EncryptionContext"), _string(body, "KeyId")
+            ciphertext, string_map(body, "EncryptionContext"), string(body, "KeyId")
         )
         return {
             "KeyId": key_arn,
@@ -482,7 +380,7 @@ def _instance_info(target: TargetRecord) -> Body:
     return {
         "InstanceId": target.instance_id,
         "PingStatus": target.ping_status,
-        "LastPingDateTime": _epoch(target.last_ping),
+        "LastPingDateTime": epoch(target.last_ping),
         "AgentVersion": target.agent_version,
         "IsLatestVersion": False,
         "PlatformType": target.platform_type,

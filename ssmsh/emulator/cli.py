@@ -140,6 +140,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         "--agent-version", default=DEFAULT_AGENT_VERSION, help="AgentVersion to report"
     )
     agent.add_argument(
+        "--shell-exit-status",
+        action="store_true",
+        help="report a shell's non-zero exit status as an ExitCode payload (the real "
+        "agent does not)",
+    )
+    agent.add_argument(
         "--token-ttl", type=_seconds, default=60.0, metavar="SECONDS", help="token lifetime"
     )
     faults = parser.add_argument_group("fault injection (data messages, both directions)")
@@ -217,6 +223,7 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         token_ttl=args.token_ttl,
         faults=faults,
         agent_version=args.agent_version,
+        shell_exit_status=args.shell_exit_status,
     )
 
 

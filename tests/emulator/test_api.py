@@ -17,7 +17,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from ssmsh.emulator import DEFAULT_TARGET, EmulatorConfig, SessionStatus, TargetRecord
-from ssmsh.emulator.state import SessionRecord
+from ssmsh.emulator.api import ApiHandler
+from ssmsh.emulator.httpserver import HttpRequest
+from ssmsh.emulator.sigv4 import sign_headers
+from ssmsh.emulator.state import EmulatorState, SessionRecord
 from tests.conftest import scaled
 from tests.emulator.conftest import (
     ACCESS_KEY,
@@ -737,3 +740,26 @@ def test_many_concurrent_clients(emu: EmulatorThread) -> None:
         ids = list(pool.map(call, range(24)))
     assert len(set(ids)) == 24
     assert set(ids) <= set(emu.state.sessions)
+
+
+async def test_stream_url_follows_the_host_header_on_a_wildcard_bind() -> None:
+    # In-process, nothing is bound: the handler is called directly.
+    config = EmulatorConfig(host="0.0.0.0")
+    state = EmulatorState(targets=[TargetRecord(DEFAULT_TARGET)])
+    state.stream_base_url = "ws://0.0.0.0:40719"
+    handler = ApiHandler(state, config)
+    body = json.dumps({"Target": DEFAULT_TARGET}).encode()
+    headers = {"X-Amz-Target": "AmazonSSM.StartSession", "Host": "devbox.lan:43117"}
+    signed = sign_headers(
+        "POST", "http://devbox.lan:43117/", headers, body, "AKID", "secret", "us-east-1", "ssm"
+    )
+    request = HttpRequest("POST", "/", "HTTP/1.1", tuple({**headers, **signed}.items()), body)
+    response = await handler(request)
+    assert response.status == 200
+    stream_url = json.loads(response.body)["StreamUrl"]
+    assert stream_url.startswith("ws://devbox.lan:40719/v1/data-channel/emulated-")
+    # On a specific address the gateway's own URL is used unchanged.
+    handler = ApiHandler(state, EmulatorConfig(host="127.0.0.1"))
+    state.stream_base_url = "ws://127.0.0.1:40719"
+    response = await handler(request)
+    assert json.loads(response.body)["StreamUrl"].startswith("ws://127.0.0.1:40719/")

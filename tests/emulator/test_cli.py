@@ -185,6 +185,7 @@ def test_build_config() -> None:
             "--max-session-duration",
             "600",
             "--agent-pacing",
+            "--shell-exit-status",
             "--close-every",
             "5",
             "--reset-every",
@@ -208,7 +209,7 @@ def test_build_config() -> None:
     assert config.kms_keys == ["alias/extra"]
     assert config.credential_map() == {"A": "B"}
     assert (config.idle_timeout, config.max_session_duration) == (30.0, 600.0)
-    assert config.agent_pacing
+    assert config.agent_pacing and config.shell_exit_status
     faults: Any = config.faults
     assert (faults.close_every, faults.reset_every) == (5.0, 7.0)
     assert (faults.drop, faults.duplicate, faults.reorder) == (0.1, 0.2, 0.3)
