@@ -24,12 +24,15 @@ import dataclasses
 import logging
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
 from ..aws import SsmSessions
 from ..channel import ConnectionConfig, SessionConnection
 from ..exceptions import ChannelClosed, SsmshError, UsageError
+from ..protocol.datachannel import ChannelConfig
+from ..protocol.session import ClientSession
 from ..tunnel.channel import TunnelConfig
 from ..tunnel.listeners import Listener, open_listener
 from ..tunnel.session import ForwardSession, HandlerGate, closed_message
@@ -133,7 +136,18 @@ def tunnel_config(args: argparse.Namespace) -> TunnelConfig:
 
 def port_connection_config(args: argparse.Namespace, config: TunnelConfig) -> ConnectionConfig:
     """The channel driver's settings for a port session: the common ones, larger messages."""
-    return dataclasses.replace(connection_config(args), max_payload_size=config.max_message_size)
+    return dataclasses.replace(
+        connection_config(args),
+        max_payload_size=config.max_message_size,
+        max_receive_buffer=config.channel_receive_buffer,
+    )
+
+
+def port_protocol(config: TunnelConfig) -> ClientSession:
+    """The Sans-I/O session for a port session, its send window bounded in bytes."""
+    window = config.window_messages
+    epoch = time.time() - asyncio.get_running_loop().time()
+    return ClientSession(ChannelConfig(epoch_offset=epoch, max_in_flight=window, high_water=window))
 
 
 @contextlib.asynccontextmanager
@@ -149,11 +163,12 @@ async def open_connection(
     document: str,
     parameters: dict[str, list[str]],
     config: ConnectionConfig,
+    tunnel: TunnelConfig,
 ) -> SessionConnection:
     """StartSession and open its data channel (the handshake follows in the background)."""
     info = await sessions.start_session(target_id, document, parameters)
     logger.debug("session %s started with %s", info.session_id, document)
-    connection = SessionConnection(info, sessions, config=config)
+    connection = SessionConnection(info, sessions, config=config, protocol=port_protocol(tunnel))
     try:
         await connection.start()
     except BaseException:
@@ -273,6 +288,7 @@ async def _start_all(
                 spec.document_name,
                 spec.document_parameters(listener.port),
                 channel_config,
+                config,
             )
             for spec, listener in zip(specs, listeners, strict=True)
         ),

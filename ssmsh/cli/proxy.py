@@ -78,7 +78,7 @@ async def proxy(args: argparse.Namespace) -> int:
     with stop_signals(stop):
         async with session_service(args) as aws:
             starting = asyncio.ensure_future(
-                _start(aws, target, document, parameters, channel_config)
+                _start(aws, target, document, parameters, channel_config, config)
             )
             stopping = asyncio.ensure_future(stop.wait())
             await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -101,9 +101,10 @@ async def _start(
     document: str,
     parameters: dict[str, list[str]],
     config: ConnectionConfig,
+    tunnel: TunnelConfig,
 ) -> SessionConnection:
     target_id = await aws.resolve_target(target)
-    return await open_connection(aws, target_id, document, parameters, config)
+    return await open_connection(aws, target_id, document, parameters, config, tunnel)
 
 
 async def _forward(connection: SessionConnection, config: TunnelConfig, stop: asyncio.Event) -> int:

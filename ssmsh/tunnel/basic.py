@@ -108,7 +108,7 @@ class BasicTunnel:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one accepted connection (after any earlier one has finished)."""
-        tune_socket(writer)
+        tune_socket(writer, self.config.read_size)
         number, started = self.log.opened(peer_label(writer), "basic mode")
         if self._turn.locked() and self.log.verbose:
             self.log.report(

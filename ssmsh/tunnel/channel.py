@@ -50,15 +50,23 @@ class TunnelConfig:
     #: send 1 KiB; the agent accepts any size (it writes each payload to a socket
     #: whole), so we send up to 16 KiB: 16x fewer messages, acks and digests.
     max_message_size: int = 16 * 1024
+    #: Most Output bytes sent and not yet acknowledged by the agent (the send window).
+    #: 2 MiB keeps ~20 MB/s at 100 ms round trips while bounding memory.
+    send_window: int = 2 * 1024 * 1024
+    #: Received payload bytes the channel driver may queue before it stops reading.
+    channel_receive_buffer: int = 2 * 1024 * 1024
     #: Bytes read from a local socket at once.
     read_size: int = 64 * 1024
     #: Unsent bytes one stream may queue before its local reader is paused.
-    stream_send_buffer: int = 128 * 1024
+    stream_send_buffer: int = 64 * 1024
+    #: Unsent bytes all streams together may queue; beyond it every stream that has
+    #: something queued pauses its reader (memory stays bounded with many connections).
+    session_send_buffer: int = 1024 * 1024
     #: Received bytes one stream may hold for a slow local reader before the whole
     #: session stops reading (smux v1 has no per-stream window; see docs/tunnels.md).
     stream_receive_buffer: int = 2 * 1024 * 1024
     #: Received bytes all streams together may hold before the session stops reading.
-    session_receive_buffer: int = 16 * 1024 * 1024
+    session_receive_buffer: int = 8 * 1024 * 1024
     #: Most bytes taken from one stream per scheduling round (fairness between streams).
     send_quantum: int = 32 * 1024
     #: Most bytes handed to the data channel in one send.
@@ -72,6 +80,11 @@ class TunnelConfig:
     #: Seconds with data unacknowledged and no acknowledgement at all (while the link to
     #: the gateway is up) before the agent is declared dead and the session ended.
     agent_timeout: float = 60.0
+
+    @property
+    def window_messages(self) -> int:
+        """The send window in messages (the data channel counts messages, not bytes)."""
+        return max(8, self.send_window // self.max_message_size)
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -90,11 +90,18 @@ class ConnectionLog:
         self.report(f"{self.label} #{number}: {message}")
 
 
-def tune_socket(writer: asyncio.StreamWriter) -> None:
-    """Larger write buffer; no Nagle delay for interactive protocols."""
+def tune_socket(writer: asyncio.StreamWriter, read_size: int = 64 * 1024) -> None:
+    """Larger write buffer; bounded reads; no Nagle delay for interactive protocols.
+
+    asyncio's socket transports read up to 256 KiB per ``recv``; with the reader's
+    own buffer that is ~400 KiB per connection. Reading ``read_size`` at a time
+    keeps a busy connection's input buffering near 3 x ``read_size``.
+    """
     transport = writer.transport
     with contextlib.suppress(Exception):
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+    if isinstance(getattr(transport, "max_size", None), int):
+        transport.max_size = read_size  # type: ignore[attr-defined]
     sock = writer.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):
@@ -120,7 +127,7 @@ class MuxForwarder:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one accepted connection until both directions are done."""
-        tune_socket(writer)
+        tune_socket(writer, self.config.read_size)
         try:
             stream = self.tunnel.open_stream()
         except Exception as exc:

@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 ConnectionHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 #: StreamReader buffer limit for accepted connections (reads of up to this size).
-READ_LIMIT = 256 * 1024
+READ_LIMIT = 32 * 1024
 
 
 class Listener:

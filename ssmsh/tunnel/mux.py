@@ -166,19 +166,26 @@ class MuxStream:
             return
         self._outbox.append(data)
         self._outbox_size += len(data)
+        self._tunnel._outbox_total += len(data)
         self._tunnel._schedule(self)
 
     async def drain(self) -> None:
-        """Wait while this stream has more than ``stream_send_buffer`` bytes queued."""
+        """Wait while this stream has too much queued.
+
+        That is more than ``stream_send_buffer`` bytes, or any bytes at all while all
+        streams together hold more than ``session_send_buffer``.
+        """
         if self._error is not None:
             raise self._error
-        if self._outbox_size <= self._tunnel.config.stream_send_buffer:
-            return
-        self._drain_waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._drain_waiter
-        finally:
-            self._drain_waiter = None
+        tunnel = self._tunnel
+        while not tunnel._may_queue(self):
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            tunnel._blocked.add(self)
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+                tunnel._blocked.discard(self)
 
     def write_eof(self) -> None:
         """Send FIN once everything queued has been sent. Idempotent."""
@@ -219,6 +226,7 @@ class MuxStream:
                 size += len(chunk)
             data = b"".join(parts)
         self._outbox_size -= len(data)
+        self._tunnel._outbox_total -= len(data)
         self.bytes_sent += len(data)
         return data
 
@@ -266,6 +274,8 @@ class MuxTunnel:
         self._queued: set[int] = set()
         self._pump_wakeup = asyncio.Event()
         self._received_total = 0
+        self._outbox_total = 0
+        self._blocked: set[MuxStream] = set()
         self._congested: set[int] = set()
         self._room: asyncio.Future[None] | None = None
         self._pending_refusals: collections.deque[float] = collections.deque()
@@ -319,6 +329,17 @@ class MuxTunnel:
             self._ready.append(stream)
         self._pump_wakeup.set()
 
+    def _may_queue(self, stream: MuxStream) -> bool:
+        size = stream._outbox_size
+        if size > self.config.stream_send_buffer:
+            return False
+        return size == 0 or self._outbox_total <= self.config.session_send_buffer
+
+    def _wake_writers(self) -> None:
+        for stream in self._blocked:
+            if self._may_queue(stream):
+                _wake(stream._drain_waiter)
+
     async def _pump(self) -> None:
         session = self.session
         config = self.config
@@ -337,9 +358,8 @@ class MuxTunnel:
                         if not session.closed and stream.id in session.streams:
                             session.send(stream.id, data)
                         batch += len(data)
-                        waiter = stream._drain_waiter
-                        if waiter is not None and stream._outbox_size <= config.stream_send_buffer:
-                            _wake(waiter)
+                        if self._blocked:
+                            self._wake_writers()
                     if stream._outbox:
                         ready.append(stream)
                         continue
