@@ -194,12 +194,18 @@ class ApiHandler:
         if session.token is not None:
             result["TokenValue"] = session.token
             result["StreamUrl"] = session.stream_url
+            logger.info("session %s resumed: new token issued", session_id)
+        else:
+            logger.info(
+                "session %s is over (%s): resumed without a token", session_id, session.status.value
+            )
         return result
 
     async def terminate_session(self, body: Body, request: HttpRequest) -> Body:
         session_id = string(body, "SessionId", required=True)
         assert session_id is not None
         await self.state.terminate_session(session_id, "Session terminated by TerminateSession.")
+        logger.info("session %s terminated by TerminateSession", session_id)
         return {"SessionId": session_id}
 
     async def describe_sessions(self, body: Body, request: HttpRequest) -> Body:
