@@ -10,15 +10,38 @@ reconnect hours into a session needs.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
+from botocore.exceptions import NoRegionError
 
 from .. import __version__
 from .errors import map_aws_errors
 
 __all__ = ["AwsSettings", "StaticCredentials"]
+
+
+_loader_lock = threading.Lock()
+_loader: Any = None
+
+
+def _botocore_session() -> botocore.session.Session:
+    """A new botocore session (credentials resolved afresh) sharing one model loader.
+
+    Loading the service models is most of the cost of a new session (~100 ms);
+    the models never change, the credentials may.
+    """
+    global _loader
+    session = botocore.session.Session()
+    with _loader_lock:
+        if _loader is None:
+            _loader = session.get_component("data_loader")
+        else:
+            session.register_component("data_loader", _loader)
+    return session
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,7 +84,11 @@ class AwsSettings:
             kwargs["aws_secret_access_key"] = self.credentials.secret_key
             kwargs["aws_session_token"] = self.credentials.session_token
         with map_aws_errors("loading the AWS configuration"):
-            return boto3.Session(**kwargs)
+            session = boto3.Session(botocore_session=_botocore_session(), **kwargs)
+            if not session.region_name:
+                # botocore would go ahead with an endpoint URL and sign for region "".
+                raise NoRegionError()
+            return session
 
     def client_config(self) -> Config:
         return Config(

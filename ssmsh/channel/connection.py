@@ -146,7 +146,12 @@ class SessionConnection:
     # ------------------------------------------------------------------ life cycle
 
     async def __aenter__(self) -> SessionConnection:
-        await self.start()
+        if self._runner is None:
+            try:
+                await self.start()
+            except BaseException:
+                await self.close()
+                raise
         return self
 
     async def __aexit__(
@@ -163,6 +168,7 @@ class SessionConnection:
             raise RuntimeError("start() was already called")
         ws = await self._reconnector.first_link()
         self._runner = asyncio.create_task(self._run(ws), name=f"ssmsh-{self.info.session_id}")
+        self._reconnector.link_up()  # CONNECTED as soon as start() returns
 
     async def close(self, terminate: bool = True) -> None:
         """End the session and release everything. Idempotent; never raises.

@@ -113,7 +113,10 @@ def connection_config(args: argparse.Namespace) -> ConnectionConfig:
     if keepalive <= 0 or budget < 0:
         raise UsageError("--keepalive must be positive and --reconnect-timeout not negative")
     return ConnectionConfig(
-        ping_interval=keepalive, ping_timeout=keepalive, reconnect_budget=budget
+        ping_interval=keepalive,
+        ping_timeout=keepalive,
+        reconnect_budget=budget,
+        connect_budget=min(budget, ConnectionConfig().connect_budget),
     )
 
 

@@ -96,6 +96,10 @@ class FakeAgent:
         self.headers_seen: list[Mapping[str, str]] = []
         #: Drop every link this many seconds after it opens (None: never).
         self.drop_every: float | None = None
+        #: Send this as the HandshakeRequest payload instead of a well-formed one.
+        self.handshake_payload: bytes | None = None
+        #: SessionType the HandshakeRequest asks for.
+        self.session_type = "Standard_Stream"
 
     async def __aenter__(self) -> FakeAgent:
         self.server = await serve(self._handle, "127.0.0.1", 0, compression=None, max_size=None)
@@ -269,9 +273,10 @@ class FakeAgent:
         now = time.monotonic()
         if session.handshake:
             request = HandshakeRequest.for_session(
-                "3.3.1142.0", "Standard_Stream", {}, session.kms_key
+                "3.3.1142.0", self.session_type, {}, session.kms_key
             )
-            session.channel.send_data(PayloadType.HANDSHAKE_REQUEST, request.encode(), now)
+            payload = self.handshake_payload or request.encode()
+            session.channel.send_data(PayloadType.HANDSHAKE_REQUEST, payload, now)
         else:
             session.established = True
             session.channel.send_data(PayloadType.OUTPUT, session.prompt, now)
