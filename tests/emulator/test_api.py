@@ -732,8 +732,9 @@ def test_signed_for_the_wrong_service(emu: EmulatorThread) -> None:
 
 
 def test_many_concurrent_clients(emu: EmulatorThread) -> None:
+    client = make_client("ssm", emu.endpoint_url)  # botocore clients are thread-safe
+
     def call(_: int) -> str:
-        client = make_client("ssm", emu.endpoint_url)
         return str(client.start_session(Target=DEFAULT_TARGET)["SessionId"])
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
