@@ -117,6 +117,7 @@ class DCClient:
         kms: KmsService | None = None,
         answer_challenge: Callable[[bytes], bytes] | None = None,
         kms_context: dict[str, str] | None = None,
+        auto_handshake: bool = True,
     ) -> None:
         self.session = session
         self.client_version = client_version
@@ -124,6 +125,7 @@ class DCClient:
         self.kms = kms
         self._answer_challenge = answer_challenge
         self.kms_context = kms_context
+        self.auto_handshake = auto_handshake
         self.loop = asyncio.get_running_loop()
         self.channel = DataChannel(
             Role.CLIENT, ChannelConfig(epoch_offset=time.time() - self.loop.time())
@@ -269,7 +271,10 @@ class DCClient:
             self.payloads.append(event)
             ptype = event.payload_type
             if ptype == PayloadType.HANDSHAKE_REQUEST:
-                self._answer_handshake(event.payload)
+                request = parse_handshake_request(event.payload)
+                self.handshake_requests.append(request)
+                if self.auto_handshake:
+                    self._answer_handshake(request)
             elif ptype == PayloadType.ENC_CHALLENGE_REQUEST:
                 answer = self._answer_challenge or self._default_challenge_answer
                 self.channel.send_data(
@@ -284,9 +289,7 @@ class DCClient:
             else:
                 self.output += event.payload
 
-    def _answer_handshake(self, payload: bytes) -> None:
-        request = parse_handshake_request(payload)
-        self.handshake_requests.append(request)
+    def _answer_handshake(self, request: HandshakeRequest) -> None:
         data_key: DataKey | str | None = None
         key_id = requested_kms_key_id(request)
         if key_id is not None:
