@@ -74,9 +74,13 @@ class TunnelConfig:
     #: Bytes kept for the first local connection of a basic-mode session that arrive
     #: before it connects (a server that speaks first, such as sshd).
     basic_early_buffer: int = 1024 * 1024
-    #: smux keepalive (only for agents that expect it): NOP interval and silence limit.
+    #: smux keepalive, only for agents that expect it (<= 3.1.1511.0): NOP interval.
     keepalive_interval: float = 10.0
-    keepalive_timeout: float = 30.0
+    #: Seconds of silence from the agent after which the smux session is declared dead
+    #: (smux's own rule; the official client uses 30). 0 disables it: the NOPs we send
+    #: must be acknowledged, so :class:`~ssmsh.tunnel.session.AgentWatchdog` notices a
+    #: dead agent anyway, and an agent that stopped sending NOPs does not kill the tunnel.
+    keepalive_timeout: float = 0.0
     #: Seconds with data unacknowledged and no acknowledgement at all (while the link to
     #: the gateway is up) before the agent is declared dead and the session ended.
     agent_timeout: float = 60.0
@@ -88,7 +92,9 @@ class TunnelConfig:
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            if getattr(self, field.name) <= 0:
+            if field.name != "keepalive_timeout" and getattr(self, field.name) <= 0:
                 raise ValueError(f"{field.name} must be positive")
-        if self.keepalive_interval > self.keepalive_timeout:
+        if self.keepalive_timeout < 0:
+            raise ValueError("keepalive_timeout must not be negative")
+        if self.keepalive_timeout and self.keepalive_interval > self.keepalive_timeout:
             raise ValueError("keepalive_interval must not exceed keepalive_timeout")

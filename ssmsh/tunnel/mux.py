@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -265,7 +266,7 @@ class MuxTunnel:
             client=True,
             keepalive=keepalive,
             keepalive_interval=self.config.keepalive_interval,
-            keepalive_timeout=self.config.keepalive_timeout,
+            keepalive_timeout=self.config.keepalive_timeout or math.inf,
             max_frame_size=MAX_FRAME_SIZE,
             now=clock(),
         )

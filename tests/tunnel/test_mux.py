@@ -244,19 +244,36 @@ async def test_round_robin_between_streams() -> None:
     await asyncio.gather(runner, return_exceptions=True)
 
 
-async def test_keepalive_nops_only_when_enabled_and_dead_agent_detected() -> None:
-    config = TunnelConfig(keepalive_interval=0.05, keepalive_timeout=0.3)
-    link = MemoryLink()
-    tunnel = MuxTunnel(link.client, keepalive=True, config=config)
-    with pytest.raises(TunnelError, match="stopped responding"):
-        async with asyncio.timeout(scaled(3)):
-            await tunnel.run()
+def count_nops(link: MemoryLink) -> int:
     nops = 0
     while not link.agent._in.items.empty():
         item = link.agent._in.items.get_nowait()
         assert item is not None
         nops += item[1].count(bytes.fromhex("0103000000000000"))
-    assert nops >= 3
+    return nops
+
+
+async def test_keepalive_nops_only_when_enabled_and_silence_limit() -> None:
+    # Default: NOPs go out, and a silent agent does not kill the tunnel by itself
+    # (the agent watchdog judges by acknowledgements instead).
+    link = MemoryLink()
+    config = TunnelConfig(keepalive_interval=0.05)
+    tunnel = MuxTunnel(link.client, keepalive=True, config=config)
+    runner = asyncio.create_task(tunnel.run())
+    await asyncio.sleep(0.4)
+    assert not runner.done()
+    assert count_nops(link) >= 4
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+
+    # With smux's own silence limit, a quiet agent ends the session.
+    link = MemoryLink()
+    config = TunnelConfig(keepalive_interval=0.05, keepalive_timeout=0.3)
+    tunnel = MuxTunnel(link.client, keepalive=True, config=config)
+    with pytest.raises(TunnelError, match="stopped responding"):
+        async with asyncio.timeout(scaled(3)):
+            await tunnel.run()
+    assert count_nops(link) >= 3
 
     quiet = MemoryLink()
     tunnel = MuxTunnel(quiet.client, keepalive=False, config=config)
