@@ -256,3 +256,18 @@ async def test_session_closed_remotely_ends_forward(monkeypatch: pytest.MonkeyPa
             await fwd.wait_line(f"session {session.session_id} ended")
             assert fwd.task is not None
             assert await asyncio.wait_for(fwd.task, scaled(10)) == EXIT_FAILURE
+
+
+async def test_transfer_survives_websocket_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ssmsh.emulator.faults import FaultConfig
+
+    payload = pattern(24 * 1024 * 1024, 77)
+    config = EmulatorConfig(faults=FaultConfig(close_every=0.15))
+    async with emulator(config) as emu, echo_server() as dest:
+        args = parse_cli(emu, "forward", TARGET, f"0:{dest}")
+        async with RunningForward(args, monkeypatch) as fwd:
+            (port,) = await fwd.ports()
+            async with asyncio.timeout(scaled(40)):
+                echoed = await send_all_and_read("127.0.0.1", port, payload, chunk=1 << 16)
+            assert emu.faults.counters["closed"] >= 1
+    assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
