@@ -242,4 +242,8 @@ async def test_websocket_connect_while_silent_gets_nothing(gateway: Gateway) -> 
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(scaled(0.2)):
                 await ws.recv()
-    gateway.set_silent(False)
+        assert gateway.connected(session.session_id)
+        assert gateway.faults.counters["silenced"] >= 1  # its start_publication
+        gateway.set_silent(False)
+        async with asyncio.timeout(scaled(2)):
+            await (await ws.ping())
