@@ -324,15 +324,19 @@ class Gateway:
         task.add_done_callback(self._background.discard)
 
     async def terminate(self, session: SessionRecord) -> None:
-        """TerminateSession: end the session's agent; the client gets channel_closed."""
+        """TerminateSession: end the session's agent; the client gets channel_closed.
+
+        Its Output is empty, as in the recording of a real TerminateSession call
+        (the session keeps the ``end_reason`` the API recorded).
+        """
         agent = self._agents.get(session.session_id)
         if agent is not None:
-            await agent.terminate(session.end_reason)
+            await agent.terminate("")
         else:
-            self.state.end_session(session.session_id, session.end_reason)
+            self.state.end_session(session.session_id)
             link = self._links.pop(session.session_id, None)
             if link is not None:
-                link.finish(channel_closed_frame(session, session.end_reason))
+                link.finish(channel_closed_frame(session))
 
     # ---------------------------------------------------------------- inspection
 

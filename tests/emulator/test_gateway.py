@@ -14,6 +14,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from websockets.asyncio.client import connect
 
+from ssmsh.emulator import DEFAULT_TARGET, Emulator
 from ssmsh.emulator.config import EmulatorConfig
 from ssmsh.emulator.gateway import CLOSE_AUTH_FAILED, Gateway
 from ssmsh.emulator.state import SessionStatus
@@ -21,6 +22,7 @@ from ssmsh.protocol.constants import CLIENT_VERSION, PayloadType
 from ssmsh.protocol.message import ClientMessage
 from ssmsh.protocol.payloads import OpenDataChannel
 from tests.conftest import scaled
+from tests.emulator.conftest import make_client
 from tests.emulator.dcclient import DCClient, gateway, gateway_for, make_session
 
 __all__ = ["gateway"]
@@ -250,3 +252,71 @@ async def test_start_publication_greets_each_connection(gateway: Gateway) -> Non
     assert first is not None
     assert dataclasses.astuple(first)[:5] == ("start_publication", 1, first.created_date, 0, 3)
     await client.close()
+
+
+# ------------------------------------------------- end to end with the SSM API
+
+
+async def test_boto3_to_websocket_to_pty_and_back() -> None:
+    async with Emulator(EmulatorConfig(shell="/bin/sh")) as emu:
+        ssm = make_client("ssm", emu.endpoint_url)
+        started = await asyncio.to_thread(ssm.start_session, Target=DEFAULT_TARGET)
+        session_id = started["SessionId"]
+        session = emu.state.sessions[session_id]
+        client = DCClient(session)
+        await client.connect(token=started["TokenValue"], url=started["StreamUrl"])
+        client.send(PayloadType.OUTPUT, b"echo via''-boto3\n")
+        await client.wait_output(b"via-boto3")
+        assert session.status == SessionStatus.CONNECTED
+
+        await client.disconnect(abrupt=True)
+        await client.wait_for(lambda: session.status == SessionStatus.DISCONNECTED)
+        resumed = await asyncio.to_thread(ssm.resume_session, SessionId=session_id)
+        await client.connect(token=resumed["TokenValue"], url=resumed["StreamUrl"])
+        client.send(PayloadType.OUTPUT, b"echo res''umed\n")
+        await client.wait_output(b"resumed")
+
+        await asyncio.to_thread(ssm.terminate_session, SessionId=session_id)
+        closed = await client.wait_closed()
+        assert closed.output == ""
+        history = await asyncio.to_thread(ssm.describe_sessions, State="History")
+        assert [s["SessionId"] for s in history["Sessions"]] == [session_id]
+        after = await asyncio.to_thread(ssm.resume_session, SessionId=session_id)
+        assert not after.get("TokenValue")
+        await client.close()
+
+
+async def test_boto3_port_forwarding_session() -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.read(100))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with Emulator(EmulatorConfig()) as emu:
+            ssm = make_client("ssm", emu.endpoint_url)
+            started = await asyncio.to_thread(
+                ssm.start_session,
+                Target=DEFAULT_TARGET,
+                DocumentName="AWS-StartPortForwardingSessionToRemoteHost",
+                Parameters={"host": ["127.0.0.1"], "portNumber": [str(port)]},
+            )
+            session = emu.state.sessions[started["SessionId"]]
+            client = DCClient(session, client_version="1.1.0")  # basic mode: raw bytes
+            await client.connect(token=started["TokenValue"], url=started["StreamUrl"])
+            await client.wait_ready()
+            (request,) = client.handshake_requests
+            props = request.requested_actions[0].action_parameters["Properties"]
+            assert props == {
+                "host": "127.0.0.1",
+                "localPortNumber": "0",
+                "portNumber": str(port),
+                "type": "LocalPortForwarding",
+            }
+            client.send(PayloadType.OUTPUT, b"through the tunnel")
+            await client.wait_output(b"through the tunnel")
+            await client.close()
+    finally:
+        server.close()
