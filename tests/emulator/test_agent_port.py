@@ -13,7 +13,7 @@ from typing import Any
 from ssmsh.emulator.agent.port import BasicPortPlugin
 from ssmsh.emulator.agent.port_mux import MuxPortPlugin
 from ssmsh.emulator.gateway import Gateway
-from ssmsh.emulator.state import SessionStatus
+from ssmsh.emulator.state import DEFAULT_TARGET, SessionStatus
 from ssmsh.protocol.constants import Flag, PayloadType
 from ssmsh.protocol.payloads import encode_flag
 from ssmsh.protocol.smux import SmuxSession, StreamData, StreamFinished
@@ -201,6 +201,21 @@ async def test_old_client_gets_smux_keepalive(gateway: Gateway) -> None:
         agent = gateway.agent(client.session.session_id)
         assert agent is not None and isinstance(agent.plugin, MuxPortPlugin)
         assert agent.plugin.keepalive
+
+
+async def test_agent_too_old_for_smux_runs_basic(gateway: Gateway) -> None:
+    # The official plugin only multiplexes with agents newer than 3.0.196.0, so an
+    # emulated agent that reports such a version must run basic forwarding too.
+    gateway.state.targets[DEFAULT_TARGET].agent_version = "3.0.161.0"
+    async with EchoServer() as server, port_client(gateway, port_properties(server.port)) as client:
+        (request,) = client.handshake_requests
+        assert request.agent_version == "3.0.161.0"
+        agent = gateway.agent(client.session.session_id)
+        assert agent is not None and isinstance(agent.plugin, BasicPortPlugin)
+        # Not smux: raw bytes go to the destination and come back as they are.
+        client.send(PayloadType.OUTPUT, b"plain bytes")
+        await client.wait_output(b"plain bytes")
+        assert client.channel_closed is None
 
 
 async def test_terminate_session_flag_ends_the_session(gateway: Gateway) -> None:

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import shlex
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -104,7 +105,13 @@ class Agent:
         self._pacing = Pacing.for_config(config.agent_pacing)
         self._loop = asyncio.get_running_loop()
         self.channel = DataChannel(
-            Role.AGENT, ChannelConfig(epoch_offset=time.time() - self._loop.time())
+            Role.AGENT,
+            ChannelConfig(
+                epoch_offset=time.time() - self._loop.time(),
+                # The real agent never gives up retransmitting: a client may discard
+                # output (port sessions before the local stream exists) for a long time.
+                max_retransmissions=sys.maxsize,
+            ),
         )
         self._sink: Callable[[bytes], None] | None = None
         self._paused_by_gateway = False
@@ -148,6 +155,10 @@ class Agent:
     @property
     def client_version(self) -> str:
         return self.handshake.client_version if self.handshake is not None else ""
+
+    @property
+    def agent_version(self) -> str:
+        return self._agent_version()
 
     def now(self) -> float:
         return self._loop.time()

@@ -36,6 +36,11 @@ class PluginHost(Protocol):
         """ClientVersion from the HandshakeResponse ("" when there was no handshake)."""
         ...
 
+    @property
+    def agent_version(self) -> str:
+        """The AgentVersion this agent reports (its own feature gates follow it)."""
+        ...
+
     def now(self) -> float:
         """Monotonic time, the clock of every Sans-I/O object in the agent."""
         ...

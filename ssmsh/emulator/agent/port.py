@@ -4,7 +4,9 @@ The variant is chosen the way the official agent chooses it, after the handshake
 
 * ``type == "LocalPortForwarding"`` and ClientVersion >= 1.1.70: multiplexed
   (smux, :mod:`.port_mux`), smux keepalive on unless ClientVersion > 1.2.331.0;
-* ``type == "LocalPortForwarding"``, older client: basic;
+* ``type == "LocalPortForwarding"``, older client: basic; also basic when the
+  emulated AgentVersion is 3.0.196.0 or older, as agents of that age had no smux
+  (the official plugin then runs basic forwarding too);
 * no ``type`` (AWS-StartSSHSession): stdio, i.e. basic without reconnection.
 
 Basic and stdio connect one TCP connection to ``host:portNumber`` (``localhost``
@@ -25,7 +27,11 @@ from typing import Any
 from ...exceptions import RemoteProtocolError
 from ...protocol.constants import Flag, PayloadType
 from ...protocol.payloads import decode_flag
-from ...protocol.versions import client_supports_smux, client_wants_agent_keepalive_off
+from ...protocol.versions import (
+    agent_supports_smux,
+    client_supports_smux,
+    client_wants_agent_keepalive_off,
+)
 from .plugin import Plugin, PluginHost
 
 __all__ = ["LOCAL_PORT_FORWARDING", "BasicPortPlugin", "make_port_plugin", "port_address"]
@@ -63,7 +69,7 @@ def make_port_plugin(host: PluginHost) -> Plugin | None:
         return None
     version = host.client_version
     if properties.get("type") == LOCAL_PORT_FORWARDING:
-        if client_supports_smux(version):
+        if client_supports_smux(version) and agent_supports_smux(host.agent_version):
             keepalive = not client_wants_agent_keepalive_off(version)
             return MuxPortPlugin(host, address, keepalive=keepalive)
         return BasicPortPlugin(host, address, reconnect=True)
