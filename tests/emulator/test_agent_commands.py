@@ -39,13 +39,14 @@ async def test_non_interactive_separates_stdout_stderr_and_exit_code(gateway: Ga
     await client.close()
 
 
-async def test_old_client_gets_merged_output_and_an_upgrade_notice(gateway: Gateway) -> None:
+async def test_old_client_gets_split_output_and_an_upgrade_notice(gateway: Gateway) -> None:
+    # The official agent splits by the document alone; an old client only gets a notice.
     session = make_session(gateway.state, "NonInteractiveCommands", command=SCRIPT, gateway=gateway)
     client = DCClient(session, client_version="1.2.0.0")
     await client.connect()
     await client.wait_closed()
-    assert sorted(bytes(client.output).splitlines()) == [b"err", b"out"]
-    assert client.stderr == b"" and client.exit_codes == []
+    assert bytes(client.output) == b"out\n"
+    assert bytes(client.stderr) == b"err\n" and client.exit_codes == [7]
     assert client.handshake_complete is not None
     assert client.handshake_complete.customer_message.startswith(
         "Please update session manager plugin version (minimum required version 1.2.312.0)"

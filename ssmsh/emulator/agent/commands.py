@@ -5,10 +5,11 @@ As in the official agent the command line is split like a shell would
 empty. Client input is only scanned for Ctrl-C (0x03, SIGINT) and Ctrl-\\ (0x1C,
 SIGQUIT), which are delivered to the command; Size messages are ignored.
 
-Output separation: when the document asks for it (the default here) and the
-client understands it (ClientVersion > 1.2.295), stdout goes out as Output (1),
-stderr as StdErr (11), and the exit status last as ExitCode (12), ``EXIT_CODE: n``.
-Otherwise both streams go out merged as Output, with no exit code.
+Output separation: when the document asks for it (the default here), stdout goes
+out as Output (1), stderr as StdErr (11), and the exit status last as ExitCode (12),
+``EXIT_CODE: n``. Otherwise both streams go out merged as Output, with no exit code.
+As in the official agent the client's version does not change this: an old client
+(ClientVersion <= 1.2.295) only gets an upgrade notice in HandshakeComplete.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any
 
 from ...protocol.constants import PayloadType
 from ...protocol.payloads import encode_exit_code
-from ...protocol.versions import client_supports_output_separation
 from .plugin import Plugin, PluginHost, split_utf8_tail
 from .shell import kill_process_group, program_env
 
@@ -69,9 +69,7 @@ class CommandPlugin(Plugin):
 
     @property
     def separate(self) -> bool:
-        return separate_output_requested(
-            self.host.session.properties
-        ) and client_supports_output_separation(self.host.client_version)
+        return separate_output_requested(self.host.session.properties)
 
     async def start(self) -> None:
         host = self.host
