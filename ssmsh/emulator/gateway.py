@@ -277,6 +277,8 @@ class Gateway:
         self.paused_sessions: set[str] = set()
         self._agents: dict[str, Agent] = {}
         self._links: dict[str, _Link] = {}
+        #: Connections that have not sent OpenDataChannel yet.
+        self._opening: set[ServerConnection] = set()
         self._server: Server | None = None
         self._background: set[asyncio.Task[None]] = set()
         state.on_terminate = self.terminate
@@ -353,8 +355,9 @@ class Gateway:
     def set_silent(self, silent: bool) -> None:
         """Go silent (nothing delivered either way, no pongs) or speak again."""
         self.faults.silent = silent
-        for link in self._links.values():
-            transport = link.ws.transport
+        sockets = [link.ws for link in self._links.values()] + list(self._opening)
+        for ws in sockets:
+            transport = ws.transport
             if silent:
                 transport.pause_reading()
             else:
@@ -445,12 +448,17 @@ class Gateway:
         match = _PATH.match(urlsplit(ws.request.path).path)
         assert match is not None  # checked in _process_request
         session_id = match.group(1)
+        if self.faults.silent:  # not even a ping sent with OpenDataChannel gets its pong
+            ws.transport.pause_reading()
+        self._opening.add(ws)
         try:
             async with asyncio.timeout(OPEN_TIMEOUT):
                 first = await ws.recv()
         except TimeoutError:
             await ws.close(CLOSE_AUTH_FAILED, "OpenDataChannel not received")
             return
+        finally:
+            self._opening.discard(ws)
         try:
             open_message = OpenDataChannel.decode(first)
         except RemoteProtocolError as exc:

@@ -106,10 +106,17 @@ async def test_silence_is_detected_within_the_deadline_and_recovered() -> None:
         detected = log.times[-1] - silent_at
         assert "no pong" in log.changes[-1].reason
         assert detected <= scaled(deadline + 0.25), detected
+        # While the silence lasts, new links get no pong either: still reconnecting.
+        await log.wait(lambda: log.changes[-1].attempt >= 3, timeout=3 * deadline + 5)
+        assert log.reconnects == 0
+        assert conn.state is ConnectionState.RECONNECTING
         r.gateway.set_silent(False)
+        lifted_at = loop.time()
         # What was typed into the silence is delivered after the recovery, once.
         got = await read_output(conn, r"said-42-in-silence\r\n" + PROMPT_RE)
         assert got.count(b"said-42-in-silence") == 1
         assert log.reconnects == 1
+        (outage,) = log.outages()
+        assert outage >= lifted_at - (silent_at + detected)  # the whole silence counts
         assert r.counters["silenced"] > 0
         await conn.close()
