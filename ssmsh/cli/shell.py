@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 NON_INTERACTIVE_DOCUMENT = "AWS-StartNonInteractiveCommand"
 INTERACTIVE_DOCUMENT = "AWS-StartInteractiveCommand"
+#: Exit status when stdout's reader went away, as for a process killed by SIGPIPE.
+EXIT_BROKEN_PIPE = 128 + 13
 
 #: An exit status in a channel_closed message, for agents that put it there.
 _CLOSED_EXIT_RE = re.compile(r"exit(?:ed)?(?: with)?(?: code| status)?[:= ]+(-?\d+)", re.I)
@@ -162,6 +164,8 @@ async def _run(
 
 
 def _finish(result: BridgeResult, session_id: str, reporter: Reporter) -> int:
+    if result.broken_pipe:
+        return EXIT_BROKEN_PIPE
     if result.disconnected:
         reporter.status(f"Connection to session {session_id} closed.")
         return EXIT_FAILURE

@@ -58,6 +58,8 @@ class BridgeResult:
     closed_by_remote: bool
     closed_output: str = ""
     disconnected: bool = False
+    #: stdout was closed by its reader (``| head``): the session was abandoned.
+    broken_pipe: bool = False
 
 
 class TerminalBridge:
@@ -78,6 +80,7 @@ class TerminalBridge:
         escape_char: int | None = ord("~"),
         status: Callable[[str], None] | None = None,
         send_stdin: bool = True,
+        notice_delay: float = 1.0,
     ) -> None:
         self.conn = conn
         self.terminal = terminal
@@ -90,6 +93,10 @@ class TerminalBridge:
         self._disconnect = asyncio.Event()
         self._exit_code: int | None = None
         self._outage_reported = False
+        self._broken_pipe = False
+        self._outage_notice: asyncio.TimerHandle | None = None
+        #: Outages shorter than this (seconds) go unmentioned.
+        self.notice_delay = notice_delay
 
     def status(self, text: str) -> None:
         if self._status is not None:
@@ -106,6 +113,9 @@ class TerminalBridge:
                 return await self._run()
         finally:
             remove()
+            if self._outage_notice is not None:
+                self._outage_notice.cancel()
+                self._outage_notice = None
 
     async def _run(self) -> BridgeResult:
         established = await self.conn.wait_established()
@@ -140,7 +150,9 @@ class TerminalBridge:
             if not task.cancelled() and (exc := task.exception()) is not None:
                 raise exc
         if disconnected:
-            return BridgeResult(self._exit_code, False, disconnected=True)
+            return BridgeResult(
+                self._exit_code, False, disconnected=True, broken_pipe=self._broken_pipe
+            )
         return output.result()
 
     # ------------------------------------------------------------ output
@@ -163,10 +175,18 @@ class TerminalBridge:
                 return BridgeResult(self._exit_code, True, event.output)
 
     async def _write(self, fd: int, data: bytes) -> None:
+        if fd in (self.terminal.stdout, self.terminal.stderr):
+            self.terminal.wrote(data)
         try:
             await self._loop.run_in_executor(None, write_all, fd, data)
         except BrokenPipeError:
-            logger.debug("output fd %d is closed; discarding output", fd)
+            if fd == self.terminal.stdout:
+                # Nobody reads our output any more (``| head``): stop, as ssh would.
+                logger.debug("stdout is closed; ending the session")
+                self._broken_pipe = True
+                self._disconnect.set()
+            else:
+                logger.debug("output fd %d is closed; discarding output", fd)
         except OSError as exc:
             logger.debug("cannot write output: %s", exc)
 
@@ -236,7 +256,7 @@ class TerminalBridge:
         if not hasattr(signal, "SIGTSTP"):
             return
         with self.terminal.cooked():
-            os.kill(os.getpid(), signal.SIGSTOP)
+            os.kill(os.getpid(), signal.SIGTSTP)
         size = self.terminal.size()
         if size is not None:
             await self.conn.send_size(*size)
@@ -250,9 +270,25 @@ class TerminalBridge:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _on_state(self, change: StateChange) -> None:
-        if change.new is ConnectionState.RECONNECTING and not self._outage_reported:
-            self._outage_reported = True
-            self.status(f"ssmsh: connection lost ({change.reason}); reconnecting...")
+        """One status line per outage that lasts long enough to be noticed."""
+        if change.new is ConnectionState.RECONNECTING:
+            if self._outage_notice is None and not self._outage_reported:
+                reason = change.reason
+                self._outage_notice = self._loop.call_later(
+                    self.notice_delay, self._report_outage, reason
+                )
         elif change.new is ConnectionState.CONNECTED and change.outage is not None:
+            if self._outage_notice is not None:
+                self._outage_notice.cancel()
+                self._outage_notice = None
+            if self._outage_reported:
+                self.status(f"ssmsh: reconnected after {change.outage:.1f} s")
             self._outage_reported = False
-            self.status(f"ssmsh: reconnected after {change.outage:.1f} s")
+        elif change.new is ConnectionState.CLOSED and self._outage_notice is not None:
+            self._outage_notice.cancel()
+            self._outage_notice = None
+
+    def _report_outage(self, reason: str) -> None:
+        self._outage_notice = None
+        self._outage_reported = True
+        self.status(f"ssmsh: connection lost ({reason}); reconnecting...")

@@ -50,6 +50,7 @@ class Terminal:
         self.stdin_is_tty = os.isatty(stdin)
         self.stdout_is_tty = os.isatty(stdout)
         self._raw: _raw_no_opost | None = None
+        self._line_start = True
 
     @property
     def raw(self) -> bool:
@@ -151,12 +152,23 @@ class Terminal:
 
     # ------------------------------------------------------------ output
 
+    def wrote(self, data: bytes) -> None:
+        """Note output sent to the screen, to know whether the cursor is at column 0."""
+        if data:
+            self._line_start = data.endswith((b"\n", b"\r"))
+
     def status(self, text: str) -> None:
-        """Write one status line to stderr (CR LF while raw, so it starts at column 0)."""
+        """Write one status line to stderr, starting on a fresh line.
+
+        While raw (no output post-processing) lines end with CR LF, and a line
+        break is added first only when the remote output left the cursor mid-line.
+        """
         if self.raw:
-            data = ("\r\n" + text.replace("\n", "\r\n") + "\r\n").encode(errors="replace")
+            lead = "" if self._line_start else "\r\n"
+            data = (lead + text.replace("\n", "\r\n") + "\r\n").encode(errors="replace")
         else:
             data = (text + "\n").encode(errors="replace")
+        self._line_start = True
         with contextlib.suppress(OSError):
             write_all(self.stderr, data)
 

@@ -215,5 +215,6 @@ async def run_cli(
         proc.kill()
         out, err = await proc.communicate()
         raise AssertionError(f"ssmsh {args} timed out:\n{out!r}\n{err!r}") from None
+    await proc.wait()
     assert proc.returncode is not None
     return proc.returncode, out, err

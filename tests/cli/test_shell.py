@@ -236,3 +236,43 @@ def test_no_pending_terminal_state_leaks() -> None:
     finally:
         os.close(master)
         os.close(slave)
+
+
+async def test_closed_stdout_ends_the_session(emulator: Emulator) -> None:
+    # `ssmsh exec ... | head -1`: once the reader is gone, stop (like SIGPIPE) and terminate.
+    import subprocess
+    import sys
+
+    from .harness import cli_env
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    cmd = (
+        f"{sys.executable} -m ssmsh exec {DEFAULT_TARGET} --endpoint-url "
+        f"{emulator.endpoint_url} -- 'while :; do echo 1; sleep 0.01; done' | head -1; "
+        "echo status=${PIPESTATUS[0]}"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env()
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    await proc.wait()
+    assert out == b"1\nstatus=141\n", err
+    assert loop.time() - start < 20
+    await asyncio.sleep(0.3)
+    statuses = {s.status.value for s in emulator.state.sessions.values()}
+    assert statuses <= {"Terminated", "Terminating"}
+
+
+async def test_sigterm_restores_the_terminal_and_terminates(
+    shell: PtyProcess, emulator: Emulator
+) -> None:
+    import signal
+
+    shell.proc.send_signal(signal.SIGTERM)
+    assert await shell.wait() == 255
+    assert "killed by signal 15" in shell.text
+    assert shell.slave_attrs() == shell.initial_attrs
+    await asyncio.sleep(0.2)
+    statuses = {s.status.value for s in emulator.state.sessions.values()}
+    assert statuses <= {"Terminated", "Terminating"}

@@ -138,5 +138,8 @@ def test_status_lines_use_crlf_in_raw_mode(pty: tuple[int, int]) -> None:
     term.status("plain")
     assert os.read(master, 100).replace(b"\r\n", b"\n") == b"plain\n"
     with term.raw_mode():
-        term.status("raw")
-        assert os.read(master, 100) == b"\r\nraw\r\n"
+        term.status("raw")  # the cursor is at column 0: no blank line first
+        assert os.read(master, 100) == b"raw\r\n"
+        term.wrote(b"$ ")  # a prompt left the cursor mid-line
+        term.status("again")
+        assert os.read(master, 100) == b"\r\nagain\r\n"
