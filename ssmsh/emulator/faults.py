@@ -141,7 +141,9 @@ class FaultInjector:
         self.stop_acking = self.config.stop_acking
         self.silent = self.config.silent
         self.refuse_resume = self.config.refuse_resume
-        self._held: dict[Direction, bytes] = {}
+        #: Frames held back for reordering, per (link, direction): a frame is only ever
+        #: released into the connection it came from.
+        self._held: dict[tuple[object, Direction], bytes] = {}
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -149,8 +151,13 @@ class FaultInjector:
     def _hit(self, rate: float) -> bool:
         return rate > 0.0 and self.rng.random() < rate
 
-    def process(self, direction: Direction, frame: bytes) -> list[Delivery]:
-        """Decide the fate of one frame: the deliveries to make, in order (maybe none)."""
+    def process(self, direction: Direction, frame: bytes, link: object = None) -> list[Delivery]:
+        """Decide the fate of one frame: the deliveries to make, in order (maybe none).
+
+        ``link`` identifies the connection the frame travels on (any hashable object):
+        a frame held back for reordering is released only with a later frame of the
+        same link and direction.
+        """
         mtype = _message_type(frame)
         if self.silent:
             self.count("silenced")
@@ -159,7 +166,7 @@ class FaultInjector:
             self.count("acks_withheld")
             return []
         cfg = self.config
-        released = self._held.pop(direction, None)
+        released = self._held.pop((link, direction), None)
         if mtype not in DATA_MESSAGE_TYPES or direction not in cfg.directions:
             out = [frame]
         elif self._hit(cfg.drop):
@@ -167,7 +174,7 @@ class FaultInjector:
             out = []
         elif released is None and self._hit(cfg.reorder):
             self.count("reordered")
-            self._held[direction] = frame
+            self._held[(link, direction)] = frame
             out = []
         elif self._hit(cfg.duplicate):
             self.count("duplicated")
@@ -182,14 +189,19 @@ class FaultInjector:
             self.count("delayed", len(out))
         return [Delivery(f, delay) for f in out]
 
-    def held(self, direction: Direction) -> bool:
-        """True while a reordered frame waits for a successor in this direction."""
-        return direction in self._held
+    def held(self, direction: Direction, link: object = None) -> bool:
+        """True while a reordered frame of ``link`` waits for a successor in this direction."""
+        return (link, direction) in self._held
 
-    def release_held(self, direction: Direction) -> bytes | None:
-        """Give up waiting: the held frame of this direction (if any), to deliver now."""
-        return self._held.pop(direction, None)
+    def release_held(self, direction: Direction, link: object = None) -> bytes | None:
+        """Give up waiting: the held frame of ``link`` and direction (if any), to deliver now."""
+        return self._held.pop((link, direction), None)
 
-    def forget_held(self) -> None:
-        """Drop held frames (their connection is gone; retransmission covers them)."""
-        self._held.clear()
+    def forget_held(self, link: object = None) -> None:
+        """Drop the held frames of ``link`` (its connection is gone; retransmission
+        covers them); with no link, every held frame."""
+        if link is None:
+            self._held.clear()
+            return
+        for direction in Direction:
+            self._held.pop((link, direction), None)

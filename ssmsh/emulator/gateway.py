@@ -117,7 +117,7 @@ class _Link:
         """The agent's sink while this link is attached."""
         if self._finishing:
             return
-        self._queue_out(self.faults.process(Direction.TO_CLIENT, frame))
+        self._queue_out(self.faults.process(Direction.TO_CLIENT, frame, self))
         self._schedule_release(Direction.TO_CLIENT)
 
     def send_control(self, frame: bytes) -> None:
@@ -176,7 +176,7 @@ class _Link:
         if self.session.session_id in self.gateway.paused_sessions:
             self.faults.count("dropped_while_paused")
             return
-        deliveries = self.faults.process(Direction.TO_AGENT, frame)
+        deliveries = self.faults.process(Direction.TO_AGENT, frame, self)
         self._schedule_release(Direction.TO_AGENT)
         now = self._loop.time()
         for delivery in deliveries:
@@ -202,12 +202,12 @@ class _Link:
                 self.agent.receive_frame(frame)
 
     def _schedule_release(self, direction: Direction) -> None:
-        if not self.faults.held(direction) or direction in self._release:
+        if not self.faults.held(direction, self) or direction in self._release:
             return
 
         def release() -> None:
             del self._release[direction]
-            frame = self.faults.release_held(direction)
+            frame = self.faults.release_held(direction, self)
             if frame is None:
                 return
             if direction is Direction.TO_CLIENT:
@@ -255,6 +255,7 @@ class _Link:
             for handle in self._release.values():
                 handle.cancel()
             self._release.clear()
+            self.faults.forget_held(self)
             writer = tasks[0]
             if self._finishing and not writer.done():
                 # Let channel_closed and the close frame go out.
