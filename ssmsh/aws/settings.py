@@ -10,6 +10,7 @@ reconnect hours into a session needs.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from typing import Any
 
@@ -28,14 +29,22 @@ _loader_lock = threading.Lock()
 _loader: Any = None
 
 
-def _botocore_session() -> botocore.session.Session:
+#: Session variables that make a botocore session ignore the user's AWS profile and files.
+_ISOLATED_VARS = {
+    "profile": (None, None, None, None),
+    "config_file": (None, None, os.devnull, None),
+    "credentials_file": (None, None, os.devnull, None),
+}
+
+
+def _botocore_session(isolated: bool = False) -> botocore.session.Session:
     """A new botocore session (credentials resolved afresh) sharing one model loader.
 
     Loading the service models is most of the cost of a new session (~100 ms);
     the models never change, the credentials may.
     """
     global _loader
-    session = botocore.session.Session()
+    session = botocore.session.Session(session_vars=_ISOLATED_VARS if isolated else None)
     with _loader_lock:
         if _loader is None:
             _loader = session.get_component("data_loader")
@@ -66,6 +75,8 @@ class AwsSettings:
     profile: str | None = None
     endpoint_url: str | None = None
     credentials: StaticCredentials | None = None
+    #: Ignore AWS_PROFILE and the AWS config and credentials files (for the local emulator).
+    isolated: bool = False
     #: Seconds to wait for an AWS API connection / response.
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
@@ -84,7 +95,7 @@ class AwsSettings:
             kwargs["aws_secret_access_key"] = self.credentials.secret_key
             kwargs["aws_session_token"] = self.credentials.session_token
         with map_aws_errors("loading the AWS configuration"):
-            session = boto3.Session(botocore_session=_botocore_session(), **kwargs)
+            session = boto3.Session(botocore_session=_botocore_session(self.isolated), **kwargs)
             if not session.region_name:
                 # botocore would go ahead with an endpoint URL and sign for region "".
                 raise NoRegionError()

@@ -103,6 +103,7 @@ def aws_settings(args: argparse.Namespace, endpoint_url: str | None = None) -> A
             region=args.region or LOCAL_REGION,
             endpoint_url=endpoint_url,
             credentials=LOCAL_CREDENTIALS,
+            isolated=True,  # the user's AWS profile and files play no part
         )
     return AwsSettings(region=args.region, profile=args.profile, endpoint_url=args.endpoint_url)
 

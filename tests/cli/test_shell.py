@@ -276,3 +276,48 @@ async def test_sigterm_restores_the_terminal_and_terminates(
     await asyncio.sleep(0.2)
     statuses = {s.status.value for s in emulator.state.sessions.values()}
     assert statuses <= {"Terminated", "Terminating"}
+
+
+async def test_debug_log_has_no_secrets(emulator: Emulator, tmp_path: object) -> None:
+    import pathlib
+
+    log = pathlib.Path(str(tmp_path)) / "ssmsh.log"
+    code, out, err = await run_cli(
+        [
+            "exec",
+            DEFAULT_TARGET,
+            "--endpoint-url",
+            emulator.endpoint_url,
+            "--debug",
+            "--log-file",
+            str(log),
+            "--",
+            "echo logged",
+        ]
+    )
+    assert (code, out) == (0, b"logged\n"), err
+    text = log.read_text()
+    assert "DEBUG ssmsh." in text  # it did log
+    for secret in ("emu-", "TokenValue", "test-secret", "Authorization", "Signature="):
+        assert secret not in text, secret
+    assert b"DEBUG" not in err  # the log went to the file
+
+
+async def test_local_needs_no_aws_setup(tmp_path: object) -> None:
+    import pathlib
+
+    broken = pathlib.Path(str(tmp_path)) / "config"
+    broken.write_text("[profile x\nbroken")
+    env = {
+        "AWS_PROFILE": "nonexistent",
+        "AWS_CONFIG_FILE": str(broken),
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_DEFAULT_REGION": "",
+    }
+    code, out, err = await run_cli(
+        ["exec", "--local", DEFAULT_TARGET, "--", "echo local-ok; exit 6"], env=env
+    )
+    assert (code, out) == (6, b"local-ok\n"), err
+    code, out, err = await run_cli(["shell", "--local", "-q"], stdin=b"exit 4\n", env=env)
+    assert code == 4, err
