@@ -338,6 +338,12 @@ def listening_port(out: Output) -> int:
     return int(match.group(1))
 
 
+def mux_socket_path(session_id: str) -> Path:
+    """Where the plugin puts its internal smux socket (Go's os.TempDir())."""
+    tmp = Path(os.environ.get("TMPDIR") or "/tmp")
+    return tmp / f"{fnv32a(session_id)}_session_manager_plugin_mux.sock"
+
+
 def fnv32a(text: str) -> int:
     value = 0x811C9DC5
     for byte in text.encode():
@@ -423,6 +429,31 @@ def test_shell_survives_gateway_closes_by_resuming(plugin: str) -> None:
         assert emu.call(lambda: emu.emulator.faults.counters["closed"]) >= 2
 
 
+def test_killed_plugin_leaves_the_session_resumable(emu: EmulatorThread, plugin: str) -> None:
+    # Only an explicit end (exit, TerminateSession flag or API) ends a session; a
+    # client that vanishes can come back with ResumeSession, as with the real service.
+    with echo_server() as echo_port:
+        session_id, argv = start_session(
+            emu,
+            plugin,
+            DEFAULT_TARGET,
+            "AWS-StartPortForwardingSession",
+            portNumber=str(echo_port),
+            localPortNumber="0",
+        )
+        with pty_plugin(argv) as proc:
+            listening_port(proc.out)
+            wait_until(lambda: connected(emu, session_id), 10, "the plugin to connect")
+            proc.proc.kill()
+            proc.wait()
+            mux_socket_path(session_id).unlink(missing_ok=True)  # a killed plugin leaves it
+            wait_until(lambda: not connected(emu, session_id), 10, "the gateway to notice")
+    time.sleep(scaled(0.5))
+    assert session_status(emu, session_id) != SessionStatus.TERMINATED
+    resumed = make_client("ssm", emu.endpoint_url).resume_session(SessionId=session_id)
+    assert resumed["TokenValue"]
+
+
 # ------------------------------------------------------------------ port forwarding
 
 
@@ -459,8 +490,7 @@ def test_port_forwarding_multiplexed_concurrent_connections(
             # The agent keeps its smux keepalive only for plugins up to 1.2.331.0.
             version = plugin_version(plugin)
             assert agent.plugin.keepalive == (not client_wants_agent_keepalive_off(version))
-            tmp = Path(os.environ.get("TMPDIR") or "/tmp")
-            mux_socket = tmp / f"{fnv32a(session_id)}_session_manager_plugin_mux.sock"
+            mux_socket = mux_socket_path(session_id)
             assert mux_socket.exists()
             # Ctrl-C: the plugin sends the TerminateSession flag and exits.
             os.kill(proc.proc.pid, signal.SIGINT)
