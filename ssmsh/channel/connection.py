@@ -385,13 +385,19 @@ class SessionConnection:
             is_paused=lambda: self._rx_paused,
             on_alive=self._reconnector.link_healthy,
         )
-        tasks = [
-            asyncio.create_task(self._read(ws)),
-            asyncio.create_task(self._write(ws)),
-            asyncio.create_task(liveness.run()),
-        ]
+        reader = asyncio.create_task(self._read(ws))
+        tasks = [reader, asyncio.create_task(self._write(ws)), asyncio.create_task(liveness.run())]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            # The reader decides when the link is over: it still delivers what arrived
+            # before a close (a final channel_closed) after the writer or the pinger
+            # has seen the connection end.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            failed = any(t.exception() for t in done if not t.cancelled())
+            if reader not in done and not failed:
+                done, _ = await asyncio.wait({reader}, timeout=self.config.close_timeout)
+                if not done:
+                    ws.transport.abort()
+                    await asyncio.wait({reader})
         finally:
             for task in tasks:
                 task.cancel()

@@ -148,7 +148,8 @@ class TerminalBridge:
                 await output
         for task in tasks:
             if not task.cancelled() and (exc := task.exception()) is not None:
-                raise exc
+                # e.g. typing while the session ended; the output side has the verdict
+                logger.debug("input stopped: %r", exc)
         if disconnected:
             return BridgeResult(
                 self._exit_code, False, disconnected=True, broken_pipe=self._broken_pipe
