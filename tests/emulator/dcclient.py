@@ -320,13 +320,20 @@ class DCClient:
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         """Wait until ``predicate()`` is true (checked after every event)."""
-        async with asyncio.timeout(scaled(timeout)):
-            while not predicate():
-                self._changed.clear()
-                # Also poll: the predicate may look at things other than this client.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.02):
-                        await self._changed.wait()
+        try:
+            async with asyncio.timeout(scaled(timeout)):
+                while not predicate():
+                    self._changed.clear()
+                    # Also poll: the predicate may look at things other than this client.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.02):
+                            await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"timed out; output tail {bytes(self.output[-300:])!r}, "
+                f"{len(self.received)} frames received, connected={self.channel.connected}, "
+                f"unacked={self.channel.unacked}, closed={self.channel_closed}"
+            ) from None
 
     async def wait_output(self, text: bytes, timeout: float = 5.0) -> None:
         await self.wait_for(lambda: text in self.output, timeout)

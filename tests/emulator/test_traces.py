@@ -154,6 +154,9 @@ async def test_shell_trace_replay(gateway: Gateway, name: str) -> None:
             connections += 1
         elif event["dir"] == "cli>age" and event["message_type"] == "input_stream_data":
             payload = payload_of(event)
+            if event["payload_type"] == PayloadType.OUTPUT:
+                # As recorded, the user types once the shell shows its prompt.
+                await client.wait_for(lambda: client.output.endswith((b"$ ", b"# ")))
             client.send(event["payload_type"], payload)
             sent += 1
             word = _echo_word(payload)
