@@ -15,6 +15,7 @@ import pytest
 
 from ssmsh.channel import ConnectionState
 from ssmsh.emulator.faults import FaultConfig
+from ssmsh.tunnel.channel import TunnelConfig
 from tests.conftest import scaled
 
 from .harness import echo_server, pattern, rig, sha256, transfer, tunnel
@@ -124,3 +125,24 @@ async def test_pause_publication_for_3_s_mid_transfer_loses_nothing() -> None:
         assert t.connection.state is ConnectionState.CONNECTED
         assert r.counters["paused"] == 1 and r.counters["resumed"] == 1
         assert t.failure() is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ssmsh.tunnel.session.AgentWatchdog counts a publication pause as a dead agent",
+)
+async def test_a_pause_longer_than_the_agent_timeout_is_not_a_dead_agent() -> None:
+    size = 4 * MiB
+    payload = pattern(size, 44)
+    short = TunnelConfig(agent_timeout=0.5)
+    async with rig(FaultConfig(seed=44)) as r, echo_server() as dest:
+        async with tunnel(r, dest, tunnel_config=short) as t:
+            moving = asyncio.create_task(transfer(t.port, payload, rate=size / 1.0))
+            await asyncio.sleep(0.3)
+            r.gateway.pause_publication(t.info.session_id)
+            await asyncio.sleep(1.5)  # three agent timeouts, all of them paused
+            r.gateway.resume_publication(t.info.session_id)
+            async with asyncio.timeout(scaled(15)):
+                echoed = await moving
+            assert t.failure() is None
+        assert sha256(echoed) == sha256(payload)
