@@ -25,14 +25,10 @@ Fault injection (:mod:`~ssmsh.emulator.faults`) is applied here, on real traffic
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import datetime as dt
 import logging
 import re
-import time
-import uuid
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,11 +38,11 @@ from websockets.http11 import Request, Response
 
 from ..exceptions import RemoteProtocolError
 from ..protocol.constants import MessageType
-from ..protocol.message import ClientMessage
-from ..protocol.payloads import ChannelClosedPayload, OpenDataChannel
+from ..protocol.payloads import OpenDataChannel
 from .agent import Agent
 from .config import EmulatorConfig
-from .faults import Delivery, Direction, FaultInjector
+from .faults import FaultInjector
+from .link import ClientLink, channel_closed_frame, gateway_message
 from .sigv4 import SigV4Error, verify_request
 from .state import EmulatorState, SessionRecord, SessionStatus, TokenError
 
@@ -61,210 +57,6 @@ OPEN_TIMEOUT = 30.0
 CLOSE_AUTH_FAILED = 1008
 #: Largest WebSocket message accepted from a client.
 MAX_MESSAGE = 16 * 1024 * 1024
-#: Frames waiting for a slow client beyond this many bytes are dropped (retransmitted later).
-MAX_QUEUED_BYTES = 16 * 1024 * 1024
-_BYE = "Bye"
-
-
-def _control(message_type: MessageType, payload: bytes = b"") -> bytes:
-    """A gateway-made message: sequence 0, flags 3, no payload type."""
-    return ClientMessage(
-        message_type=message_type,
-        schema_version=1,
-        created_date=int(time.time() * 1000),
-        sequence_number=0,
-        flags=3,
-        message_id=uuid.uuid4(),
-        payload_type=0,
-        payload=payload,
-    ).encode()
-
-
-def channel_closed_frame(session: SessionRecord, output: str = "") -> bytes:
-    """The ``channel_closed`` message the gateway sends when a session ends."""
-    now = dt.datetime.now(dt.UTC)
-    payload = ChannelClosedPayload(
-        message_id=str(uuid.uuid4()),
-        created_date=now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
-        destination_id=session.target_id,
-        session_id=session.session_id,
-        output=output,
-    ).encode()
-    return _control(MessageType.CHANNEL_CLOSED, payload)
-
-
-class _Link:
-    """One client WebSocket connection attached to a session's agent."""
-
-    def __init__(self, gateway: Gateway, ws: ServerConnection, session: SessionRecord) -> None:
-        self.gateway = gateway
-        self.ws = ws
-        self.session = session
-        self.faults = gateway.faults
-        self.agent: Agent | None = None
-        self._loop = asyncio.get_running_loop()
-        self._out: collections.deque[tuple[float, bytes | None]] = collections.deque()
-        self._out_bytes = 0
-        self._out_ready = asyncio.Event()
-        self._in: collections.deque[tuple[float, bytes]] = collections.deque()
-        self._in_ready = asyncio.Event()
-        self._release: dict[Direction, asyncio.TimerHandle] = {}
-        self._finishing = False
-
-    # ----------------------------------------------------------- agent -> client
-
-    def to_client(self, frame: bytes) -> None:
-        """The agent's sink while this link is attached."""
-        if self._finishing:
-            return
-        self._queue_out(self.faults.process(Direction.TO_CLIENT, frame, self))
-        self._schedule_release(Direction.TO_CLIENT)
-
-    def send_control(self, frame: bytes) -> None:
-        """A gateway message to the client (no per-frame faults, but silence applies)."""
-        if self._finishing:
-            return
-        if self.faults.silent:
-            self.faults.count("silenced")
-            return
-        self._queue_out([Delivery(frame)])
-
-    def _queue_out(self, deliveries: Iterable[Delivery]) -> None:
-        now = self._loop.time()
-        for delivery in deliveries:
-            if self._out_bytes + len(delivery.frame) > MAX_QUEUED_BYTES:
-                self.faults.count("overflow")
-                continue
-            self._out.append((now + delivery.delay, delivery.frame))
-            self._out_bytes += len(delivery.frame)
-        if self._out:
-            self._out_ready.set()
-
-    def finish(self, frame: bytes) -> None:
-        """Send ``channel_closed``, then close the socket with 1000 "Bye"."""
-        if self._finishing:
-            return
-        self.send_control(frame)
-        self._finishing = True
-        self.agent = None
-        self._out.append((self._loop.time(), None))
-        self._out_ready.set()
-
-    async def _writer(self) -> None:
-        while True:
-            if not self._out:
-                self._out_ready.clear()
-                await self._out_ready.wait()
-                continue
-            due, frame = self._out[0]
-            wait = due - self._loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            self._out.popleft()
-            if frame is None:
-                await self.ws.close(1000, _BYE)
-                return
-            self._out_bytes -= len(frame)
-            await self.ws.send(frame)
-
-    # ----------------------------------------------------------- client -> agent
-
-    def _from_client(self, frame: bytes) -> None:
-        if self.agent is None:
-            return
-        if self.session.session_id in self.gateway.paused_sessions:
-            self.faults.count("dropped_while_paused")
-            return
-        deliveries = self.faults.process(Direction.TO_AGENT, frame, self)
-        self._schedule_release(Direction.TO_AGENT)
-        now = self._loop.time()
-        for delivery in deliveries:
-            if not self._in and delivery.delay <= 0:
-                self.agent.receive_frame(delivery.frame)
-            else:
-                self._in.append((now + delivery.delay, delivery.frame))
-                self._in_ready.set()
-
-    async def _deliverer(self) -> None:
-        while True:
-            if not self._in:
-                self._in_ready.clear()
-                await self._in_ready.wait()
-                continue
-            due, frame = self._in[0]
-            wait = due - self._loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            self._in.popleft()
-            if self.agent is not None:
-                self.agent.receive_frame(frame)
-
-    def _schedule_release(self, direction: Direction) -> None:
-        if not self.faults.held(direction, self) or direction in self._release:
-            return
-
-        def release() -> None:
-            del self._release[direction]
-            frame = self.faults.release_held(direction, self)
-            if frame is None:
-                return
-            if direction is Direction.TO_CLIENT:
-                self._queue_out([Delivery(frame)])
-            elif self.agent is not None:
-                self._in.append((self._loop.time(), frame))
-                self._in_ready.set()
-
-        self._release[direction] = self._loop.call_later(self.faults.config.reorder_hold, release)
-
-    # ------------------------------------------------------------------ running
-
-    async def _disrupt(self, after: float, abrupt: bool) -> None:
-        await asyncio.sleep(after)
-        self.disrupt(abrupt)
-
-    def disrupt(self, abrupt: bool, *, injected: bool = True) -> None:
-        """Close with 1000 "Bye", or reset the TCP connection (``abrupt``)."""
-        if injected:
-            self.faults.count("reset" if abrupt else "closed")
-        if abrupt:
-            self.ws.transport.abort()
-        else:
-            self.gateway.spawn(self.ws.close(1000, _BYE))
-
-    async def run(self) -> None:
-        config = self.faults.config
-        tasks = [
-            asyncio.create_task(self._writer()),
-            asyncio.create_task(self._deliverer()),
-        ]
-        if config.close_every:
-            tasks.append(asyncio.create_task(self._disrupt(config.close_every, False)))
-        if config.reset_every:
-            tasks.append(asyncio.create_task(self._disrupt(config.reset_every, True)))
-        try:
-            async for message in self.ws:
-                if isinstance(message, str):
-                    logger.debug("ignoring a text frame after OpenDataChannel")
-                    continue
-                self._from_client(message)
-        except ConnectionClosed:
-            pass
-        finally:
-            for handle in self._release.values():
-                handle.cancel()
-            self._release.clear()
-            self.faults.forget_held(self)
-            writer = tasks[0]
-            if self._finishing and not writer.done():
-                # Let channel_closed and the close frame go out.
-                with contextlib.suppress(TimeoutError, ConnectionClosed):
-                    async with asyncio.timeout(2.0):
-                        await asyncio.shield(writer)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Gateway:
@@ -277,7 +69,7 @@ class Gateway:
         self.url = ""
         self.paused_sessions: set[str] = set()
         self._agents: dict[str, Agent] = {}
-        self._links: dict[str, _Link] = {}
+        self._links: dict[str, ClientLink] = {}
         #: Connections that have not sent OpenDataChannel yet.
         self._opening: set[ServerConnection] = set()
         self._server: Server | None = None
@@ -376,7 +168,7 @@ class Gateway:
                 agent.set_paused(True)
             link = self._links.get(sid)
             if link is not None:
-                link.send_control(_control(MessageType.PAUSE_PUBLICATION))
+                link.send_control(gateway_message(MessageType.PAUSE_PUBLICATION))
 
     def resume_publication(self, session_id: str | None = None) -> None:
         """The agent is back: start_publication to the client; both sides resend."""
@@ -387,7 +179,7 @@ class Gateway:
             self.faults.count("resumed")
             link = self._links.get(sid)
             if link is not None:
-                link.send_control(_control(MessageType.START_PUBLICATION))
+                link.send_control(gateway_message(MessageType.START_PUBLICATION))
             agent = self._agents.get(sid)
             if agent is not None:
                 agent.set_paused(False)
@@ -488,7 +280,13 @@ class Gateway:
             if agent is not None:
                 agent.detach()
             old.disrupt(abrupt=False, injected=False)
-        link = _Link(self, ws, session)
+        link = ClientLink(
+            ws,
+            session,
+            self.faults,
+            paused=lambda: sid in self.paused_sessions,
+            spawn=self.spawn,
+        )
         self._links[sid] = link
         self.state.set_status(sid, SessionStatus.CONNECTED)
         new = agent is None
@@ -506,7 +304,7 @@ class Gateway:
         if self.faults.silent:
             ws.transport.pause_reading()
         kind = MessageType.PAUSE_PUBLICATION if paused else MessageType.START_PUBLICATION
-        link.send_control(_control(kind))
+        link.send_control(gateway_message(kind))
         agent.set_paused(paused)
         agent.attach(link.to_client)
         if new:
