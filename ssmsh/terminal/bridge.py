@@ -244,7 +244,6 @@ class TerminalBridge:
 
     async def _escape_action(self, action: EscapeAction) -> None:
         if action is EscapeAction.DISCONNECT:
-            self.status("Disconnecting.")
             self._disconnect.set()
         elif action is EscapeAction.HELP:
             assert self.escape.char is not None

@@ -321,3 +321,22 @@ async def test_local_needs_no_aws_setup(tmp_path: object) -> None:
     assert (code, out) == (6, b"local-ok\n"), err
     code, out, err = await run_cli(["shell", "--local", "-q"], stdin=b"exit 4\n", env=env)
     assert code == 4, err
+
+
+async def test_ctrl_c_without_tty_interrupts_ssmsh_and_terminates(emulator: Emulator) -> None:
+    # exec without -t keeps the terminal cooked: Ctrl-C is SIGINT for ssmsh itself.
+    proc = PtyProcess(
+        ["exec", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url, "--", "sleep 30"]
+    )
+    try:
+        await proc.expect("Starting session")
+        await asyncio.sleep(0.5)
+        proc.send(b"\x03")
+        assert await proc.wait() == 130
+        assert "ssmsh: interrupted" in proc.text
+        assert proc.slave_attrs() == proc.initial_attrs
+    finally:
+        proc.close()
+    await asyncio.sleep(0.3)
+    statuses = {s.status.value for s in emulator.state.sessions.values()}
+    assert statuses <= {"Terminated", "Terminating"}
