@@ -23,17 +23,15 @@ sends ``channel_closed`` with ``reason`` as its Output.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shlex
 import sys
 import time
-import uuid
 from collections.abc import Callable
 
 from ...exceptions import HandshakeError
-from ...protocol.constants import MessageType, PayloadType, SessionType
+from ...protocol.constants import PayloadType, SessionType
 from ...protocol.datachannel import ChannelConfig, DataChannel, Role
 from ...protocol.events import (
     ChannelClosedReceived,
@@ -42,10 +40,10 @@ from ...protocol.events import (
     PayloadReceived,
     RetransmissionTimeout,
 )
-from ...protocol.message import ClientMessage
 from ..config import EmulatorConfig
 from ..state import SessionRecord, TargetRecord
 from .commands import CommandPlugin, separate_output_requested
+from .driver import ChannelDriver
 from .handshake import HANDSHAKE_TIMEOUT, AgentHandshake, KmsDecrypt, SendChallenge
 from .pacing import Pacing
 from .plugin import Plugin
@@ -72,19 +70,6 @@ _HANDSHAKE_REQUIRED: dict[str, bool] = {
 }
 
 
-def _publication(message_type: MessageType) -> ClientMessage:
-    return ClientMessage(
-        message_type=message_type,
-        schema_version=1,
-        created_date=int(time.time() * 1000),
-        sequence_number=0,
-        flags=3,
-        message_id=uuid.uuid4(),
-        payload_type=0,
-        payload=b"",
-    )
-
-
 class Agent:
     """The agent side of one session's data channel."""
 
@@ -104,7 +89,7 @@ class Agent:
         self._on_end = on_end
         self._pacing = Pacing.for_config(config.agent_pacing)
         self._loop = asyncio.get_running_loop()
-        self.channel = DataChannel(
+        channel = DataChannel(
             Role.AGENT,
             ChannelConfig(
                 epoch_offset=time.time() - self._loop.time(),
@@ -113,10 +98,7 @@ class Agent:
                 max_retransmissions=sys.maxsize,
             ),
         )
-        self._sink: Callable[[bytes], None] | None = None
-        self._paused_by_gateway = False
-        self._publishing = True
-        self._set_publishing(False)  # nobody is listening until a client attaches
+        self.driver = ChannelDriver(channel, self._handle_event)
 
         self.handshake: AgentHandshake | None = None
         self._handshake_waiter: asyncio.Future[None] | None = None
@@ -125,14 +107,6 @@ class Agent:
         self._main: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Task[None]] = []
         self._max_timer: asyncio.TimerHandle | None = None
-
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_when: float | None = None
-        self._flushing = False
-        self._writable = asyncio.Event()
-        self._writable.set()
-        self._all_acked = asyncio.Event()
-        self._all_acked.set()
 
         self._last_activity = self._loop.time()
         self._ending = False
@@ -163,18 +137,19 @@ class Agent:
     def now(self) -> float:
         return self._loop.time()
 
+    @property
+    def channel(self) -> DataChannel:
+        """The agent's data channel (sequencing, acks, retransmission)."""
+        return self.driver.channel
+
     def send(self, payload_type: int, payload: bytes) -> None:
         """Queue one sequenced payload to the client."""
-        if not payload or self.channel.closed:
-            return
-        self._last_activity = self.now()
-        self.channel.send_data(payload_type, payload, self.now())
-        self._flush()
+        if payload:
+            self._last_activity = self.now()
+        self.driver.send(payload_type, payload)
 
     async def wait_writable(self) -> None:
-        while not self.channel.writable and not self._ending:
-            self._writable.clear()
-            await self._writable.wait()
+        await self.driver.wait_writable()
 
     def finish(self, reason: str = "") -> None:
         """End the session once the client has acknowledged the output (or 2 s passed)."""
@@ -184,40 +159,24 @@ class Agent:
 
     @property
     def attached(self) -> bool:
-        return self._sink is not None
+        return self.driver.attached
 
     def attach(self, sink: Callable[[bytes], None]) -> None:
         """A client is connected: frames go to ``sink`` (unacked output is resent)."""
-        self._sink = sink
-        self._update_publication()
+        self.driver.attach(sink)
 
     def detach(self) -> None:
         """The client went away: hold output until the next :meth:`attach`."""
-        self._sink = None
-        self._update_publication()
+        self.driver.detach()
 
     def set_paused(self, paused: bool) -> None:
         """Fault injection: the gateway pauses/resumes publication to this agent."""
-        self._paused_by_gateway = paused
-        self._update_publication()
-
-    def _update_publication(self) -> None:
-        self._set_publishing(self._sink is not None and not self._paused_by_gateway)
-        self._flush()
-
-    def _set_publishing(self, publishing: bool) -> None:
-        if publishing == self._publishing:
-            return
-        self._publishing = publishing
-        mtype = MessageType.START_PUBLICATION if publishing else MessageType.PAUSE_PUBLICATION
-        self.channel.receive_message(_publication(mtype), self.now())
+        self.driver.set_paused(paused)
 
     def receive_frame(self, data: bytes) -> None:
         """One WebSocket frame from the client. Never raises on bad input."""
-        if self.ended:
-            return
-        self.channel.receive_data(data, self.now())
-        self._flush()
+        if not self.ended:
+            self.driver.receive_frame(data)
 
     def start(self) -> None:
         """Start the session (handshake, then the plugin). Call once, after attach()."""
@@ -337,50 +296,6 @@ class Agent:
 
     # ------------------------------------------------------------ the channel
 
-    def _flush(self) -> None:
-        """Pass frames to the sink and handle events until there are none left."""
-        if self._flushing:
-            return
-        self._flushing = True
-        try:
-            while True:
-                frames = self.channel.data_to_send()
-                events = self.channel.events_received()
-                if not frames and not events:
-                    break
-                sink = self._sink
-                if sink is not None:
-                    for frame in frames:
-                        sink(frame)
-                for event in events:
-                    self._handle_event(event)
-        finally:
-            self._flushing = False
-        self._arm_timer()
-        if self.channel.writable:
-            self._writable.set()
-        if self.channel.unacked == 0:
-            self._all_acked.set()
-        else:
-            self._all_acked.clear()
-
-    def _arm_timer(self) -> None:
-        when = None if self.channel.closed else self.channel.get_timer()
-        if when == self._timer_when:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_when = when
-        if when is not None:
-            self._timer = self._loop.call_at(when, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_when = None
-        self.channel.handle_timer(self.now())
-        self._flush()
-
     def _handle_event(self, event: Event) -> None:
         if isinstance(event, PayloadReceived):
             self._handle_payload(event.payload_type, event.payload)
@@ -452,17 +367,15 @@ class Agent:
         if self._ending:
             return
         self._ending = True
-        self._writable.set()  # wake producers so that they notice
+        self.driver.wake()  # producers waiting for room must notice
         self._end_task = asyncio.create_task(
             self._end(reason, drain), name=f"agent end {self.session.session_id}"
         )
 
     async def _end(self, reason: str, drain: bool) -> None:
         try:
-            if drain and self.channel.unacked:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(DRAIN_TIMEOUT):
-                        await self._all_acked.wait()
+            if drain:
+                await self.driver.wait_acked(DRAIN_TIMEOUT)
             current = asyncio.current_task()
             for task in (self._main, *self._watchers):
                 if task is not None and task is not current and not task.done():
@@ -477,10 +390,7 @@ class Agent:
                 except Exception as exc:  # cleanup must not prevent the end
                     logger.warning("stopping the plugin failed: %s", exc)
         finally:
-            self.channel.close()
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self.driver.close()
             self.ended = True
             self.end_reason = reason
             self._done.set()
