@@ -240,6 +240,7 @@ async def test_websocket_connect_while_silent_gets_nothing(gateway: Gateway) -> 
     async with connect(session.stream_url, ping_interval=None) as ws:
         await ws.send(json.dumps({"TokenValue": session.token}))
         pong = await ws.ping()  # sent right behind OpenDataChannel, as clients do
+        assert isinstance(pong, asyncio.Future)
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(scaled(0.2)):
                 await ws.recv()
@@ -248,5 +249,26 @@ async def test_websocket_connect_while_silent_gets_nothing(gateway: Gateway) -> 
         gateway.set_silent(False)
         async with asyncio.timeout(scaled(2)):
             await pong
-            assert ClientMessage.decode(await ws.recv()).message_type == "start_publication"
+            greeting = await ws.recv()
+            assert isinstance(greeting, bytes)
+            assert ClientMessage.decode(greeting).message_type == "start_publication"
         assert gateway.connected(session.session_id)
+
+
+async def test_close_connections_on_request(gateway: Gateway) -> None:
+    session = make_session(gateway.state, gateway=gateway)
+    client = DCClient(session)
+    await client.connect()
+    await client.wait_for(lambda: gateway.connected(session.session_id))
+    assert gateway.close_connections(session.session_id) == 1
+    await client.wait_disconnected()
+    assert (client.close_code, client.close_reason) == (1000, "Bye")
+    await client.connect(token=gateway.state.issue_token(session))
+    await client.wait_for(lambda: gateway.connected(session.session_id))
+    assert gateway.close_connections(abrupt=True) == 1
+    await client.wait_disconnected()
+    assert client.close_code == 1006
+    assert gateway.faults.counters["closed"] == gateway.faults.counters["reset"] == 1
+    assert gateway.agent(session.session_id) is not None  # the session lives on
+    assert gateway.close_connections("no-such-session") == 0
+    await client.close()
