@@ -340,3 +340,27 @@ async def test_ctrl_c_without_tty_interrupts_ssmsh_and_terminates(emulator: Emul
     await asyncio.sleep(0.3)
     statuses = {s.status.value for s in emulator.state.sessions.values()}
     assert statuses <= {"Terminated", "Terminating"}
+
+
+async def test_session_expired_during_an_outage(emulator: Emulator) -> None:
+    proc = PtyProcess(
+        [
+            "shell",
+            DEFAULT_TARGET,
+            "--endpoint-url",
+            emulator.endpoint_url,
+            "--keepalive",
+            "0.3",
+        ]
+    )
+    try:
+        await proc.expect(PROMPT_RE)
+        session_id = next(iter(emulator.state.sessions))
+        emulator.state.end_session(session_id, "Session timed out.")  # it expires...
+        emulator.gateway.close_connections(session_id, abrupt=True)  # ...as the link drops
+        assert await proc.wait() == 255
+        assert proc.slave_attrs() == proc.initial_attrs
+        await proc.expect(r"ssmsh: connection failed: session \S+ timed out or was terminated")
+        assert "Traceback" not in proc.text
+    finally:
+        proc.close()
