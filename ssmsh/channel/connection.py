@@ -74,6 +74,8 @@ class SessionConnection:
     :param service: AWS operations (ResumeSession, TerminateSession, KMS, signing).
     :param config: driver tunables; :class:`ConnectionConfig` defaults otherwise.
     :param protocol: the Sans-I/O session object; a new ``ClientSession`` by default.
+        One given here is driven with ``loop.time()`` as ``now``, so its
+        ``ChannelConfig.epoch_offset`` should be ``time.time() - loop.time()``.
     :param client_id: ClientId for OpenDataChannel; the process-wide :data:`CLIENT_ID`.
     :param on_state_change: called (synchronously) on every :class:`StateChange`.
 
@@ -86,8 +88,14 @@ class SessionConnection:
     * :meth:`receive` / ``async for`` — OutputReceived, StderrReceived,
       ExitCodeReceived, FlagReceived and finally ChannelClosedByRemote;
     * :attr:`state`, :meth:`add_state_listener`, :meth:`state_changes` — connection state;
+    * :meth:`drain`, :attr:`unacked` — wait until the agent acknowledged everything;
     * :meth:`close` — terminate (TerminateSession API) and release everything;
-    * :meth:`wait_closed` — wait for the end; raises the failure if there was one.
+    * :meth:`wait_closed` — wait for the end; raises the failure if there was one;
+      :attr:`closed`, :attr:`error` tell how it ended.
+
+    Received data is acknowledged at once and buffered for :meth:`receive` up to
+    ``config.max_receive_buffer`` bytes; beyond that the driver stops reading the
+    WebSocket (backpressure) without mistaking the pause for a dead link.
 
     Failures (:class:`ReconnectFailed`, :class:`HandshakeError`,
     :class:`EncryptionError`, :class:`RemoteProtocolError`, :class:`AwsError`...)
@@ -423,7 +431,7 @@ class SessionConnection:
                 self._last_received = now
                 if not self._ever_received:
                     self._ever_received = True
-                self._reconnector.link_healthy()
+                self._reconnector.link_healthy(data=True)
                 self.protocol.receive_data(data, now)
                 self._after_protocol()
                 if self._finished:

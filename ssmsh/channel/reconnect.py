@@ -3,8 +3,11 @@
 :class:`Reconnector` keeps the backoff state of one
 :class:`~ssmsh.channel.SessionConnection`. An *outage* starts when a link is
 lost and ends when a new link proves healthy (a frame or a pong arrives on
-it); a link that opens and dies at once does not end the outage, so a gateway
-that keeps hanging up cannot make us spin or outlive the budget.
+it). A link that carried no frame and died within :data:`STABLE_LINK` seconds
+(a gateway that answers the ping and then refuses OpenDataChannel, or keeps
+hanging up) does not end it for the budget and the backoff: the next attempt
+continues the same outage, so such a gateway cannot make us spin or outlive
+the budget.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from .types import ConnectionState
 if TYPE_CHECKING:
     from .connection import SessionConnection
 
-__all__ = ["FATAL_RESUME_CODES", "Reconnector"]
+__all__ = ["FATAL_RESUME_CODES", "STABLE_LINK", "Reconnector"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,10 @@ FATAL_RESUME_CODES = frozenset(
 )
 
 
+#: Seconds a link that carried no frame must live to count as a real recovery.
+STABLE_LINK = 1.0
+
+
 class Reconnector:
     """Opens links for a connection, within the configured budgets."""
 
@@ -55,6 +62,10 @@ class Reconnector:
         #: When the current outage began (None while healthy).
         self._outage_start: float | None = None
         self._attempt = 0
+        #: Start of the outage the current link ended, while that link is on probation.
+        self._previous_outage: float | None = None
+        self._link_opened = 0.0
+        self._link_carried_data = False
         #: Reconnects that succeeded (a link proved healthy after an outage).
         self.reconnects = 0
         #: Durations of the outages that ended, in seconds.
@@ -64,17 +75,21 @@ class Reconnector:
 
     def link_up(self) -> None:
         """A link is open and the protocol has been told."""
+        self._link_opened = self._loop.time()
+        self._link_carried_data = False
         if self._outage_start is None:
             self.conn._set_state(ConnectionState.CONNECTED)
 
-    def link_healthy(self) -> None:
-        """Something arrived on the current link: the outage, if any, is over."""
+    def link_healthy(self, data: bool = False) -> None:
+        """Something arrived on the current link (``data``: a frame, else a pong):
+        the outage, if any, is over."""
+        if data:
+            self._link_carried_data = True
         if self._outage_start is None:
             return
         outage = self._loop.time() - self._outage_start
+        self._previous_outage = self._outage_start
         self._outage_start = None
-        self._attempt = 0
-        self._delays = backoff_delays(self.config)
         self.reconnects += 1
         self.outages.append(outage)
         self.conn._set_state(
@@ -117,8 +132,22 @@ class Reconnector:
         conn = self.conn
         fresh = self._outage_start is None
         if fresh:
-            self._outage_start = now
-            logger.info("link lost (%s); reconnecting", reason)
+            lived = now - self._link_opened
+            if (
+                self._previous_outage is not None
+                and not self._link_carried_data
+                and lived < STABLE_LINK
+            ):
+                # That link only answered a ping: still the same outage, same backoff.
+                self._outage_start = self._previous_outage
+                fresh = False
+                logger.debug("link lost again after %.2f s (%s)", lived, reason)
+            else:
+                self._outage_start = now
+                self._attempt = 0
+                self._delays = backoff_delays(self.config)
+                logger.info("link lost (%s); reconnecting", reason)
+        self._previous_outage = None
         budget = self.config.reconnect_budget if conn._ever_received else self.config.connect_budget
         last_error = reason
         assert self._outage_start is not None
