@@ -143,6 +143,8 @@ async def _run(
             interactive=interactive,
             escape_char=escape_char,
             status=reporter.status,
+            # A non-interactive command gets an empty stdin from the agent: send nothing.
+            send_stdin=interactive,
         )
         with _terminating_signals() as killed:
             run = asyncio.ensure_future(bridge.run())
