@@ -55,6 +55,8 @@ _PATH = re.compile(r"^/v1/data-channel/([A-Za-z0-9][A-Za-z0-9_.:\-]{0,127})$")
 OPEN_TIMEOUT = 30.0
 #: Close code for a refused OpenDataChannel (bad or expired token, bad JSON).
 CLOSE_AUTH_FAILED = 1008
+#: How often sessions ended behind the gateway's back (``state.end_session``) are reaped.
+REAP_INTERVAL = 1.0
 #: Largest WebSocket message accepted from a client.
 MAX_MESSAGE = 16 * 1024 * 1024
 
@@ -74,6 +76,7 @@ class Gateway:
         self._opening: set[ServerConnection] = set()
         self._server: Server | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._reaper: asyncio.Task[None] | None = None
         state.on_terminate = self.terminate
         state.resume_filter = self._allow_resume
 
@@ -100,9 +103,14 @@ class Gateway:
         if ":" in address:
             address = f"[{address}]"
         self.url = f"ws://{address}:{sockname[1]}"
+        self._reaper = asyncio.create_task(self._reap(), name="gateway reaper")
 
     async def close(self) -> None:
         """End every session's agent and stop listening."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+            self._reaper = None
         for agent in list(self._agents.values()):
             await agent.terminate("")
         if self._server is not None:
@@ -132,6 +140,14 @@ class Gateway:
             link = self._links.pop(session.session_id, None)
             if link is not None:
                 link.finish(channel_closed_frame(session))
+
+    async def _reap(self) -> None:
+        """Agents of sessions the state ended without telling us (expiry) are stopped."""
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            for agent in list(self._agents.values()):
+                if agent.session.ended and not agent.ending:
+                    self.spawn(agent.terminate(agent.session.end_reason))
 
     # ---------------------------------------------------------------- inspection
 

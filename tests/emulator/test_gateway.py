@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 import uuid
 
@@ -15,6 +16,7 @@ from botocore.credentials import Credentials
 from websockets.asyncio.client import connect
 
 from ssmsh.emulator import DEFAULT_TARGET, Emulator
+from ssmsh.emulator.agent.shell import ShellPlugin
 from ssmsh.emulator.config import EmulatorConfig
 from ssmsh.emulator.gateway import CLOSE_AUTH_FAILED, Gateway
 from ssmsh.emulator.state import SessionStatus
@@ -320,3 +322,22 @@ async def test_boto3_port_forwarding_session() -> None:
             await client.close()
     finally:
         server.close()
+
+
+async def test_a_session_ended_by_the_state_releases_its_agent(gateway: Gateway) -> None:
+    session = make_session(gateway.state, gateway=gateway)
+    client = DCClient(session)
+    await client.connect()
+    client.send(PayloadType.OUTPUT, b"echo al''ive\n")
+    await client.wait_output(b"alive")
+    agent = gateway.agent(session.session_id)
+    assert agent is not None and isinstance(agent.plugin, ShellPlugin)
+    pid = agent.plugin.pid
+    gateway.state.end_session(session.session_id, "Session timed out.")  # e.g. an expiry
+    closed = await client.wait_closed(timeout=5)
+    assert closed.output == "Session timed out."
+    assert gateway.agent(session.session_id) is None and agent.ended
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the shell is gone too
+    await client.close()

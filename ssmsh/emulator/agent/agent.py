@@ -200,6 +200,11 @@ class Agent:
         self._begin_end(reason, drain=False)
         await self._done.wait()
 
+    @property
+    def ending(self) -> bool:
+        """True from the moment the session starts to end."""
+        return self._ending
+
     async def wait_ended(self) -> None:
         await self._done.wait()
 
