@@ -98,6 +98,8 @@ class FakeAgent:
         self.drop_every: float | None = None
         #: Send this as the HandshakeRequest payload instead of a well-formed one.
         self.handshake_payload: bytes | None = None
+        #: Refuse new links this long after OpenDataChannel (a pong is answered first).
+        self.refuse_after: float | None = None
         #: SessionType the HandshakeRequest asks for.
         self.session_type = "Standard_Stream"
 
@@ -220,6 +222,10 @@ class FakeAgent:
         self.links.append(ws)
         self.headers_seen.append(ws.request.headers if ws.request else {})
         hello = OpenDataChannel.decode(await ws.recv())
+        if self.refuse_after is not None:
+            await asyncio.sleep(self.refuse_after)  # long enough to answer the first ping
+            await ws.close(1008, "refused")
+            return
         session_id = ws.request.path.split("?")[0].rsplit("/", 1)[-1] if ws.request else ""
         session = self.sessions.get(session_id)
         if session is None or session.terminated or hello.token_value != session.token:

@@ -191,6 +191,28 @@ async def test_reconnect_budget_runs_out() -> None:
             assert agent.resume_calls >= 2
 
 
+async def test_links_that_only_answer_a_ping_do_not_end_the_outage() -> None:
+    config = ConnectionConfig(
+        ping_interval=0.5,
+        ping_timeout=0.5,
+        backoff_initial=0.02,
+        backoff_max=0.1,
+        reconnect_budget=1.0,
+    )
+    async with FakeAgent() as agent:
+        info = agent.start_session()
+        async with SessionConnection(info, agent, config=config) as conn:
+            await read_until(conn, b"$ ")
+            agent.refuse_after = 0.05
+            await agent.drop(agent.sessions[info.session_id])
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            with pytest.raises(ReconnectFailed, match=r"within 1 s: close 1008 \(refused\)"):
+                await asyncio.wait_for(conn.wait_closed(), scaled(10))
+            assert loop.time() - start < scaled(2.5)
+            assert 3 <= agent.resume_calls <= 30
+
+
 async def test_channel_closed_by_remote_is_the_last_event() -> None:
     async with FakeAgent() as agent:
         info = agent.start_session()
