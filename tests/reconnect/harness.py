@@ -46,8 +46,11 @@ __all__ = [
     "Tunnel",
     "echo_server",
     "pattern",
+    "read_output",
     "rig",
+    "sha256",
     "transfer",
+    "tunnel",
 ]
 
 TARGET = DEFAULT_TARGET
