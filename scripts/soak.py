@@ -330,9 +330,12 @@ class Soak:
 
     async def run(self) -> int:
         a = self.args
-        os.environ["PS1"] = PROMPT  # the emulated agent's shell inherits our environment
-        os.environ["ENV"] = "/dev/null"
-        config = EmulatorConfig(shell="/bin/sh", faults=self.faults(), agent_pacing=a.agent_pacing)
+        config = EmulatorConfig(
+            shell="/bin/sh",
+            environment={"PS1": PROMPT, "ENV": "/dev/null"},
+            faults=self.faults(),
+            agent_pacing=a.agent_pacing,
+        )
         started = time.monotonic()
         async with Emulator(config) as emulator:
             gateway: Any = emulator.gateway

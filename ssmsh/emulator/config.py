@@ -71,6 +71,10 @@ class EmulatorConfig:
     agent_version: str = DEFAULT_AGENT_VERSION
     #: Send a shell's non-zero exit status as an ExitCode payload (the real agent does not).
     shell_exit_status: bool = False
+    #: Extra environment variables for session programs (shells, commands), set over
+    #: the emulator's own environment (from which prompt and virtualenv settings are
+    #: removed, as a real agent's login shell would not see them).
+    environment: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def credential_map(self) -> dict[str, str] | None:
         """The configured credentials as ``{access_key: secret}``, or None."""

@@ -31,14 +31,14 @@ CONFIG = ConnectionConfig(
     backoff_max=0.2,
     reconnect_budget=scaled(10),
 )
+#: A fixed prompt for the emulated shell.
+SHELL_ENV = {"PS1": "$ ", "ENV": "/dev/null"}
 CREDS = StaticCredentials("AKIDEMULATORTEST0001", "secret-one")
 
 
 @pytest.fixture
 async def emulator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Emulator]:
-    monkeypatch.setenv("PS1", "$ ")
-    monkeypatch.setenv("ENV", "/dev/null")
-    async with Emulator(EmulatorConfig(shell="/bin/sh")) as emu:
+    async with Emulator(EmulatorConfig(shell="/bin/sh", environment=SHELL_ENV)) as emu:
         yield emu
 
 
@@ -185,6 +185,7 @@ async def test_rotated_credentials_still_resume() -> None:
     new = StaticCredentials("AKIDROTATENEW0000002", "new-secret")
     config = EmulatorConfig(
         shell="/bin/sh",
+        environment=SHELL_ENV,
         credentials=[(old.access_key, old.secret_key), (new.access_key, new.secret_key)],
     )
     async with Emulator(config) as emulator:
@@ -207,7 +208,9 @@ async def test_rotated_credentials_still_resume() -> None:
 
 async def test_signed_upgrade_is_verified(emulator: Emulator) -> None:
     # With verification on, a bad signature on the WebSocket upgrade is refused (HTTP 403).
-    config = EmulatorConfig(shell="/bin/sh", credentials=(CREDS.access_key, CREDS.secret_key))
+    config = EmulatorConfig(
+        shell="/bin/sh", environment=SHELL_ENV, credentials=(CREDS.access_key, CREDS.secret_key)
+    )
     async with Emulator(config) as verified:
         sessions = service(verified)
         info = await sessions.start_session(DEFAULT_TARGET)

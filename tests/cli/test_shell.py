@@ -23,11 +23,10 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-async def emulator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Emulator]:
-    # The emulated agent's shell inherits our environment: a fixed, recognisable prompt.
-    monkeypatch.setenv("PS1", PROMPT)
-    monkeypatch.setenv("ENV", "/dev/null")
+async def emulator() -> AsyncIterator[Emulator]:
     config = EmulatorConfig(
+        # a fixed, recognisable prompt for the emulated shell
+        environment={"PS1": PROMPT, "ENV": "/dev/null"},
         shell="/bin/sh",
         shell_exit_status=True,
         targets=[

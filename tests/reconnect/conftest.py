@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from .harness import PROMPT
-
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """boto3 finds no real configuration; the emulated agent's shell shows PROMPT."""
+    """boto3 finds no real configuration."""
     for name in (
         "AWS_PROFILE",
         "AWS_DEFAULT_PROFILE",
@@ -26,5 +24,3 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/ssmsh-reconnect-credentials")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("PS1", PROMPT)
-    monkeypatch.setenv("ENV", "/dev/null")

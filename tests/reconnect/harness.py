@@ -169,6 +169,7 @@ async def rig(
 
     ``client_credentials`` None leaves them to boto3's usual resolution (environment, files).
     """
+    config.setdefault("environment", {"PS1": PROMPT, "ENV": "/dev/null"})
     async with Emulator(EmulatorConfig(faults=faults, **config)) as emulator:
         aws = AwsSettings(
             region="us-east-1", endpoint_url=emulator.endpoint_url, credentials=client_credentials

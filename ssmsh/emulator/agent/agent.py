@@ -28,7 +28,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ...exceptions import HandshakeError
 from ...protocol.constants import PayloadType, SessionType
@@ -133,6 +133,10 @@ class Agent:
     @property
     def agent_version(self) -> str:
         return self._agent_version()
+
+    @property
+    def environment(self) -> Mapping[str, str]:
+        return self.config.environment
 
     def now(self) -> float:
         return self._loop.time()

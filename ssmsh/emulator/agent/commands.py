@@ -88,7 +88,7 @@ class CommandPlugin(Plugin):
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE if separate else asyncio.subprocess.STDOUT,
-                env=program_env(),
+                env=program_env(self.host.environment),
                 start_new_session=True,
             )
         except OSError as exc:

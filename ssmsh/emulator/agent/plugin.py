@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, ClassVar, Protocol
 
 from ..state import SessionRecord
@@ -39,6 +39,11 @@ class PluginHost(Protocol):
     @property
     def agent_version(self) -> str:
         """The AgentVersion this agent reports (its own feature gates follow it)."""
+        ...
+
+    @property
+    def environment(self) -> Mapping[str, str]:
+        """Extra environment variables for the programs a plugin starts."""
         ...
 
     def now(self) -> float:

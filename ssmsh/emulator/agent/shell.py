@@ -19,6 +19,7 @@ import os
 import signal
 import struct
 import termios
+from collections.abc import Mapping
 
 from ...exceptions import RemoteProtocolError
 from ...protocol.constants import PayloadType
@@ -33,12 +34,33 @@ _DEFAULT_SIZE = (24, 80)  # rows, cols until the client sends a Size
 _KILL_GRACE = 0.5
 
 
-def program_env() -> dict[str, str]:
-    """The environment the real agent gives session programs."""
-    env = dict(os.environ)
+_PRIVATE_ENV = frozenset(
+    {
+        "PS1",
+        "PS2",
+        "PS4",
+        "PROMPT_COMMAND",
+        "VIRTUAL_ENV",
+        "VIRTUAL_ENV_PROMPT",
+        "TMUX",
+        "TMUX_PANE",
+    }
+)
+
+
+def program_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment the real agent gives session programs.
+
+    The real agent starts a login shell with a fresh environment; we keep ours
+    but drop what belongs to the emulator's own terminal or virtualenv (a
+    ``PS1`` exported by ``venv/bin/activate`` would otherwise become the
+    remote prompt).
+    """
+    env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
     env["TERM"] = "xterm-256color"
     if not env.get("LANG"):
         env["LANG"] = "C.UTF-8"
+    env.update(extra or {})
     return env
 
 
@@ -87,7 +109,7 @@ class ShellPlugin(Plugin):
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
-                env=program_env(),
+                env=program_env(self.host.environment),
                 cwd=_start_dir(),
                 start_new_session=True,
                 preexec_fn=_take_controlling_tty,
