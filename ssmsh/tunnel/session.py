@@ -112,10 +112,13 @@ class AgentWatchdog:
 
     The data channel itself gives up only after minutes of retransmissions. Here,
     once something has been waiting for an acknowledgement for ``timeout``
-    seconds with no acknowledgement at all arriving meanwhile (time spent
-    reconnecting the WebSocket does not count), :meth:`run` raises TunnelError.
-    An idle tunnel sends nothing and so is never declared dead; the first
-    connection through it is.
+    seconds with no acknowledgement at all arriving meanwhile, :meth:`run` raises
+    TunnelError. Only time in which the agent could have answered counts: while
+    the WebSocket is being reconnected, or while the gateway has paused
+    publication (the agent is away and sends are held, however long that lasts),
+    the clock stops and starts again from zero once the link is usable. An idle
+    tunnel sends nothing and so is never declared dead; the first connection
+    through it is.
     """
 
     def __init__(self, connection: SessionConnection, timeout: float, period: float = 1.0) -> None:
@@ -135,7 +138,11 @@ class AgentWatchdog:
             await asyncio.sleep(self.period)
             now = loop.time()
             acked = self._acked()
-            waiting = connection.unacked > 0 and connection.state is ConnectionState.CONNECTED
+            waiting = (
+                connection.unacked > 0
+                and connection.state is ConnectionState.CONNECTED
+                and not connection.protocol.channel.paused
+            )
             if acked != last_acked or not waiting:
                 last_acked = acked
                 stalled_since = None

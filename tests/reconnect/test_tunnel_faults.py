@@ -127,10 +127,6 @@ async def test_pause_publication_for_3_s_mid_transfer_loses_nothing() -> None:
         assert t.failure() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ssmsh.tunnel.session.AgentWatchdog counts a publication pause as a dead agent",
-)
 async def test_a_pause_longer_than_the_agent_timeout_is_not_a_dead_agent() -> None:
     size = 4 * MiB
     payload = pattern(size, 44)
