@@ -176,8 +176,7 @@ class TerminalBridge:
                 return BridgeResult(self._exit_code, True, event.output)
 
     async def _write(self, fd: int, data: bytes) -> None:
-        if fd in (self.terminal.stdout, self.terminal.stderr):
-            self.terminal.wrote(data)
+        self.terminal.wrote(data, fd)
         try:
             await self._loop.run_in_executor(None, write_all, fd, data)
         except BrokenPipeError:

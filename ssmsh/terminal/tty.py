@@ -51,6 +51,10 @@ class Terminal:
         self.stdout_is_tty = os.isatty(stdout)
         self._raw: _raw_no_opost | None = None
         self._line_start = True
+        self.stderr_is_tty = os.isatty(stderr)
+        # Where status lines go; output elsewhere does not move the cursor seen there.
+        self._status_file = _file_identity(stderr)
+        self._shares_status = {stderr: True, stdout: _same_file(stdout, self._status_file)}
 
     @property
     def raw(self) -> bool:
@@ -152,25 +156,47 @@ class Terminal:
 
     # ------------------------------------------------------------ output
 
-    def wrote(self, data: bytes) -> None:
-        """Note output sent to the screen, to know whether the cursor is at column 0."""
-        if data:
-            self._line_start = data.endswith((b"\n", b"\r"))
+    def wrote(self, data: bytes, fd: int | None = None) -> None:
+        """Note output written to ``fd`` (default: where status lines go).
+
+        Only output that lands where status lines go counts (a redirected stdout
+        does not); the line is over when its last byte is a newline (after a lone
+        CR the cursor is at column 0, but on a line that still shows text).
+        """
+        if not data:
+            return
+        if fd is not None and fd not in self._shares_status:
+            self._shares_status[fd] = _same_file(fd, self._status_file)
+        if fd is None or self._shares_status[fd]:
+            self._line_start = data.endswith(b"\n")
 
     def status(self, text: str) -> None:
-        """Write one status line to stderr, starting on a fresh line.
+        """Write one status line to stderr, always starting at column 0.
 
-        While raw (no output post-processing) lines end with CR LF, and a line
-        break is added first only when the remote output left the cursor mid-line.
+        A line break comes first when the last output left the cursor mid-line
+        (CR LF on a terminal, raw or cooked: the final error line is written after
+        the terminal is restored). While raw (no output post-processing) lines
+        end with CR LF.
         """
-        if self.raw:
-            lead = "" if self._line_start else "\r\n"
-            data = (lead + text.replace("\n", "\r\n") + "\r\n").encode(errors="replace")
-        else:
-            data = (text + "\n").encode(errors="replace")
+        lead = "" if self._line_start else ("\r\n" if self.stderr_is_tty else "\n")
+        body = text.replace("\n", "\r\n") + "\r\n" if self.raw else text + "\n"
+        data = (lead + body).encode(errors="replace")
         self._line_start = True
         with contextlib.suppress(OSError):
             write_all(self.stderr, data)
+
+
+def _file_identity(fd: int) -> tuple[int, int] | None:
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _same_file(fd: int, identity: tuple[int, int] | None) -> bool:
+    """True when ``fd`` is the file (terminal, pipe) that ``identity`` names."""
+    return identity is not None and _file_identity(fd) == identity
 
 
 def write_all(fd: int, data: bytes) -> None:

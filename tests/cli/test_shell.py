@@ -361,5 +361,38 @@ async def test_session_expired_during_an_outage(emulator: Emulator) -> None:
         assert proc.slave_attrs() == proc.initial_attrs
         await proc.expect(r"ssmsh: connection failed: session \S+ timed out or was terminated")
         assert "Traceback" not in proc.text
+        # The prompt left the cursor mid-line: the error still gets a line of its own.
+        assert_line_starts_with(proc, PROMPT.rstrip())
+        assert_line_starts_with(proc, "ssmsh: connection failed: ")
+    finally:
+        proc.close()
+
+
+def assert_line_starts_with(proc: PtyProcess, text: str) -> None:
+    lines = proc.screen_text().splitlines()
+    assert any(line.startswith(text) for line in lines), f"no line starts with {text!r}:\n" + (
+        "\n".join(lines)
+    )
+
+
+async def test_status_lines_after_output_without_a_newline_start_a_line(
+    emulator: Emulator,
+) -> None:
+    proc = PtyProcess(
+        [
+            "exec",
+            "-t",
+            DEFAULT_TARGET,
+            "--endpoint-url",
+            emulator.endpoint_url,
+            "--",
+            "printf no-newline-at-the-end",
+        ]
+    )
+    try:
+        assert await proc.wait() == 0
+        await proc.expect(r"Exiting session with sessionId")
+        assert_line_starts_with(proc, "no-newline-at-the-end")
+        assert_line_starts_with(proc, "Exiting session with sessionId: ")
     finally:
         proc.close()

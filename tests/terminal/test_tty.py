@@ -143,3 +143,53 @@ def test_status_lines_use_crlf_in_raw_mode(pty: tuple[int, int]) -> None:
         term.wrote(b"$ ")  # a prompt left the cursor mid-line
         term.status("again")
         assert os.read(master, 100) == b"\r\nagain\r\n"
+
+
+def test_status_after_restore_starts_on_a_fresh_line(pty: tuple[int, int]) -> None:
+    # The final error line comes after the terminal is restored (cooked): it must
+    # still start at column 0 when the remote output left the cursor mid-line.
+    master, slave = pty
+    term = Terminal(slave, slave, slave)
+    with term.raw_mode():
+        term.wrote(b"prompt$ ", slave)
+    term.status("ssmsh: connection failed: gone")
+    assert os.read(master, 100) == b"\r\r\nssmsh: connection failed: gone\r\n"
+    term.status("next")  # already at column 0
+    assert os.read(master, 100) == b"next\r\n"
+
+
+def test_only_a_newline_ends_a_line(pty: tuple[int, int]) -> None:
+    master, slave = pty
+    term = Terminal(slave, slave, slave)
+    term.wrote(b"50%\r", slave)  # a progress line: column 0, but the line is not empty
+    term.status("status")
+    assert os.read(master, 100) == b"\r\r\nstatus\r\n"
+    term.wrote(b"done\r\n", slave)
+    term.status("status")
+    assert os.read(master, 100) == b"status\r\n"
+
+
+def test_output_that_does_not_reach_the_screen_needs_no_line_break(
+    pty: tuple[int, int], tmp_path: object
+) -> None:
+    master, slave = pty
+    with open(f"{tmp_path}/out", "wb") as out:
+        term = Terminal(slave, out.fileno(), slave)  # ssmsh ... > out
+        term.wrote(b"no newline at the end", out.fileno())
+        term.status("status")
+        assert os.read(master, 100) == b"status\r\n"
+        term.wrote(b"$ ", slave)  # but stderr output does
+        term.status("status")
+        assert os.read(master, 100) == b"\r\r\nstatus\r\n"
+
+
+def test_stdout_and_stderr_on_one_pipe_get_a_plain_line_break() -> None:
+    read_end, write_end = os.pipe()
+    try:
+        term = Terminal(write_end, write_end, write_end)  # ssmsh ... 2>&1 | cat
+        term.wrote(b"partial", write_end)
+        term.status("status")
+        assert os.read(read_end, 100) == b"\nstatus\n"
+    finally:
+        os.close(read_end)
+        os.close(write_end)
