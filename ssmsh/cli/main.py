@@ -3,7 +3,7 @@
 Commands:
 
 * ``ssmsh shell [TARGET]`` — an interactive shell (``--local`` for the emulator);
-* ``ssmsh exec TARGET [-t] -- COMMAND...`` — run one command;
+* ``ssmsh exec [TARGET] [-t] -- COMMAND...`` — run one command;
 * ``ssmsh emulator`` — run the local emulator (when it is installed).
 
 Status lines and errors go to stderr; stdout carries only remote output.

@@ -49,7 +49,13 @@ def configure_shell(parser: argparse.ArgumentParser) -> None:
 
 
 def configure_exec(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", help="instance id (i-..., mi-...) or Name tag")
+    # Optional as for shell: "exec --local -- CMD" (the first word after the options
+    # is "--") has no target, and uses --local's or SSMSH_TARGET's.
+    parser.add_argument(
+        "target",
+        nargs="?",
+        help="instance id (i-..., mi-...) or Name tag; default with --local or SSMSH_TARGET",
+    )
     parser.add_argument(
         "words",
         nargs="*",
@@ -101,7 +107,7 @@ async def run_shell(args: argparse.Namespace, terminal: Terminal, reporter: Repo
 async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
     command = list(args.words)
     if not command:
-        raise UsageError("exec needs a command: ssmsh exec TARGET -- COMMAND...")
+        raise UsageError("exec needs a command: ssmsh exec [TARGET] -- COMMAND...")
     line = " ".join(command)  # joined with spaces, as ssh does
     if args.tty:
         document = INTERACTIVE_DOCUMENT  # the agent runs it in a pty under sh -c

@@ -191,6 +191,8 @@ async def test_usage_errors(emulator: Emulator) -> None:
         "--parameter expects KEY=VALUE",
     )
     await fails(["shell"], "no target given")
+    await fails(["exec", "--", "true"], "no target given")
+    await fails(["exec", "--local"], "needs a command")
 
 
 async def test_debug_shows_a_traceback(scripted: ScriptedAws) -> None:

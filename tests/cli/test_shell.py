@@ -166,6 +166,24 @@ async def test_exec_separates_streams_and_returns_the_code(emulator: Emulator) -
     assert b"out" not in err
 
 
+async def test_exec_target_is_optional_with_local_or_ssmsh_target(emulator: Emulator) -> None:
+    # The first word after the options being "--" means: no target given.
+    code, out, err = await run_cli(["exec", "--local", "--", "echo hi"])
+    assert (code, out) == (0, b"hi\n"), err
+    code, out, err = await run_cli(["exec", "--local", "-q", "--", "echo", "a", "b"])
+    assert (code, out, err) == (0, b"a b\n", b"")
+    code, out, err = await run_cli(
+        ["exec", "--endpoint-url", emulator.endpoint_url, "--", "echo from-env"],
+        env={"SSMSH_TARGET": "web-1"},
+    )
+    assert (code, out) == (0, b"from-env\n"), err
+    # A word before "--" is still the target.
+    code, out, err = await run_cli(
+        ["exec", "web-1", "--endpoint-url", emulator.endpoint_url, "--", "echo named"]
+    )
+    assert (code, out) == (0, b"named\n"), err
+
+
 async def test_exec_with_tty(emulator: Emulator) -> None:
     proc = PtyProcess(
         [
