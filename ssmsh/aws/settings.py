@@ -68,12 +68,15 @@ class AwsSettings:
 
     ``endpoint_url`` applies to both SSM and KMS (the local emulator serves
     both); leave it unset and use ``AWS_ENDPOINT_URL_SSM`` / ``AWS_ENDPOINT_URL_KMS``
-    to point them at different places.
+    to point them at different places. ``ssm_endpoint_url`` / ``kms_endpoint_url``
+    set one service's endpoint alone; the other is left to ``endpoint_url`` or boto3.
     """
 
     region: str | None = None
     profile: str | None = None
     endpoint_url: str | None = None
+    ssm_endpoint_url: str | None = None
+    kms_endpoint_url: str | None = None
     credentials: StaticCredentials | None = None
     #: Ignore AWS_PROFILE and the AWS config and credentials files (for the local emulator).
     isolated: bool = False
@@ -112,7 +115,8 @@ class AwsSettings:
     def client(self, session: boto3.Session, service: str) -> Any:
         """A boto3 client for ``service`` ("ssm" or "kms") honouring these settings."""
         kwargs: dict[str, Any] = {"config": self.client_config()}
-        if self.endpoint_url:
-            kwargs["endpoint_url"] = self.endpoint_url
+        only = {"ssm": self.ssm_endpoint_url, "kms": self.kms_endpoint_url}.get(service)
+        if only or self.endpoint_url:
+            kwargs["endpoint_url"] = only or self.endpoint_url
         with map_aws_errors(f"creating the {service.upper()} client"):
             return session.client(service, **kwargs)  # type: ignore[call-overload]

@@ -54,6 +54,7 @@ __all__ = [
     "report",
     "run",
     "run_command",
+    "serve_sessions",
     "session_service",
     "stop_signals",
     "tunnel_config",
@@ -259,7 +260,7 @@ async def _forward(
             stopping.cancel()
             sessions = starting.result()
             try:
-                return await _serve(sessions, stop)
+                return await serve_sessions(sessions, stop)
             finally:
                 await asyncio.gather(*(s.terminate() for s in sessions), return_exceptions=True)
     finally:
@@ -315,7 +316,11 @@ async def _start_all(
     ]
 
 
-async def _serve(sessions: Sequence[ForwardSession], stop: asyncio.Event) -> int:
+async def serve_sessions(sessions: Sequence[ForwardSession], stop: asyncio.Event) -> int:
+    """Run established-or-not forward sessions until ``stop`` (0) or one of them ends (255).
+
+    The caller terminates the sessions afterwards (:meth:`ForwardSession.terminate`).
+    """
     runners: dict[asyncio.Future[object], ForwardSession] = {
         asyncio.ensure_future(session.run()): session for session in sessions
     }

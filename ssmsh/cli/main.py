@@ -4,7 +4,9 @@ Commands:
 
 * ``ssmsh shell [TARGET]`` — an interactive shell (``--local`` for the emulator);
 * ``ssmsh exec [TARGET] [-t] -- COMMAND...`` — run one command;
-* ``ssmsh emulator`` — run the local emulator (when it is installed).
+* ``ssmsh emulator`` — run the local emulator (when it is installed);
+* ``ssmsh plugin ARGS`` — act as the AWS CLI's ``session-manager-plugin``, as
+  does ``ssmsh`` run under that name (a symlink): see :mod:`ssmsh.cli.plugin`.
 
 Status lines and errors go to stderr; stdout carries only remote output.
 """
@@ -28,7 +30,7 @@ from .common import Reporter, add_common_options
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, describe, exit_status
 from .shell import configure_exec, configure_shell, run_exec, run_shell
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run_async", "setup_logging"]
 
 Runner = Callable[[argparse.Namespace, Terminal, Reporter], Awaitable[int]]
 
@@ -82,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         emulator.configure_parser(sub)
         sub.set_defaults(func=emulator.run)
 
-    for name in (".forward", ".proxy"):
+    for name in (".forward", ".proxy", ".plugin"):
         module = _optional_command(name)
         if module is not None:
             module.add_parser(commands)
@@ -139,8 +141,18 @@ async def _await(awaitable: Awaitable[Any]) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+        if _plugin_name(sys.argv[0]):
+            from .plugin import main as plugin_main
+
+            return plugin_main(argv)
+    if argv and argv[0] == "plugin":  # its arguments are not ours to parse (--version...)
+        from .plugin import main as plugin_main
+
+        return plugin_main(argv[1:])
     parser = build_parser()
-    args = parse_args(parser, sys.argv[1:] if argv is None else argv)
+    args = parse_args(parser, argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -157,8 +169,21 @@ def main(argv: list[str] | None = None) -> int:
             result = asyncio.run(_await(result))
         return int(result or 0)
     runner: Runner = args.runner
+    return run_async(lambda: runner(args, terminal, reporter), terminal, reporter, args.debug)
+
+
+def _plugin_name(argv0: str) -> bool:
+    from .plugin import invoked_as_plugin
+
+    return invoked_as_plugin(argv0)
+
+
+def run_async(
+    command: Callable[[], Awaitable[int]], terminal: Terminal, reporter: Reporter, debug: bool
+) -> int:
+    """Run a session command; any failure becomes one line on stderr and an exit status."""
     try:
-        return int(asyncio.run(_await(runner(args, terminal, reporter))))
+        return int(asyncio.run(_await(command())))
     except KeyboardInterrupt:
         terminal.restore()
         reporter.error("interrupted")
@@ -167,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         terminal.restore()
         if isinstance(exc, SystemExit):
             raise
-        if args.debug:
+        if debug:
             traceback.print_exception(exc)
         reporter.error(describe(exc))
         return exit_status(exc)

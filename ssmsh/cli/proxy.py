@@ -42,7 +42,7 @@ from .forward import (
     tunnel_config,
 )
 
-__all__ = ["add_parser", "proxy", "run"]
+__all__ = ["add_parser", "forward_stdio", "proxy", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ async def proxy(args: argparse.Namespace) -> int:
             stopping.cancel()
             connection = starting.result()
             try:
-                return await _forward(connection, config, stop)
+                return await forward_stdio(connection, config, stop)
             finally:
                 await connection.close(terminate=True)
 
@@ -107,7 +107,15 @@ async def _start(
     return await open_connection(aws, target_id, document, parameters, config, tunnel)
 
 
-async def _forward(connection: SessionConnection, config: TunnelConfig, stop: asyncio.Event) -> int:
+async def forward_stdio(
+    connection: SessionConnection, config: TunnelConfig, stop: asyncio.Event
+) -> int:
+    """Connect stdin/stdout to an open standard-stream port session until it ends.
+
+    Returns 0 when the agent closed the session, stdout went away or ``stop`` was
+    set (then Flag TerminateSession is sent); raises the channel's failure. The
+    caller closes the connection.
+    """
     established = await connection.wait_established()
     mode = choose_mode(established)
     if mode is not PortMode.STDIO:

@@ -12,6 +12,7 @@ import signal
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from ..channel import SessionConnection
 from ..exceptions import UsageError
 from ..terminal.bridge import BridgeResult, TerminalBridge
 from ..terminal.escape import parse_escape_char
@@ -19,7 +20,14 @@ from ..terminal.tty import Terminal
 from .common import Reporter, add_common_options, open_session, parse_parameters
 from .errors import EXIT_FAILURE
 
-__all__ = ["configure_exec", "configure_shell", "run_exec", "run_shell"]
+__all__ = [
+    "bridge_session",
+    "configure_exec",
+    "configure_shell",
+    "finish",
+    "run_exec",
+    "run_shell",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -143,35 +151,63 @@ async def _run(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     async with open_session(args, reporter, target, document, parameters, reason) as (conn, info):
-        bridge = TerminalBridge(
+        result = await bridge_session(
             conn,
             terminal,
+            reporter,
             interactive=interactive,
             escape_char=escape_char,
-            status=reporter.status,
             # A non-interactive command gets an empty stdin from the agent: send nothing.
             send_stdin=interactive,
         )
-        with _terminating_signals() as killed:
-            run = asyncio.ensure_future(bridge.run())
-            kill = asyncio.ensure_future(killed.wait())
-            try:
-                await asyncio.wait([run, kill], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                kill.cancel()
-                if not run.done():
-                    run.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await run
-        if killed.is_set():
-            terminal.restore()
-            reporter.error(f"killed by signal {killed.signum}; session terminated")
-            return EXIT_FAILURE
-        result = run.result()
-    return _finish(result, info.session_id, reporter)
+    if result is None:
+        return EXIT_FAILURE
+    return finish(result, info.session_id, reporter)
 
 
-def _finish(result: BridgeResult, session_id: str, reporter: Reporter) -> int:
+async def bridge_session(
+    conn: SessionConnection,
+    terminal: Terminal,
+    reporter: Reporter,
+    *,
+    interactive: bool,
+    escape_char: int | None,
+    send_stdin: bool,
+) -> BridgeResult | None:
+    """Bridge an open connection to this terminal until the session ends.
+
+    SIGTERM and SIGHUP end it early: the terminal is restored, the error is
+    reported and None is returned (the caller's exit status is then 255).
+    The connection is left open; the caller closes it (TerminateSession).
+    """
+    bridge = TerminalBridge(
+        conn,
+        terminal,
+        interactive=interactive,
+        escape_char=escape_char,
+        status=reporter.status,
+        send_stdin=send_stdin,
+    )
+    with _terminating_signals() as killed:
+        run = asyncio.ensure_future(bridge.run())
+        kill = asyncio.ensure_future(killed.wait())
+        try:
+            await asyncio.wait([run, kill], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            kill.cancel()
+            if not run.done():
+                run.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await run
+    if killed.is_set():
+        terminal.restore()
+        reporter.error(f"killed by signal {killed.signum}; session terminated")
+        return None
+    return run.result()
+
+
+def finish(result: BridgeResult, session_id: str, reporter: Reporter) -> int:
+    """The exit status for how a bridged session ended; prints the closing line."""
     if result.broken_pipe:
         return EXIT_BROKEN_PIPE
     if result.disconnected:

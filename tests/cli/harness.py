@@ -69,7 +69,9 @@ class PtyProcess:
         cols: int = 100,
         rows: int = 30,
         env: Mapping[str, str] | None = None,
+        command: Sequence[str] = (),
     ) -> None:
+        """``command`` replaces ``python -m ssmsh`` (e.g. another program name)."""
         self.master, self.slave = os.openpty()
         set_winsize(self.master, cols, rows)
         self.screen = pyte.Screen(cols, rows)
@@ -77,7 +79,7 @@ class PtyProcess:
         self.output = bytearray()
         self._changed = asyncio.Event()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ssmsh", *args],
+            [*(command or (sys.executable, "-m", "ssmsh")), *args],
             stdin=self.slave,
             stdout=self.slave,
             stderr=self.slave,
