@@ -152,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return plugin_main(argv[1:])
     parser = build_parser()
+    if "plugin" in argv:  # "ssmsh -v plugin ARGS"
+        from .plugin import command_after_options
+
+        plugin_command = command_after_options(parser, argv)
+        if plugin_command is not None:
+            return plugin_command()
     args = parse_args(parser, argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plugin_name(argv0: str) -> bool:
-    from .plugin import invoked_as_plugin
+    from .plugin_args import invoked_as_plugin
 
     return invoked_as_plugin(argv0)
 

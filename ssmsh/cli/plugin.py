@@ -1,56 +1,47 @@
 """ssmsh as the AWS CLI's ``session-manager-plugin``.
 
-``aws ssm start-session`` calls StartSession itself and then runs a program
-named ``session-manager-plugin`` with the result (protocol notes §11.1)::
+It runs as ``ssmsh plugin ARGS...``, and whenever ``ssmsh`` is invoked under
+the name ``session-manager-plugin`` (a symlink), with the arguments that
+``aws ssm start-session`` passes (:mod:`ssmsh.cli.plugin_args`). ``--version``
+prints :data:`~ssmsh.protocol.CLIENT_VERSION`, so the AWS CLI passes the
+StartSession response in the environment rather than on the command line.
 
-    session-manager-plugin RESPONSE REGION StartSession PROFILE REQUEST ENDPOINT
+The session was started by the AWS CLI; this opens its data channel (with
+reconnects, KMS and everything else ``ssmsh`` does), waits for the handshake,
+and then lets the session type decide, as the official plugin does:
 
-* RESPONSE: the StartSession response as JSON (SessionId, StreamUrl,
-  TokenValue), or the name of an environment variable holding it (a name
-  starting with ``AWS_SSM_START_SESSION_RESPONSE``; the variable is removed
-  from this process as soon as it is read);
-* REGION, PROFILE: as given to the AWS CLI (empty: boto3's defaults);
-* REQUEST: the StartSession request as JSON; only ``Target`` is used (for
-  KMS encryption). The legacy four-argument form has neither REQUEST nor
-  ENDPOINT, and then no KMS encryption;
-* ENDPOINT: the SSM endpoint for ResumeSession and TerminateSession. KMS
-  goes where boto3 resolves it (``AWS_ENDPOINT_URL_KMS``, ``AWS_ENDPOINT_URL``,
-  the profile's ``services`` section), except that a non-AWS ENDPOINT (a
-  local emulator, LocalStack) also serves KMS unless KMS is configured to go
-  elsewhere: see :func:`kms_endpoint`.
+* a shell or command session is bridged to the terminal as by ``ssmsh shell``
+  (raw mode, escapes, resizes, the remote exit status);
+* a ``Port`` session of ``type`` ``LocalPortForwarding`` listens on the
+  ``localPortNumber`` property ("" or absent: a free port, printed), or on
+  ``localUnixSocket`` when ``localConnectionType`` is ``unix``, and serves it
+  as ``ssmsh forward`` does until Ctrl-C;
+* any other ``Port`` session (``AWS-StartSSHSession``) connects stdin and
+  stdout as ``ssmsh proxy`` does: stdout carries the tunnel's bytes only.
 
-ssmsh runs in this mode as ``ssmsh plugin ARGS...`` and whenever it is
-invoked under the name ``session-manager-plugin`` (a symlink to ``ssmsh``).
-``--version`` prints :data:`~ssmsh.protocol.CLIENT_VERSION`, so the AWS CLI uses
-the environment-variable form.
-
-After the handshake the session type decides, exactly as for the official
-plugin: a shell (or command) session is bridged to the terminal like
-``ssmsh shell``; a ``Port`` session with ``type`` ``LocalPortForwarding``
-listens on ``localPortNumber`` (or ``localUnixSocket``) like ``ssmsh
-forward``; any other ``Port`` session connects stdin/stdout like ``ssmsh
-proxy``. Unlike the official plugin, status lines go to stderr (stdout holds
-only session data) and the exit status follows ``ssmsh shell``.
-
-Environment: ``SSMSH_DEBUG=1`` (debug log), ``SSMSH_LOG_FILE=PATH``,
-``SSMSH_ESCAPE=CHAR`` (escape character of shells, ``none`` to disable).
+Unlike the official plugin, status lines go to stderr and the exit status is
+that of ``ssmsh shell``: the remote status, 255 for failures (the AWS CLI then
+reports an error). Environment: ``SSMSH_DEBUG=1`` (debug log),
+``SSMSH_LOG_FILE=PATH``, ``SSMSH_QUIET=1`` (no status lines),
+``SSMSH_ESCAPE=CHAR`` (the escape character of shells; ``none`` disables it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
-import json
+import io
 import logging
 import os
+import signal
 import sys
-import urllib.parse
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..aws import AwsSettings, SsmSessions
-from ..channel import ConnectionConfig, SessionConnection, SessionInfo, StreamCredentials
+from ..channel import ConnectionConfig, SessionConnection
 from ..exceptions import EncryptionError, TunnelError, UsageError
 from ..protocol import CLIENT_VERSION
 from ..protocol.constants import SessionType
@@ -67,199 +58,26 @@ from . import proxy as proxy_cli
 from . import shell as shell_cli
 from .common import Reporter, connection_config
 from .errors import EXIT_FAILURE, EXIT_OK, describe, exit_status
+from .plugin_args import (
+    INSTALLED_MESSAGE,
+    USAGE,
+    PluginRequest,
+    kms_endpoint,
+    parse_plugin_argv,
+)
 
 __all__ = [
-    "PLUGIN_NAME",
-    "RESPONSE_ENV_PREFIX",
-    "PluginRequest",
+    "PluginSessions",
     "add_parser",
-    "invoked_as_plugin",
-    "is_aws_endpoint",
-    "kms_endpoint",
+    "command_after_options",
+    "listen_spec",
     "main",
-    "parse_plugin_argv",
     "run_plugin",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: The program name the AWS CLI runs.
-PLUGIN_NAME = "session-manager-plugin"
-#: argv[1] starting with this names an environment variable holding the response.
-RESPONSE_ENV_PREFIX = "AWS_SSM_START_SESSION_RESPONSE"
-START_SESSION = "StartSession"
-
-#: What running the plugin without arguments prints (install checks look for it).
-INSTALLED_MESSAGE = (
-    "\nThe Session Manager plugin was installed successfully. "
-    "Use the AWS CLI to start a session.\n\n"
-)
-USAGE = f"""\
-usage: {PLUGIN_NAME} RESPONSE REGION StartSession [PROFILE [REQUEST [ENDPOINT]]]
-       {PLUGIN_NAME} --version
-
-ssmsh acting as the AWS CLI's Session Manager plugin: `aws ssm start-session`
-runs it after StartSession. RESPONSE is the StartSession response (JSON), or the
-name of an environment variable holding it. See docs/aws-cli.md.
-"""
-
-#: Host name suffixes of AWS endpoints (all partitions).
-AWS_DOMAINS = (
-    "amazonaws.com",
-    "amazonaws.com.cn",
-    "api.aws",
-    "api.amazonwebservices.com.cn",
-    "c2s.ic.gov",
-    "sc2s.sgov.gov",
-    "cloud.adc-e.uk",
-    "csp.hci.ic.gov",
-    "amazonaws.eu",
-)
-
 _PORT_DOCUMENTS = ("AWS-StartPortForwardingSession", "AWS-StartSSHSession")
-_NON_INTERACTIVE_DOCUMENT = shell_cli.NON_INTERACTIVE_DOCUMENT
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PluginRequest:
-    """What the AWS CLI passed, parsed."""
-
-    session: SessionInfo
-    region: str | None = None
-    profile: str | None = None
-    #: The SSM endpoint (argv[6]); None: boto3's resolution.
-    endpoint_url: str | None = None
-    #: DocumentName of the StartSession request, when it named one.
-    document_name: str | None = None
-    #: The legacy four-argument form (no REQUEST): the target is unknown.
-    legacy: bool = False
-
-
-# --------------------------------------------------------------------- argv
-
-
-def invoked_as_plugin(argv0: str) -> bool:
-    """True when the program was run as ``session-manager-plugin`` (e.g. a symlink)."""
-    name = os.path.basename(argv0)
-    if name.lower().endswith(".exe"):
-        name = name[:-4]
-    return name == PLUGIN_NAME
-
-
-def _shown(arg: str) -> str:
-    """An argument for an error message; never echo what may be a response with a token."""
-    if "{" in arg or "Token" in arg or len(arg) > 60:
-        return "(a JSON document)" if arg.lstrip().startswith("{") else "(a long argument)"
-    return repr(arg)
-
-
-def read_response_argument(arg: str, environ: MutableMapping[str, str]) -> str:
-    """argv[1] itself, or the environment variable it names (removed once read)."""
-    if not arg.startswith(RESPONSE_ENV_PREFIX):
-        return arg
-    value = environ.pop(arg, None)  # os.environ.pop also unsetenv()s it
-    if value is None:
-        raise UsageError(f"the environment variable {arg} (the StartSession response) is not set")
-    return value
-
-
-def _field(document: dict[str, Any], name: str) -> str:
-    """A string field, its name matched case-insensitively (as Go's decoder does)."""
-    for key, value in document.items():
-        if isinstance(key, str) and key.lower() == name.lower():
-            if isinstance(value, str) and value:
-                return value
-            break
-    raise UsageError(f"the StartSession response has no {name}")
-
-
-def _json_object(text: str, what: str) -> dict[str, Any]:
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"cannot read {what}: not JSON ({exc.msg} at char {exc.pos})") from None
-    except RecursionError:
-        raise UsageError(f"cannot read {what}: nested too deeply") from None
-    if not isinstance(document, dict):
-        raise UsageError(f"cannot read {what}: not a JSON object")
-    return document
-
-
-def parse_response(text: str) -> tuple[str, StreamCredentials]:
-    """(SessionId, stream credentials) from the StartSession response JSON."""
-    document = _json_object(text, "the StartSession response (argument 1)")
-    session_id = _field(document, "SessionId")
-    stream = StreamCredentials(_field(document, "StreamUrl"), _field(document, "TokenValue"))
-    return session_id, stream
-
-
-def parse_request(text: str) -> tuple[str, str | None]:
-    """(Target, DocumentName) from the StartSession request JSON."""
-    document = _json_object(text, "the StartSession request (argument 5)")
-    target = document.get("Target")
-    if not isinstance(target, str) or not target.strip():
-        raise UsageError("the StartSession request (argument 5) has no Target")
-    name = document.get("DocumentName")
-    return target.strip(), name if isinstance(name, str) and name else None
-
-
-def parse_plugin_argv(
-    argv: Sequence[str], environ: MutableMapping[str, str] | None = None
-) -> PluginRequest:
-    """Parse ``RESPONSE REGION OPERATION [PROFILE [REQUEST [ENDPOINT]]]`` (argv[1:]).
-
-    The response's environment variable is removed from ``environ`` (default
-    ``os.environ``) before anything else can fail. Raises UsageError.
-    """
-    environ = os.environ if environ is None else environ
-    if not argv:
-        raise UsageError("no arguments")
-    response = read_response_argument(argv[0], environ)
-    if len(argv) < 3:
-        raise UsageError(
-            f"unknown operation {_shown(argv[0])}: {PLUGIN_NAME} is run by "
-            f"`aws ssm start-session` ({PLUGIN_NAME} --version prints the version)"
-        )
-    if argv[2] != START_SESSION:
-        raise UsageError(f"Invalid Operation {_shown(argv[2])}: only {START_SESSION} is supported")
-    if len(argv) > 6:
-        logger.debug("ignoring %d extra arguments", len(argv) - 6)
-    session_id, stream = parse_response(response)
-    target, document = ("", None) if len(argv) < 5 else parse_request(argv[4])
-    return PluginRequest(
-        session=SessionInfo(session_id, target, stream),
-        region=argv[1] or None,
-        profile=(argv[3] or None) if len(argv) > 3 else None,
-        endpoint_url=(argv[5] or None) if len(argv) > 5 else None,
-        document_name=document,
-        legacy=len(argv) == 3,
-    )
-
-
-# --------------------------------------------------------------------- AWS settings
-
-
-def is_aws_endpoint(url: str) -> bool:
-    """True for an endpoint of AWS itself (any partition, VPC endpoints included)."""
-    host = (urllib.parse.urlsplit(url if "//" in url else f"//{url}").hostname or "").lower()
-    return any(host == d or host.endswith("." + d) for d in AWS_DOMAINS)
-
-
-def kms_endpoint(settings: AwsSettings, ssm_endpoint: str | None) -> str | None:
-    """The KMS endpoint to use alongside ``ssm_endpoint``; None: boto3's resolution.
-
-    The official plugin always uses the region's KMS endpoint. We let boto3
-    resolve it (environment, profile), and when that gives plain AWS while SSM
-    itself is not AWS (an emulator, LocalStack...), KMS follows SSM: AWS's KMS
-    could not make keys for a session there. Blocking (reads the AWS config).
-    """
-    if not ssm_endpoint or is_aws_endpoint(ssm_endpoint):
-        return None
-    resolved = str(settings.client(settings.new_session(), "kms").meta.endpoint_url)
-    if is_aws_endpoint(resolved):
-        logger.debug("KMS follows the non-AWS SSM endpoint")
-        return ssm_endpoint
-    return None
 
 
 class PluginSessions(SsmSessions):
@@ -347,7 +165,7 @@ async def _run_shell(
     escape_char: int | None,
 ) -> int:
     session_id = request.session.session_id
-    interactive = _document_base(request.document_name) != _NON_INTERACTIVE_DOCUMENT
+    interactive = _document_base(request.document_name) != shell_cli.NON_INTERACTIVE_DOCUMENT
     try:
         reporter.status(f"Starting session with SessionId: {session_id}")
         result = await shell_cli.bridge_session(
@@ -450,10 +268,24 @@ async def _run_forward(
 # --------------------------------------------------------------------- entry points
 
 
-def _print(text: str, file: Any = None) -> None:
-    stream = file or sys.stdout
-    stream.write(text)
-    stream.flush()
+def _print(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "no", "false")
+
+
+def _take_back_sigint() -> None:
+    """Ctrl-C interrupts us again (before a shell's raw mode; tunnels catch it anyway).
+
+    The AWS CLI ignores SIGINT, SIGQUIT and SIGTSTP while its plugin runs, and
+    ignored signals are inherited. SIGTSTP stays ignored: stopping the plugin
+    alone would leave the AWS CLI waiting in the foreground.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main(argv: Sequence[str], *, debug: bool | None = None, log_file: str | None = None) -> int:
@@ -467,25 +299,28 @@ def main(argv: Sequence[str], *, debug: bool | None = None, log_file: str | None
     if argv == ["--version"]:
         _print(f"{CLIENT_VERSION}\n")
         return EXIT_OK
-    if argv[0] in ("-h", "--help") and len(argv) == 1:
+    if argv in (["-h"], ["--help"]):
         _print(USAGE)
         return EXIT_OK
-    if debug is None:
-        debug = os.environ.get("SSMSH_DEBUG", "") not in ("", "0")
-    log_file = log_file or os.environ.get("SSMSH_LOG_FILE") or None
     terminal = Terminal()
-    reporter = Reporter(terminal)
+    reporter = Reporter(terminal, quiet=_env_flag("SSMSH_QUIET"))
     try:
-        request = parse_plugin_argv(argv)
+        request = parse_plugin_argv(argv)  # first: the response's variable is removed
         escape = parse_escape_char(os.environ.get("SSMSH_ESCAPE") or "~")
-    except (UsageError, ValueError) as exc:
-        reporter.error(describe(exc) if isinstance(exc, UsageError) else f"SSMSH_ESCAPE: {exc}")
-        return exit_status(exc) if isinstance(exc, UsageError) else EXIT_FAILURE
+    except UsageError as exc:
+        reporter.error(describe(exc))
+        return exit_status(exc)
+    except ValueError as exc:
+        reporter.error(f"SSMSH_ESCAPE: {exc}")
+        return EXIT_FAILURE
+    debug = _env_flag("SSMSH_DEBUG") if debug is None else debug
+    log_file = log_file or os.environ.get("SSMSH_LOG_FILE") or None
     try:
         setup_logging(argparse.Namespace(debug=debug, log_file=log_file), terminal)
     except OSError as exc:
         reporter.error(f"cannot open the log file: {describe(exc)}")
         return EXIT_FAILURE
+    _take_back_sigint()
     return run_async(
         lambda: run_plugin(request, terminal, reporter, escape_char=escape),
         terminal,
@@ -495,18 +330,39 @@ def main(argv: Sequence[str], *, debug: bool | None = None, log_file: str | None
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``plugin`` on the main parser's subcommands (for ``--help``)."""
+    """Register ``plugin`` on the main parser's subcommands (for ``--help``).
+
+    Its arguments are never parsed by argparse (``--version`` is one of them):
+    :func:`ssmsh.cli.main.main` hands them over through :func:`command_after_options`.
+    """
     parser = subparsers.add_parser(
         "plugin",
         help="act as the AWS CLI's session-manager-plugin",
         description=USAGE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
     )
     parser.add_argument("plugin_args", nargs=argparse.REMAINDER, metavar="ARGS")
-    parser.set_defaults(func=_run_from_namespace)
 
 
-def _run_from_namespace(args: argparse.Namespace) -> int:
-    """``ssmsh [OPTIONS] plugin ARGS`` (``-v`` and ``--log-file`` before ``plugin`` apply)."""
+def command_after_options(
+    parser: argparse.ArgumentParser, argv: Sequence[str]
+) -> Callable[[], int] | None:
+    """``ssmsh [OPTIONS] plugin ARGS`` as a call of :func:`main`, or None if not that.
+
+    Only the part up to ``plugin`` is parsed (quietly: when it is not a valid
+    command line, the normal parse reports it), so that ``-v`` and
+    ``--log-file`` given before ``plugin`` apply to it.
+    """
+    cut = list(argv).index("plugin") + 1
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = parser.parse_args(list(argv[:cut]))
+    except SystemExit:
+        return None
+    if getattr(args, "command", None) != "plugin":
+        return None  # "plugin" was an option's value, e.g. --profile plugin
     debug = bool(getattr(args, "debug", False)) or None
-    return main(args.plugin_args, debug=debug, log_file=getattr(args, "log_file", None))
+    log_file = getattr(args, "log_file", None)
+    rest = list(argv[cut:])
+    return lambda: main(rest, debug=debug, log_file=log_file)

@@ -25,7 +25,7 @@ import boto3
 import pytest
 
 from ssmsh.aws import AwsSettings
-from ssmsh.cli import plugin
+from ssmsh.cli import plugin, plugin_args
 from ssmsh.emulator import DEFAULT_TARGET, Emulator, EmulatorConfig, SessionStatus, TargetRecord
 from ssmsh.emulator.documents import DOCUMENTS, Parameter, SessionDocument
 from ssmsh.exceptions import TunnelError, UsageError
@@ -38,7 +38,7 @@ from .harness import PROMPT, PROMPT_RE, PtyProcess, cli_env, run_cli
 pytestmark = pytest.mark.timeout(60)
 
 KMS_TARGET = "i-0123456789abcdef1"
-ENV_NAME = plugin.RESPONSE_ENV_PREFIX
+ENV_NAME = plugin_args.RESPONSE_ENV_PREFIX
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def plugin_launcher(tmp_path: Path) -> Path:
         program.chmod(0o755)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    link = bin_dir / plugin.PLUGIN_NAME
+    link = bin_dir / plugin_args.PLUGIN_NAME
     link.symlink_to(program)
     return link
 
@@ -220,6 +220,32 @@ async def test_non_interactive_command_keeps_streams_and_status(emulator: Emulat
     assert b"err\n" in err and b"Starting session" in err
 
 
+async def test_ctrl_c_interrupts_a_command_although_the_aws_cli_ignores_sigint(
+    emulator: Emulator,
+) -> None:
+    """A non-interactive command keeps the terminal cooked: Ctrl-C is SIGINT for us."""
+    response, args = await start_session(
+        emulator,
+        DocumentName="AWS-StartNonInteractiveCommand",
+        Parameters={"command": ["sleep 30"]},
+    )
+    ignore = 'trap "" INT QUIT TSTP; exec "$@"'
+    proc = PtyProcess(
+        ["plugin", *args], command=["sh", "-c", ignore, "sh", sys.executable, "-m", "ssmsh"]
+    )
+    try:
+        await proc.expect("Starting session")
+        await asyncio.sleep(0.3)
+        proc.send(b"\x03")
+        assert await proc.wait() == 130
+        assert "ssmsh: interrupted" in proc.text
+        assert proc.slave_attrs() == proc.initial_attrs
+    finally:
+        proc.close()
+    assert "Traceback" not in proc.text
+    await wait_status(emulator, response["SessionId"], SessionStatus.TERMINATED)
+
+
 # --------------------------------------------------------------------- port sessions
 
 
@@ -263,6 +289,23 @@ async def test_port_forwarding_on_a_port_chosen_by_the_system(emulator: Emulator
         )
         argv, env = env_form(args)
         proc = PtyProcess(["plugin", *argv], env=env)
+        await port_round_trip(proc, emulator, response["SessionId"])
+
+
+async def test_ctrl_c_ends_forwarding_even_with_sigint_ignored_as_under_the_aws_cli(
+    emulator: Emulator,
+) -> None:
+    """The AWS CLI runs its plugin with SIGINT, SIGQUIT and SIGTSTP ignored (inherited)."""
+    ignore = 'trap "" INT QUIT TSTP; exec "$@"'
+    async with echo_server() as dest:
+        response, args = await start_session(
+            emulator,
+            DocumentName="AWS-StartPortForwardingSession",
+            Parameters={"portNumber": [str(dest)], "localPortNumber": ["0"]},
+        )
+        proc = PtyProcess(
+            ["plugin", *args], command=["sh", "-c", ignore, "sh", sys.executable, "-m", "ssmsh"]
+        )
         await port_round_trip(proc, emulator, response["SessionId"])
 
 
@@ -432,6 +475,13 @@ async def test_symlink_answers_version_and_no_arguments(tmp_path: Path) -> None:
     assert b"installed successfully" in bare.stdout
 
 
+async def test_options_before_the_plugin_command() -> None:
+    status, out, _ = await run_cli(["-v", "plugin", "--version"])
+    assert (status, out) == (0, f"{CLIENT_VERSION}\n".encode())
+    status, _, err = await run_cli(["--debug", "plugin", "{}", "us-east-1", "Nope"])
+    assert status == 255 and b"Invalid Operation" in err
+
+
 async def test_no_arguments() -> None:
     status, out, _ = await run_cli(["plugin"])
     assert status == 0
@@ -480,7 +530,7 @@ async def test_error_lines_never_show_the_token() -> None:
 def test_the_environment_variable_is_removed_once_read(monkeypatch: pytest.MonkeyPatch) -> None:
     response = {"SessionId": "s-1", "TokenValue": "t0ken", "StreamUrl": "wss://gw/s-1"}
     monkeypatch.setenv(ENV_NAME, json.dumps(response))
-    request = plugin.parse_plugin_argv(
+    request = plugin_args.parse_plugin_argv(
         [ENV_NAME, "eu-west-1", "StartSession", "dev", '{"Target": "i-1"}', "https://ssm.x"]
     )
     assert ENV_NAME not in os.environ
@@ -500,17 +550,17 @@ def test_the_environment_variable_is_removed_once_read(monkeypatch: pytest.Monke
 
 def test_response_keys_match_case_insensitively() -> None:
     text = json.dumps({"sessionid": "s-2", "streamURL": "wss://gw", "tokenvalue": "t", "X": 1})
-    request = plugin.parse_plugin_argv([text, "", "StartSession", ""])
+    request = plugin_args.parse_plugin_argv([text, "", "StartSession", ""])
     assert request.session.session_id == "s-2"
     assert (request.region, request.profile, request.legacy) == (None, None, False)
     assert request.session.target_id == ""
 
 
 def test_invoked_as_plugin() -> None:
-    assert plugin.invoked_as_plugin("/home/u/bin/session-manager-plugin")
-    assert plugin.invoked_as_plugin("session-manager-plugin.exe")
-    assert not plugin.invoked_as_plugin("/usr/bin/ssmsh")
-    assert not plugin.invoked_as_plugin("/x/ssmsh/__main__.py")
+    assert plugin_args.invoked_as_plugin("/home/u/bin/session-manager-plugin")
+    assert plugin_args.invoked_as_plugin("session-manager-plugin.exe")
+    assert not plugin_args.invoked_as_plugin("/usr/bin/ssmsh")
+    assert not plugin_args.invoked_as_plugin("/x/ssmsh/__main__.py")
 
 
 # --------------------------------------------------------------------- endpoints, properties
@@ -529,7 +579,7 @@ def test_invoked_as_plugin() -> None:
     ],
 )
 def test_is_aws_endpoint(url: str, aws: bool) -> None:
-    assert plugin.is_aws_endpoint(url) is aws
+    assert plugin_args.is_aws_endpoint(url) is aws
 
 
 def _isolate_aws_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -544,19 +594,19 @@ def test_kms_endpoint_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     _isolate_aws_config(monkeypatch, tmp_path)
     settings = AwsSettings(region="us-east-1", ssm_endpoint_url="http://127.0.0.1:4566")
     # AWS SSM endpoint (or none): KMS is left to boto3.
-    assert plugin.kms_endpoint(settings, "https://ssm.us-east-1.amazonaws.com") is None
-    assert plugin.kms_endpoint(settings, None) is None
+    assert plugin_args.kms_endpoint(settings, "https://ssm.us-east-1.amazonaws.com") is None
+    assert plugin_args.kms_endpoint(settings, None) is None
     # A non-AWS SSM endpoint and nothing configured for KMS: KMS follows SSM.
-    assert plugin.kms_endpoint(settings, "http://127.0.0.1:4566") == "http://127.0.0.1:4566"
+    assert plugin_args.kms_endpoint(settings, "http://127.0.0.1:4566") == "http://127.0.0.1:4566"
     # Configured for KMS (environment or profile): boto3 decides.
     monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:7777")
-    assert plugin.kms_endpoint(settings, "http://127.0.0.1:4566") is None
+    assert plugin_args.kms_endpoint(settings, "http://127.0.0.1:4566") is None
     monkeypatch.delenv("AWS_ENDPOINT_URL_KMS")
     (tmp_path / "config").write_text(
         "[profile dev]\nservices = local\n[services local]\nkms =\n  endpoint_url = http://kms.corp\n"
     )
     dev = AwsSettings(region="us-east-1", profile="dev")
-    assert plugin.kms_endpoint(dev, "http://127.0.0.1:4566") is None
+    assert plugin_args.kms_endpoint(dev, "http://127.0.0.1:4566") is None
 
 
 def test_listen_spec_from_session_properties() -> None:
@@ -575,7 +625,7 @@ def test_listen_spec_from_session_properties() -> None:
 
 def test_parse_errors_are_usage_errors() -> None:
     with pytest.raises(UsageError, match="no Target"):
-        plugin.parse_plugin_argv(
+        plugin_args.parse_plugin_argv(
             ['{"SessionId":"s","StreamUrl":"u","TokenValue":"t"}', "r", "StartSession", "", "{}"]
         )
 
