@@ -270,6 +270,15 @@ class SessionConnection:
         handshake). Raises the failure if the session ended first."""
         return await asyncio.shield(self._established)
 
+    def skip_handshake(self) -> bool:
+        """Stop waiting for a handshake the agent may never start; True if that
+        established the session (see :meth:`ClientSession.skip_handshake`)."""
+        if self._finished:
+            return False
+        skipped = self.protocol.skip_handshake(self._loop.time())
+        self._after_protocol()
+        return skipped
+
     async def send_input(self, data: bytes) -> None:
         """Send stdin / stream bytes (split into messages of ``max_payload_size``).
 

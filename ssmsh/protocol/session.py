@@ -11,6 +11,7 @@ The session goes through these states::
 
     AWAITING ─HandshakeRequest─▶ [KMS_PENDING ─data key─▶] RESPONDED ─Complete─▶ ESTABLISHED
     AWAITING ─first Output payload (an agent that skips the handshake)─────▶ ESTABLISHED
+    AWAITING ─skip_handshake() (the caller gave up waiting)────────────────▶ ESTABLISHED
     any state ──fatal problem──▶ FAILED
 
 Rules, following protocol notes §7 and §8:
@@ -215,6 +216,7 @@ class ClientSession:
         self._early: list[PayloadReceived] = []
         self._held: list[tuple[int, bytes]] = []
         self._events: list[SessionEvent] = []
+        self._skipped_handshake = False
 
     # ------------------------------------------------------------ properties
 
@@ -293,6 +295,27 @@ class ClientSession:
             # Nothing may precede the HandshakeResponse; hold until established.
             self._held.append((payload_type, payload))
 
+    def skip_handshake(self, now: float) -> bool:
+        """Go ahead as with an agent that does not handshake, before it has said so.
+
+        Such an agent (a shell or InteractiveCommands session without KMS) is
+        recognised by its first Output; a program that prints nothing until it
+        has read its input (``cat``, ``wc``) never gives one. A caller that knows
+        the session is a terminal session may stop waiting: the session is then
+        established as ``Standard_Stream``, held sends go out and stream data
+        that came early is delivered. Does nothing and returns False once a
+        handshake has begun or the session is established or failed.
+
+        If a HandshakeRequest arrives afterwards, the session fails (kind
+        ``handshake``): input went out ahead of the HandshakeResponse.
+        """
+        if self.state is not SessionState.AWAITING:
+            return False
+        self.session_type = implied_session_type(PayloadType.OUTPUT)
+        self._skipped_handshake = True
+        self._establish(now)
+        return True
+
     # ------------------------------------------------------------ KMS answers
 
     def provide_data_key(self, plaintext: bytes, ciphertext_blob: bytes, now: float) -> None:
@@ -362,6 +385,12 @@ class ClientSession:
             self._fail("too much stream data before the handshake completed", "protocol")
 
     def _on_handshake_request(self, payload: bytes, now: float) -> None:
+        if self._skipped_handshake:
+            self._fail(
+                "the agent began a handshake after the client had stopped waiting for one",
+                "handshake",
+            )
+            return
         if self.state is not SessionState.AWAITING:
             logger.debug("ignoring a HandshakeRequest in state %s", self.state.value)
             return

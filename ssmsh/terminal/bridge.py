@@ -6,8 +6,14 @@
   so a slow reader (``| less``) never blocks the event loop;
 * the real size is sent right after the handshake and on every change;
 * ssh-style escapes (``~.``, ``~?``, ``~~``, ``~^Z``) right after Enter;
-* stdin at EOF (a pipe or a file) does not end the session: a shell is sent
-  an end-of-input (Ctrl-D) and the bridge waits until the remote is done.
+* stdin at EOF (a pipe or a file) does not end the session: a pty session
+  (shell, ``exec -t``) is sent the terminal's end of input, as if typed (Ctrl-D;
+  twice when the last line had no newline: the first one hands over that
+  partial line), and the bridge waits until the remote is done. A terminal
+  stdin is sent nothing: there, EOF means the terminal itself went away;
+* an agent that skips the handshake is recognised by its first output. A pty
+  program that prints nothing before it reads (``cat``) gives none, so input
+  waits at most ``handshake_grace`` seconds for it, then goes out anyway.
 
 The bridge does not close the connection; the caller does (TerminateSession).
 """
@@ -21,6 +27,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from typing import Any
 
 from ..channel import (
     ChannelClosedByRemote,
@@ -32,6 +39,7 @@ from ..channel import (
     StateChange,
     StderrReceived,
 )
+from ..protocol.session import SessionEstablished
 from .escape import EscapeAction, EscapeFilter, escape_help
 from .tty import Terminal, write_all
 
@@ -41,8 +49,10 @@ logger = logging.getLogger(__name__)
 
 #: Bytes read from stdin at a time.
 READ_SIZE = 64 * 1024
-#: What a shell gets when stdin ends: Ctrl-D, end of input at the start of a line.
+#: What a pty session gets when stdin ends: Ctrl-D, end of input at the start of a line.
 EOF_BYTES = b"\x04"
+#: How long input waits for an agent that may skip the handshake to say something.
+HANDSHAKE_GRACE = 2.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,6 +79,9 @@ class TerminalBridge:
         and Ctrl-D at the end of piped input.
     :param escape_char: byte value of the escape character, or None for none.
     :param status: prints one status line (the CLI's reporter); None: silent.
+    :param handshake_grace: in a pty session, how long input waits for the agent's
+        first word (a HandshakeRequest or output) before it is sent without a
+        handshake (see :meth:`SessionConnection.skip_handshake`); None: forever.
     """
 
     def __init__(
@@ -81,6 +94,7 @@ class TerminalBridge:
         status: Callable[[str], None] | None = None,
         send_stdin: bool = True,
         notice_delay: float = 1.0,
+        handshake_grace: float | None = HANDSHAKE_GRACE,
     ) -> None:
         self.conn = conn
         self.terminal = terminal
@@ -97,6 +111,10 @@ class TerminalBridge:
         self._outage_notice: asyncio.TimerHandle | None = None
         #: Outages shorter than this (seconds) go unmentioned.
         self.notice_delay = notice_delay
+        self.handshake_grace = handshake_grace
+        self._started = self._loop.time()
+        self._may_send = False
+        self._sent_line_end = True  # the last input byte sent ended a line (or none was sent)
 
     def status(self, text: str) -> None:
         if self._status is not None:
@@ -118,43 +136,61 @@ class TerminalBridge:
                 self._outage_notice = None
 
     async def _run(self) -> BridgeResult:
-        established = await self.conn.wait_established()
-        if established.customer_message:
-            self.status(established.customer_message)
-        size = self.terminal.size()
-        if self.interactive and size is not None:
-            await self.conn.send_size(*size)
+        self._started = self._loop.time()
         tasks: list[asyncio.Task[None]] = []
-        output = asyncio.create_task(self._pump_output())
-        disconnect = asyncio.create_task(self._disconnect.wait())
         if self.send_stdin:
+            # Before the handshake: input may be what lets a silent session go ahead.
             tasks.append(asyncio.create_task(self._pump_input()))
+        disconnect = asyncio.create_task(self._disconnect.wait())
+        output: asyncio.Task[BridgeResult] | None = None
         try:
-            watch = (
-                self.terminal.watch_size(self._on_resize)
-                if self.interactive
-                else contextlib.nullcontext()
-            )
-            with watch:
-                await asyncio.wait([output, disconnect], return_when=asyncio.FIRST_COMPLETED)
-            disconnected = not output.done()
+            established = await self._established(disconnect)
+            if established is not None:
+                if established.customer_message:
+                    self.status(established.customer_message)
+                output = asyncio.create_task(self._pump_output())
+                size = self.terminal.size()
+                if self.interactive and size is not None:
+                    await self.conn.send_size(*size)
+                watch = (
+                    self.terminal.watch_size(self._on_resize)
+                    if self.interactive
+                    else contextlib.nullcontext()
+                )
+                with watch:
+                    await asyncio.wait([output, disconnect], return_when=asyncio.FIRST_COMPLETED)
+            disconnected = output is None or not output.done()
         finally:
             for task in (*tasks, disconnect):
                 task.cancel()
-            if not output.done():
+            if output is not None and not output.done():
                 output.cancel()
             await asyncio.gather(*tasks, disconnect, return_exceptions=True)
-            with contextlib.suppress(asyncio.CancelledError):
-                await output
+            if output is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await output
         for task in tasks:
             if not task.cancelled() and (exc := task.exception()) is not None:
                 # e.g. typing while the session ended; the output side has the verdict
                 logger.debug("input stopped: %r", exc)
-        if disconnected:
+        if disconnected or output is None:
             return BridgeResult(
                 self._exit_code, False, disconnected=True, broken_pipe=self._broken_pipe
             )
         return output.result()
+
+    async def _established(self, disconnect: asyncio.Task[Any]) -> SessionEstablished | None:
+        """The session's start, or None if the user left (``~.``) before it came."""
+        waiting = asyncio.ensure_future(self.conn.wait_established())
+        try:
+            await asyncio.wait([waiting, disconnect], return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            waiting.cancel()
+            raise
+        if not waiting.done():
+            waiting.cancel()
+            return None
+        return waiting.result()
 
     # ------------------------------------------------------------ output
 
@@ -201,9 +237,37 @@ class TerminalBridge:
                 return
             for item in self.escape.feed(data):
                 if isinstance(item, bytes):
-                    await self.conn.send_input(item)
+                    await self._send(item)
                 else:
                     await self._escape_action(item)
+
+    async def _send(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self._may_send:
+            await self._wait_to_send()
+        await self.conn.send_input(data)
+        self._sent_line_end = data.endswith((b"\n", b"\r"))
+
+    async def _wait_to_send(self) -> None:
+        """Wait until the session is established, or make it so after the grace period.
+
+        An agent that skips the handshake only shows itself with its first output.
+        A pty program that reads before it prints (``cat``, ``wc``) never gives
+        any, so after ``handshake_grace`` seconds without a word the session goes
+        ahead as such an agent's would.
+        """
+        grace = self.handshake_grace
+        if self.interactive and grace is not None:
+            remaining = self._started + grace - self._loop.time()
+            try:
+                async with asyncio.timeout(max(remaining, 0.0)):
+                    await self.conn.wait_established()
+            except TimeoutError:
+                if self.conn.skip_handshake():
+                    logger.debug("nothing from the agent after %g s: no handshake, it seems", grace)
+        await self.conn.wait_established()
+        self._may_send = True
 
     async def _read(self, fd: int) -> bytes:
         """One read of stdin, without blocking the loop."""
@@ -234,11 +298,19 @@ class TerminalBridge:
             self._loop.remove_reader(fd)
 
     async def _input_ended(self) -> None:
-        """stdin reached EOF: tell an interactive remote, then keep receiving."""
+        """stdin reached EOF: tell a pty session, as ``ssh -t host < file`` would,
+        then keep receiving until the remote is done."""
         if self.escape.pending and self.escape.char is not None:
-            await self.conn.send_input(bytes([self.escape.char]))
+            await self._send(bytes([self.escape.char]))
+        if self.terminal.stdin_is_tty:
+            # A terminal gives no EOF of its own (Ctrl-D is a byte sent like any
+            # other): it went away. Sending an end of input would be making one up.
+            logger.debug("the terminal closed; no more input")
+            return
         if self.interactive:
-            await self.conn.send_input(EOF_BYTES)
+            # The remote pty's line discipline: Ctrl-D hands over a pending partial
+            # line; at the start of a line it is the end of input.
+            await self._send(EOF_BYTES if self._sent_line_end else EOF_BYTES * 2)
         logger.debug("stdin closed; waiting for the remote to finish")
 
     async def _escape_action(self, action: EscapeAction) -> None:

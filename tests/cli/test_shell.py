@@ -7,6 +7,7 @@ import base64
 import hashlib
 import os
 import random
+import re
 import termios
 from collections.abc import AsyncIterator
 
@@ -139,6 +140,24 @@ async def test_piped_stdin_runs_and_ends(emulator: Emulator) -> None:
     assert b"Cannot perform start session" not in err
     assert b"Starting session with SessionId" in err
     assert b"Starting session" not in out
+
+
+async def test_piped_input_to_a_pty_command_ends_with_the_input(emulator: Emulator) -> None:
+    # `echo ... | ssmsh exec -t TARGET -- cmd`, like `ssh -t host cmd < file`: the program
+    # sees end of input (Ctrl-D) once the pipe runs dry, and the session ends. wc prints
+    # nothing before its input ends, so the agent (which skips the handshake) says
+    # nothing until ssmsh has sent the input.
+    args = ["exec", "-t", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url, "--"]
+    code, out, err = await run_cli([*args, "wc -c"], stdin=b"line one\nline two\n")
+    assert code == 0, err
+    assert re.search(rb"(?m)^\s*18\r?$", out), out
+    # A last line without a newline is flushed first (a second Ctrl-D ends the input).
+    code, out, err = await run_cli([*args, "wc -c"], stdin=b"x" * 1234)
+    assert code == 0, err
+    assert re.search(rb"(?<![0-9])1234\r?\n", out), out
+    code, out, err = await run_cli([*args, "cat"], stdin=b"hi\n")
+    assert code == 0, err
+    assert out.replace(b"\r\n", b"\n").count(b"hi\n") == 2, out  # the pty's echo and cat's
 
 
 async def test_piped_stdin_exit_status(emulator: Emulator) -> None:

@@ -175,6 +175,48 @@ def test_shell_without_handshake() -> None:
     assert link.agent.channel.unacked == 0 and link.client.channel.unacked == 0
 
 
+def test_skip_handshake_for_an_agent_that_says_nothing() -> None:
+    # `exec -t -- cat`: the agent skips the handshake and the program prints nothing
+    # until it gets input, so no first Output will ever tell the client to go ahead.
+    link = Link()
+    link.client.send_input(b"hi\n", T0)
+    assert link.pump() == [] and link.agent.payloads == []
+    assert link.client.skip_handshake(T0)
+    events = link.pump()
+    assert events == [SessionEstablished("Standard_Stream", None, "", "", False)]
+    assert link.agent.of_type(PayloadType.OUTPUT) == [b"hi\n"]  # held input went out
+    assert link.client.writable
+    assert not link.client.skip_handshake(T0)  # once only
+    link.agent.send(PayloadType.OUTPUT, b"hi\r\n")
+    assert link.pump() == [OutputReceived(b"hi\r\n")]
+
+
+def test_skip_handshake_is_refused_once_the_agent_spoke() -> None:
+    link = Link()
+    link.agent.send(PayloadType.HANDSHAKE_REQUEST, port_request())
+    link.pump()
+    assert not link.client.skip_handshake(T0)
+    assert link.client.state is SessionState.RESPONDED
+    link2 = Link()
+    link2.agent.send(PayloadType.OUTPUT, b"$ ")
+    link2.pump()
+    assert not link2.client.skip_handshake(T0)
+
+
+def test_a_handshake_after_skipping_it_fails_clearly() -> None:
+    # Input already went out ahead of the HandshakeResponse: the agent cannot take
+    # it, so the session must end with a reason instead of hanging.
+    link = Link()
+    link.client.skip_handshake(T0)
+    link.client.send_input(b"data", T0)
+    link.pump()
+    link.agent.send(PayloadType.HANDSHAKE_REQUEST, port_request())
+    (failed,) = of(link.pump(), SessionFailed)
+    assert failed.kind == "handshake"
+    assert "handshake" in failed.reason
+    assert link.client.failed
+
+
 def test_first_non_output_payload_waits_for_output() -> None:
     link = Link()
     link.agent.send(PayloadType.ERROR, b"first")
