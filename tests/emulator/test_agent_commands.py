@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
-from ssmsh.emulator.agent.commands import separate_output_requested
+from ssmsh.emulator.agent.commands import CommandPlugin, separate_output_requested
 from ssmsh.emulator.gateway import Gateway
 from ssmsh.protocol.constants import PayloadType
 from tests.conftest import scaled
@@ -153,3 +154,45 @@ async def test_empty_interactive_command_is_refused(gateway: Gateway) -> None:
     closed = await client.wait_closed()
     assert closed.output == "Commands cannot be empty for session type InteractiveCommands"
     await client.close()
+
+
+async def test_stopping_a_command_whose_output_is_backed_up_closes_its_pipes(
+    gateway: Gateway,
+) -> None:
+    # `yes` writes far faster than the data channel carries: when the session ends,
+    # its pipes hold unread output (reading them is paused). Stopping must still
+    # close our ends of them (and so the subprocess transport), not leave that to
+    # the garbage collector ("unclosed transport" after the loop is gone).
+    session = make_session(gateway.state, "NonInteractiveCommands", command="yes", gateway=gateway)
+    client = DCClient(session)
+    await client.connect()
+    await client.wait_for(lambda: len(client.output) > 100_000, timeout=10)
+    agent = gateway.agent(session.session_id)
+    assert agent is not None and isinstance(agent.plugin, CommandPlugin)
+    pid = agent.plugin.pid
+    assert pid is not None
+    command_pipes = {pipe_of(f"/proc/{pid}/fd/1"), pipe_of(f"/proc/{pid}/fd/2")}
+    assert None not in command_pipes
+    assert command_pipes <= our_pipes()  # our ends are open while it runs
+    await gateway.state.terminate_session(session.session_id)
+    await client.wait_closed(timeout=10)
+    await agent.plugin.stop()  # idempotent; returns once everything is released
+    assert command_pipes.isdisjoint(our_pipes())
+    await client.close()
+
+
+def pipe_of(path: str) -> str | None:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return None
+    return target if target.startswith("pipe:") else None
+
+
+def our_pipes() -> set[str]:
+    pipes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        target = pipe_of(f"/proc/self/fd/{fd}")
+        if target is not None:
+            pipes.add(target)
+    return pipes

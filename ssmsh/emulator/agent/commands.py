@@ -8,6 +8,10 @@ SIGQUIT), which are delivered to the command; Size messages are ignored.
 Output separation: when the document asks for it (the default here), stdout goes
 out as Output (1), stderr as StdErr (11), and the exit status last as ExitCode (12),
 ``EXIT_CODE: n``. Otherwise both streams go out merged as Output, with no exit code.
+
+The output pipes are our own (not asyncio's ``PIPE``), so that stopping can
+close them even when the command's output is backed up and they will never
+reach end of file by themselves.
 As in the official agent the client's version does not change this: an old client
 (ClientVersion <= 1.2.295) only gets an upgrade notice in HandshakeComplete.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shlex
 import signal
 from collections.abc import Mapping
@@ -66,6 +71,11 @@ class CommandPlugin(Plugin):
         super().__init__(host)
         self.command = command
         self._proc: asyncio.subprocess.Process | None = None
+        self._pipes: list[_OutputPipe] = []
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def separate(self) -> bool:
@@ -82,35 +92,45 @@ class CommandPlugin(Plugin):
             host.finish("Commands cannot be empty for session type NonInteractiveCommands")
             return
         separate = self.separate
+        stdout = await _OutputPipe.open()
+        self._pipes.append(stdout)
+        stderr: _OutputPipe | None = None
+        if separate:
+            stderr = await _OutputPipe.open()
+            self._pipes.append(stderr)
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE if separate else asyncio.subprocess.STDOUT,
+                stdout=stdout.child_fd,
+                stderr=stderr.child_fd if stderr else asyncio.subprocess.STDOUT,
                 env=program_env(self.host.environment),
                 start_new_session=True,
             )
         except OSError as exc:
+            await self._close_pipes()
             if separate:
                 host.send(PayloadType.EXIT_CODE, encode_exit_code(1))
             self._fail_start(f"Error occurred starting the command: {exc}\n")
             return
-        self.spawn(self._run(self._proc, separate), f"command {host.session.session_id}")
+        finally:
+            for pipe in self._pipes:
+                pipe.close_child_end()  # the command has its copies
+        self.spawn(self._run(self._proc, stdout, stderr), f"command {host.session.session_id}")
 
     def _fail_start(self, message: str) -> None:
         self.host.send(PayloadType.STDERR, message.encode())
         self.host.finish("")
 
-    async def _run(self, proc: asyncio.subprocess.Process, separate: bool) -> None:
-        assert proc.stdout is not None
-        pumps = [self._pump(proc.stdout, PayloadType.OUTPUT)]
-        if separate:
-            assert proc.stderr is not None
-            pumps.append(self._pump(proc.stderr, PayloadType.STDERR))
+    async def _run(
+        self, proc: asyncio.subprocess.Process, stdout: _OutputPipe, stderr: _OutputPipe | None
+    ) -> None:
+        pumps = [self._pump(stdout.reader, PayloadType.OUTPUT)]
+        if stderr is not None:
+            pumps.append(self._pump(stderr.reader, PayloadType.STDERR))
         await asyncio.gather(*pumps)
         code = await proc.wait()
-        if separate:
+        if stderr is not None:
             # Go's ExitCode() is -1 for a process killed by a signal.
             self.host.send(PayloadType.EXIT_CODE, encode_exit_code(code if code >= 0 else -1))
         self.host.finish("")
@@ -146,3 +166,65 @@ class CommandPlugin(Plugin):
         proc = self._proc
         if proc is not None and proc.returncode is None:
             await kill_process_group(proc)
+        await self._close_pipes()
+
+    async def _close_pipes(self) -> None:
+        pipes, self._pipes = self._pipes, []
+        for pipe in pipes:
+            await pipe.close()
+
+
+class _OutputPipe:
+    """A pipe for one output stream of the command: it writes, we read.
+
+    Unlike asyncio's ``PIPE`` its reading end is ours to close: output the
+    session will never send (the command was stopped while its output was backed
+    up) must not keep the pipe, and a transport, open until garbage collection.
+    """
+
+    def __init__(self, child_fd: int, reader: asyncio.StreamReader) -> None:
+        self.child_fd = child_fd
+        self.reader = reader
+        self._transport: asyncio.ReadTransport | None = None
+        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    async def open(cls) -> _OutputPipe:
+        read_fd, write_fd = os.pipe()
+        pipe = cls(write_fd, asyncio.StreamReader())
+        # The transport owns the file from here on and closes it.
+        read_end = open(read_fd, "rb", buffering=0)  # noqa: SIM115
+        try:
+            pipe._transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+                lambda: _ClosingProtocol(pipe.reader, pipe._closed), read_end
+            )
+        except BaseException:
+            read_end.close()
+            os.close(write_fd)
+            raise
+        return pipe
+
+    def close_child_end(self) -> None:
+        if self.child_fd >= 0:
+            os.close(self.child_fd)
+            self.child_fd = -1
+
+    async def close(self) -> None:
+        """Close our end (unread output is dropped); returns once it is closed."""
+        self.close_child_end()
+        if self._transport is not None:
+            self._transport.close()
+            await self._closed
+
+
+class _ClosingProtocol(asyncio.StreamReaderProtocol):
+    """A StreamReaderProtocol that says when its pipe is closed (at EOF or close())."""
+
+    def __init__(self, reader: asyncio.StreamReader, closed: asyncio.Future[None]) -> None:
+        super().__init__(reader)
+        self._pipe_closed = closed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self._pipe_closed.done():
+            self._pipe_closed.set_result(None)
