@@ -331,6 +331,25 @@ async def test_port_forwarding_on_the_requested_port(emulator: Emulator) -> None
         assert await port_round_trip(proc, emulator, response["SessionId"]) == wanted
 
 
+async def test_busy_local_port_is_one_line_and_the_session_is_terminated(
+    emulator: Emulator,
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        response, args = await start_session(
+            emulator,
+            DocumentName="AWS-StartPortForwardingSession",
+            Parameters={"portNumber": ["80"], "localPortNumber": [str(port)]},
+        )
+        status, out, err = await run_cli(["plugin", *args])
+    assert status == 255 and out == b""
+    text = err.decode()
+    assert text.count("\n") == 1 and "address already in use" in text, text
+    await wait_status(emulator, response["SessionId"], SessionStatus.TERMINATED)
+
+
 async def test_port_forwarding_basic_mode_with_an_old_agent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -463,7 +482,7 @@ async def test_version_is_bare_and_new_enough() -> None:
     assert parts > [1, 2, 497, 0]  # the AWS CLI then passes the response in the environment
 
 
-async def test_symlink_answers_version_and_no_arguments(tmp_path: Path) -> None:
+def test_symlink_answers_version_and_no_arguments(tmp_path: Path) -> None:
     link = plugin_launcher(tmp_path)
     version = subprocess.run(
         [str(link), "--version"], capture_output=True, env=cli_env(), timeout=scaled(20)
