@@ -54,6 +54,10 @@ def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 def _child_setup() -> None:  # in the child, after fork: take the pty as controlling tty
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    # A program started from a terminal has default signal actions, whatever the
+    # test runner ignores (a background job or nohup ignores SIGINT and SIGQUIT).
+    for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTSTP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def set_winsize(fd: int, cols: int, rows: int) -> None:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
+from collections.abc import Iterator
+
+import pytest
 
 from ssmsh.emulator.agent.commands import CommandPlugin, separate_output_requested
 from ssmsh.emulator.gateway import Gateway
@@ -196,3 +201,35 @@ def our_pipes() -> set[str]:
         if target is not None:
             pipes.add(target)
     return pipes
+
+
+@pytest.fixture
+def runner_ignores_ctrl_c() -> Iterator[None]:
+    """As for a test run (or an emulator) started in the background of a script."""
+    signums = (signal.SIGINT, signal.SIGQUIT)
+    previous = [signal.signal(signum, signal.SIG_IGN) for signum in signums]
+    try:
+        yield
+    finally:
+        for signum, handler in zip(signums, previous, strict=True):
+            signal.signal(signum, handler)
+
+
+@pytest.mark.parametrize("session_type", ["NonInteractiveCommands", "InteractiveCommands"])
+async def test_programs_get_default_signal_actions(
+    gateway: Gateway, runner_ignores_ctrl_c: None, session_type: str
+) -> None:
+    # Ignored signals survive exec: without a reset, Ctrl-C would not stop the
+    # programs of an emulator that ignores SIGINT.
+    session = make_session(
+        gateway.state, session_type, command="grep SigIgn /proc/self/status", gateway=gateway
+    )
+    client = DCClient(session)
+    await client.connect()
+    await client.wait_closed(timeout=10)
+    match = re.search(rb"SigIgn:\s*([0-9a-f]+)", bytes(client.output))
+    assert match, bytes(client.output)
+    ignored = int(match.group(1), 16)
+    assert ignored & (1 << (signal.SIGINT - 1)) == 0
+    assert ignored & (1 << (signal.SIGQUIT - 1)) == 0
+    await client.close()

@@ -30,7 +30,7 @@ from typing import Any
 from ...protocol.constants import PayloadType
 from ...protocol.payloads import encode_exit_code
 from .plugin import Plugin, PluginHost, split_utf8_tail
-from .shell import kill_process_group, program_env
+from .shell import default_signals, kill_process_group, program_env
 
 __all__ = ["CommandPlugin", "separate_output_requested"]
 
@@ -106,6 +106,7 @@ class CommandPlugin(Plugin):
                 stderr=stderr.child_fd if stderr else asyncio.subprocess.STDOUT,
                 env=program_env(self.host.environment),
                 start_new_session=True,
+                preexec_fn=default_signals(),
             )
         except OSError as exc:
             await self._close_pipes()

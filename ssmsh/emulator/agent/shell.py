@@ -19,14 +19,14 @@ import os
 import signal
 import struct
 import termios
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ...exceptions import RemoteProtocolError
 from ...protocol.constants import PayloadType
 from ...protocol.payloads import TerminalSize, encode_exit_code
 from .plugin import Plugin, PluginHost, split_utf8_tail
 
-__all__ = ["ShellPlugin", "kill_process_group", "program_env"]
+__all__ = ["ShellPlugin", "default_signals", "kill_process_group", "program_env"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +69,35 @@ def _start_dir() -> str | None:
     return home if home and os.path.isdir(home) else None
 
 
-def _take_controlling_tty() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError):
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+def default_signals() -> Callable[[], None]:
+    """A function for the child, between fork and exec: every signal that this
+    process ignores goes back to its default action.
+
+    Ignored signals are inherited across exec: an emulator started in the
+    background of a script, or under nohup, ignores SIGINT, SIGQUIT or SIGHUP,
+    and its session programs would too (Ctrl-C would not stop them). The real
+    agent's programs start with default actions.
+    """
+    ignored = []
+    for signum in signal.valid_signals():
+        with contextlib.suppress(OSError, ValueError):
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                ignored.append(signum)
+
+    def reset() -> None:
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_DFL)
+
+    return reset
+
+
+def _child_setup(reset_signals: Callable[[], None]) -> Callable[[], None]:
+    def setup() -> None:  # runs in the child between fork and exec
+        reset_signals()
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    return setup
 
 
 def _set_winsize(fd: int, rows: int, cols: int) -> None:
@@ -112,7 +138,7 @@ class ShellPlugin(Plugin):
                 env=program_env(self.host.environment),
                 cwd=_start_dir(),
                 start_new_session=True,
-                preexec_fn=_take_controlling_tty,
+                preexec_fn=_child_setup(default_signals()),
             )
         except OSError as exc:
             os.close(master)
