@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -13,7 +12,6 @@ import pytest
 from ssmsh.emulator.agent.commands import CommandPlugin, separate_output_requested
 from ssmsh.emulator.gateway import Gateway
 from ssmsh.protocol.constants import PayloadType
-from tests.conftest import scaled
 from tests.emulator.dcclient import DCClient, gateway, make_session
 
 __all__ = ["gateway"]
@@ -91,7 +89,15 @@ async def test_ctrl_c_interrupts_the_command(gateway: Gateway) -> None:
     client = DCClient(session)
     await client.connect()
     await client.wait_ready()
-    await asyncio.sleep(scaled(0.2))  # let the command start
+    agent = gateway.agent(session.session_id)
+    assert agent is not None
+
+    def started() -> bool:
+        plugin = agent.plugin
+        return isinstance(plugin, CommandPlugin) and plugin.pid is not None
+
+    # A Ctrl-C that arrives before the command exists has nothing to stop.
+    await client.wait_for(started)
     client.send(PayloadType.OUTPUT, b"\x03")
     await client.wait_closed()
     assert client.exit_codes == [-1]  # killed by a signal, as Go reports it
