@@ -193,8 +193,8 @@ async def test_reconnect_with_a_resumed_token_keeps_the_agent_and_sequences(
     client.send(PayloadType.OUTPUT, b"sleep 0.2; echo dur''ing-gap\n")
     await client.wait_for(lambda: client.channel.unacked == 0)
     await client.disconnect(abrupt=True)
-    await asyncio.sleep(scaled(0.05))
-    assert not gateway.connected(session.session_id)
+    # The gateway notices the reset when its reader gets to it, not at once.
+    await client.wait_for(lambda: not gateway.connected(session.session_id))
     assert session.status == SessionStatus.DISCONNECTED
     # Input typed while disconnected is queued by the client and retransmitted.
     client.send(PayloadType.OUTPUT, b"echo aft''er\n")
