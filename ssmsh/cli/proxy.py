@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="connect stdin/stdout to a port on a target (SSH ProxyCommand)",
         description="Connect stdin and stdout to PORT on the target through an "
         "AWS-StartSSHSession session. For ssh: "
-        "-o ProxyCommand='ssmsh proxy %%h %%p'. Only tunnel bytes go to stdout.",
+        "-o ProxyCommand='ssmsh proxy %h %p'. Only tunnel bytes go to stdout.",
     )
     parser.add_argument("target", metavar="TARGET", help="instance id or Name tag")
     parser.add_argument("port", metavar="PORT", nargs="?", default="22", help="default 22")

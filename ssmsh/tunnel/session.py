@@ -99,7 +99,7 @@ class ConnectionChannel:
             if type(event) is OutputReceived:
                 return PayloadType.OUTPUT, event.data
             if event is None:
-                raise ChannelClosed("the session ended")
+                raise ChannelClosed("")  # the link ended without channel_closed
             if isinstance(event, FlagReceived):
                 return PayloadType.FLAG, int(event.flag).to_bytes(4, "big")
             if isinstance(event, ChannelClosedByRemote):

@@ -26,7 +26,7 @@ import os
 import stat
 from collections.abc import Callable
 
-from ..exceptions import ChannelClosed
+from ..exceptions import ChannelClosed, TunnelError
 from ..protocol.constants import PayloadType
 from .channel import PortChannel, TunnelConfig
 
@@ -54,8 +54,7 @@ class _Input:
         self.transport: asyncio.BaseTransport | None = None
 
     async def open(self) -> None:
-        mode = os.fstat(self.fd).st_mode
-        if stat.S_ISREG(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode):
+        if not _pollable(self.fd):
             return  # the loop cannot poll these; read them in a thread
         loop = asyncio.get_running_loop()
         self.reader = asyncio.StreamReader(limit=self.size * 2)
@@ -81,8 +80,7 @@ class _Output:
         self.writer: asyncio.StreamWriter | None = None
 
     async def open(self) -> None:
-        mode = os.fstat(self.fd).st_mode
-        if stat.S_ISREG(mode) or stat.S_ISBLK(mode):
+        if not _pollable(self.fd):
             return
         loop = asyncio.get_running_loop()
         pipe = os.fdopen(self.fd, "wb", buffering=0, closefd=False)
@@ -133,6 +131,18 @@ class Stdio:
                     os.set_blocking(fd, blocking)
 
 
+def _pollable(fd: int) -> bool:
+    """Whether the event loop can wait on ``fd``: pipes, sockets and terminals.
+
+    Regular files, block devices, directories and character devices other than
+    terminals (``/dev/null``: epoll refuses it) are served by a worker thread.
+    """
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return True
+    return stat.S_ISCHR(mode) and os.isatty(fd)
+
+
 def _get_blocking(fd: int) -> bool | None:
     try:
         return os.get_blocking(fd)
@@ -157,7 +167,8 @@ async def run_stdio(
 ) -> None:
     """Forward until the agent ends the session (returns) or stdout is gone (returns).
 
-    Raises the channel's failure (other than a normal close).
+    Raises the channel's failure (other than a normal close), and TunnelError when
+    the agent ended the session with a reason (e.g. it could not connect to the port).
     """
     stats = stats or StdioStats()
 
@@ -177,7 +188,9 @@ async def run_stdio(
         while True:
             try:
                 payload_type, payload = await channel.receive()
-            except ChannelClosed:
+            except ChannelClosed as exc:
+                if exc.reason:
+                    raise TunnelError(exc.reason) from None
                 return
             if payload_type != PayloadType.OUTPUT or not payload:
                 continue

@@ -196,3 +196,44 @@ async def test_ssh_over_proxy_runs_a_command() -> None:
     assert result.exit_status == 0
     assert result.stdout == "total=42\n"
     assert big.stdout == "total=20000\n"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_proxy_refused_port_says_why_and_exits_255() -> None:
+    async with emulator() as emu:
+        status, stdout, stderr = await run_proxy(emu, _free_port(), b"")
+    text = stderr.decode()
+    assert status == 255, text
+    assert stdout == b""
+    assert "connect" in text.lower() and "Traceback" not in text
+
+
+async def test_proxy_with_stdin_from_dev_null() -> None:
+    """/dev/null is a character device the event loop cannot poll: no traceback, no hang."""
+    async with emulator() as emu, echo_server() as dest:
+        with open(os.devnull, "rb") as null:
+            proc = await asyncio.create_subprocess_exec(
+                *ssmsh(emu, "proxy", TARGET, str(dest)),
+                stdin=null,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        try:
+            await asyncio.sleep(scaled(1.5))  # stdin is at EOF at once; the tunnel stays up
+            proc.send_signal(signal.SIGHUP)
+            async with asyncio.timeout(scaled(15)):
+                stdout, stderr = await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert proc.returncode == 0, stderr
+    assert b"Traceback" not in stderr and b"PermissionError" not in stderr
+    assert stdout == b""
