@@ -394,7 +394,7 @@ def _instance_info(target: TargetRecord) -> Body:
         "PlatformVersion": "",
         "ResourceType": "EC2Instance",
         "IPAddress": "127.0.0.1",
-        "ComputerName": f"{target.name}.emulated.local",
+        "ComputerName": f"{target.name or target.instance_id}.emulated.local",
         "AssociationStatus": "Success",
         "SourceId": target.instance_id,
         "SourceType": "AWS::EC2::Instance",

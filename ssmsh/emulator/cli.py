@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import sys
 from typing import Any
@@ -38,11 +39,20 @@ def _credentials(text: str) -> tuple[str, str]:
     return key, secret
 
 
+_INSTANCE_ID = re.compile(r"^(?:i-[0-9a-f]{8}(?:[0-9a-f]{9})?|mi-[0-9a-f]{17})$")
+
+
 def _target(text: str) -> TargetRecord:
     instance_id, *options = text.split(",")
+    instance_id = instance_id.strip()
     if not instance_id or "=" in instance_id:
         raise argparse.ArgumentTypeError("expected ID[,name=NAME][,kms=KEYID][,...]")
-    target = TargetRecord(instance_id.strip())
+    if not _INSTANCE_ID.match(instance_id):
+        raise argparse.ArgumentTypeError(
+            f"{instance_id!r} is not an instance id (i-xxxxxxxx, i-xxxxxxxxxxxxxxxxx or mi-...)"
+        )
+    # Only the built-in target is Name=emulated: a second one would make the name ambiguous.
+    target = TargetRecord(instance_id, name="")
     for option in options:
         key, sep, value = option.partition("=")
         key = key.strip()
@@ -238,7 +248,8 @@ def _hints(emulator: Emulator, config: EmulatorConfig) -> str:
     ]
     for target in emulator.state.targets.values():
         extra = f", KMS key {target.kms_key_id}" if target.kms_key_id else ""
-        lines.append(f"  {target.instance_id}  Name={target.name}  {target.ping_status}{extra}")
+        name = f"  Name={target.name}" if target.name else ""
+        lines.append(f"  {target.instance_id}{name}  {target.ping_status}{extra}")
     if key:
         lines.append("SigV4 signatures are verified against the --credentials given.")
     lines += [

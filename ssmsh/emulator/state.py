@@ -78,7 +78,7 @@ class TargetRecord:
 
     @property
     def all_tags(self) -> dict[str, str]:
-        return {"Name": self.name, **self.tags}
+        return {"Name": self.name, **self.tags} if self.name else dict(self.tags)
 
     @property
     def platform_type(self) -> str:

@@ -251,3 +251,22 @@ def test_ssmsh_emulator_command() -> None:
     finally:
         code, err = emulator.stop()
     assert code == 0 and "Traceback" not in err
+
+
+def test_added_targets_are_not_named_like_the_default() -> None:
+    from ssmsh.emulator.cli import _target
+
+    extra = _target("i-0aaaaaaaaaaaaaaaa")
+    assert extra.name == ""
+    assert "Name" not in extra.all_tags
+    assert _target("i-0aaaaaaaaaaaaaaaa,name=db").name == "db"
+
+
+@pytest.mark.parametrize("text", ["bad id", "i-xyz", "i-0123", "web-1"])
+def test_bad_target_ids_are_refused(text: str) -> None:
+    import argparse
+
+    from ssmsh.emulator.cli import _target
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        _target(text)
