@@ -11,10 +11,11 @@ every failure comes out as :class:`~ssmsh.exceptions.AwsError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import boto3
@@ -27,7 +28,7 @@ from .errors import map_aws_errors
 from .settings import AwsSettings
 from .signing import is_presigned, sign_upgrade
 
-__all__ = ["INSTANCE_ID_RE", "SsmSessions"]
+__all__ = ["INSTANCE_ID_RE", "SsmSessions", "run_in_daemon_thread"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,38 @@ logger = logging.getLogger(__name__)
 INSTANCE_ID_RE = re.compile(r"^m?i-[0-9a-f]{8,17}$")
 
 _T = TypeVar("_T")
+
+
+def run_in_daemon_thread(fn: Callable[[], _T], name: str = "ssmsh-worker") -> Awaitable[_T]:
+    """Run blocking ``fn`` in a new daemon thread; its result (or exception) as a future.
+
+    Unlike :func:`asyncio.to_thread`, nothing waits for the thread: when the
+    awaiting task is cancelled (Ctrl-C) the future is dropped and neither
+    ``asyncio.run`` nor the interpreter's exit joins a boto3 call that hangs.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def deliver(result: _T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:  # handed to the awaiting task
+            outcome: tuple[_T | None, BaseException | None] = (None, exc)
+        else:
+            outcome = (result, None)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(deliver, *outcome)
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return future
 
 
 class SsmSessions:
@@ -73,7 +106,7 @@ class SsmSessions:
             with map_aws_errors(operation):
                 return fn()
 
-        return await asyncio.to_thread(run)
+        return await run_in_daemon_thread(run, name=f"ssmsh-aws-{operation}")
 
     # ------------------------------------------------------------ StartSession
 

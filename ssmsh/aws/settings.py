@@ -80,11 +80,13 @@ class AwsSettings:
     credentials: StaticCredentials | None = None
     #: Ignore AWS_PROFILE and the AWS config and credentials files (for the local emulator).
     isolated: bool = False
-    #: Seconds to wait for an AWS API connection / response.
+    #: Seconds to wait for an AWS API connection / response. The session calls
+    #: answer in well under a second; an endpoint that accepts and never answers
+    #: should fail in well under a minute (read_timeout x max_attempts, plus backoff).
     connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    #: Attempts per API call (botocore "standard" retry mode).
-    max_attempts: int = 3
+    read_timeout: float = 20.0
+    #: Attempts per API call (botocore "standard" retry mode): one retry.
+    max_attempts: int = 2
 
     def new_session(self) -> boto3.Session:
         """A new boto3 session: credentials are resolved again by its clients."""
