@@ -90,25 +90,31 @@ async def open_link(
         await ws.send(hello.encode())
     except ConnectionClosed as exc:
         raise LinkError(
-            f"the message gateway at {where} closed the connection: {close_reason(exc)}"
+            f"the message gateway at {where} ended the link at once: {close_reason(exc)}"
         ) from None
     logger.debug("link open to %s (request %s)", where, hello.request_id)
     return ws
 
 
 def close_reason(exc: ConnectionClosed | None, ws: ClientConnection | None = None) -> str:
-    """A short description of why a WebSocket closed."""
+    """A short description of why a WebSocket closed, for status lines:
+    "gateway closed the connection (1000 Bye)", "connection reset"..."""
     frame = None
+    cause: BaseException | None = None
     if exc is not None:
         frame = exc.rcvd
+        cause = exc.__cause__
     elif ws is not None:
         frame = ws.protocol.close_rcvd
-    if frame is None:
-        return "connection lost"
-    text = f"close {frame.code}"
-    if frame.reason:
-        text += f" ({frame.reason})"
-    return text
+        cause = ws.connection_exc
+    if frame is not None:
+        detail = f"{frame.code} {frame.reason}" if frame.reason else str(frame.code)
+        return f"gateway closed the connection ({detail})"
+    if isinstance(cause, ConnectionResetError):
+        return "connection reset"
+    if isinstance(cause, OSError) and cause.strerror:
+        return f"connection failed: {cause.strerror}"
+    return "connection dropped (no close frame)"
 
 
 class Liveness:
@@ -160,7 +166,7 @@ class Liveness:
             except TimeoutError:
                 if self._is_paused() or self._last_received() > sent_at:
                     continue
-                self.verdict = f"no pong within {self.config.ping_timeout:g} s"
+                self.verdict = f"no reply to keepalive for {self.config.ping_timeout:g} s"
                 logger.info("link silent: %s; dropping it", self.verdict)
                 self.ws.transport.abort()
                 return

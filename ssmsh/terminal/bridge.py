@@ -94,6 +94,7 @@ class TerminalBridge:
         status: Callable[[str], None] | None = None,
         send_stdin: bool = True,
         notice_delay: float = 1.0,
+        repeat_interval: float = 30.0,
         handshake_grace: float | None = HANDSHAKE_GRACE,
     ) -> None:
         self.conn = conn
@@ -111,6 +112,10 @@ class TerminalBridge:
         self._outage_notice: asyncio.TimerHandle | None = None
         #: Outages shorter than this (seconds) go unmentioned.
         self.notice_delay = notice_delay
+        #: During a long outage, a short reminder this often (seconds).
+        self.repeat_interval = repeat_interval
+        self._outage_started = 0.0
+        self._last_error = ""
         self.handshake_grace = handshake_grace
         self._started = self._loop.time()
         self._may_send = False
@@ -341,25 +346,38 @@ class TerminalBridge:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _on_state(self, change: StateChange) -> None:
-        """One status line per outage that lasts long enough to be noticed."""
+        """A status line for an outage that lasts long enough to be noticed, a reminder
+        every ``repeat_interval`` while it lasts, and one when it is over."""
         if change.new is ConnectionState.RECONNECTING:
+            if change.reason:
+                self._last_error = change.reason
             if self._outage_notice is None and not self._outage_reported:
-                reason = change.reason
+                self._outage_started = self._loop.time()
                 self._outage_notice = self._loop.call_later(
-                    self.notice_delay, self._report_outage, reason
+                    self.notice_delay, self._report_outage, change.reason or "connection lost"
                 )
         elif change.new is ConnectionState.CONNECTED and change.outage is not None:
-            if self._outage_notice is not None:
-                self._outage_notice.cancel()
-                self._outage_notice = None
+            self._cancel_notice()
             if self._outage_reported:
                 self.status(f"ssmsh: reconnected after {change.outage:.1f} s")
             self._outage_reported = False
-        elif change.new is ConnectionState.CLOSED and self._outage_notice is not None:
+        elif change.new is ConnectionState.CLOSED:
+            self._cancel_notice()
+
+    def _cancel_notice(self) -> None:
+        if self._outage_notice is not None:
             self._outage_notice.cancel()
             self._outage_notice = None
 
     def _report_outage(self, reason: str) -> None:
-        self._outage_notice = None
         self._outage_reported = True
-        self.status(f"ssmsh: connection lost ({reason}); reconnecting...")
+        self.status(f"ssmsh: {reason}; reconnecting...")
+        self._outage_notice = self._loop.call_later(self.repeat_interval, self._remind_outage)
+
+    def _remind_outage(self) -> None:
+        lasted = self._loop.time() - self._outage_started
+        text = f"ssmsh: still reconnecting ({lasted:.0f} s, last error: {self._last_error})"
+        if self.escape.char is not None:
+            text += f"; {chr(self.escape.char)}. to give up"
+        self.status(text)
+        self._outage_notice = self._loop.call_later(self.repeat_interval, self._remind_outage)

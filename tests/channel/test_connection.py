@@ -140,7 +140,7 @@ async def test_silence_is_detected_and_recovered() -> None:
             await wait_for(lambda: agent.resume_calls == 1, timeout=3)
             # ping interval + pong deadline, plus scheduling slack
             assert loop.time() - start < scaled(0.2 + 0.3 + 0.5)
-            assert any("no pong" in r for r in reasons)
+            assert any("no reply to keepalive" in r for r in reasons)
             await conn.send_input(b"after\r")
             await read_until(conn, b"after\r")
 
@@ -207,7 +207,7 @@ async def test_links_that_only_answer_a_ping_do_not_end_the_outage() -> None:
             await agent.drop(agent.sessions[info.session_id])
             loop = asyncio.get_running_loop()
             start = loop.time()
-            with pytest.raises(ReconnectFailed, match=r"within 1 s: close 1008 \(refused\)"):
+            with pytest.raises(ReconnectFailed, match=r"within 1 s: .* \(1008 refused\)"):
                 await asyncio.wait_for(conn.wait_closed(), scaled(10))
             assert loop.time() - start < scaled(2.5)
             assert 3 <= agent.resume_calls <= 30
