@@ -27,8 +27,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import json
 import logging
-import uuid
 from typing import Protocol
 
 from ..exceptions import EncryptionError, InvalidMessage, LocalProtocolError, RemoteProtocolError
@@ -42,7 +42,7 @@ from .events import (
     PublicationStarted,
     RetransmissionTimeout,
 )
-from .message import ClientMessage
+from .message import ClientMessage, new_wire_id, pack_frame, type_field
 from .payloads import Acknowledge, ChannelClosedPayload
 from .rtt import RttConfig, RttEstimator
 
@@ -90,6 +90,7 @@ class ChannelConfig:
 class _Outgoing:
     sequence_number: int
     payload_type: int
+    #: The payload until the message is framed; then b"" (``frame`` holds it).
     payload: bytes
     frame: bytes = b""
     first_sent: float = 0.0
@@ -123,6 +124,13 @@ class DataChannel:
                 MessageType.OUTPUT_STREAM_DATA,
                 MessageType.INPUT_STREAM_DATA,
             )
+        self._local_field = type_field(self.local_type)
+        self._ack_field = type_field(MessageType.ACKNOWLEDGE)
+        # Acknowledge payloads differ only in the id and the sequence number; the JSON
+        # is what payloads.Acknowledge(...).encode() writes, built from fixed parts.
+        self._ack_head = b'{"AcknowledgedMessageType":%s,"AcknowledgedMessageId":"' % (
+            json.dumps(str(self.remote_type)).encode()
+        )
         self.rtt = RttEstimator(self.config.rtt)
         self.cipher: Cipher | None = None
         self.connected = True
@@ -202,21 +210,23 @@ class DataChannel:
         while self._queued and len(self._in_flight) < self.config.max_in_flight:
             entry = self._queued.popleft()
             entry.frame = self._frame(entry, now)
+            entry.payload = b""  # the frame holds it; keep one copy per unacked message
             entry.first_sent = now
             self._in_flight[entry.sequence_number] = entry
             self._transmit(entry, now)
 
     def _frame(self, entry: _Outgoing, now: float) -> bytes:
-        return ClientMessage(
-            message_type=self.local_type,
-            schema_version=1,
-            created_date=self._created_date(now),
-            sequence_number=entry.sequence_number,
-            flags=1 if (self.role is Role.AGENT and entry.sequence_number == 0) else 0,
-            message_id=uuid.uuid4(),
-            payload_type=entry.payload_type,
-            payload=entry.payload,
-        ).encode()
+        if not 0 <= entry.payload_type <= 0xFFFFFFFF:
+            raise LocalProtocolError(f"payload type {entry.payload_type} out of range")
+        return pack_frame(
+            self._local_field,
+            self._created_date(now),
+            entry.sequence_number,
+            1 if (self.role is Role.AGENT and entry.sequence_number == 0) else 0,
+            new_wire_id(),
+            entry.payload_type,
+            entry.payload,
+        )
 
     def _transmit(self, entry: _Outgoing, now: float) -> None:
         entry.last_sent = now
@@ -346,22 +356,21 @@ class DataChannel:
         self._pump(now)
 
     def _ack(self, message: ClientMessage, now: float) -> None:
+        """Queue the acknowledge message for a received stream message.
+
+        Equivalent to encoding ``ClientMessage(ACKNOWLEDGE, flags=3, payload=
+        Acknowledge(type, id, seq).encode())``, from precomputed parts: this runs
+        once per received message.
+        """
         if not self.connected:
             return
-        payload = Acknowledge(
-            message.message_type, str(message.message_id), message.sequence_number
-        ).encode()
+        payload = b'%s%s","AcknowledgedMessageSequenceNumber":%d,"IsSequentialMessage":true}' % (
+            self._ack_head,
+            str(message.message_id).encode(),
+            message.sequence_number,
+        )
         self._frames.append(
-            ClientMessage(
-                message_type=MessageType.ACKNOWLEDGE,
-                schema_version=1,
-                created_date=self._created_date(now),
-                sequence_number=0,
-                flags=3,
-                message_id=uuid.uuid4(),
-                payload_type=0,
-                payload=payload,
-            ).encode()
+            pack_frame(self._ack_field, self._created_date(now), 0, 3, new_wire_id(), 0, payload)
         )
 
     def _receive_stream(self, message: ClientMessage, now: float) -> None:

@@ -632,6 +632,29 @@ def test_frame_shapes_match_the_recordings() -> None:
     assert ack == Acknowledge(OUT, str(first.message_id), 0, True)
 
 
+def test_acks_are_the_encoded_acknowledge_payload() -> None:
+    client, agent, _ = pair(ChannelConfig(epoch_offset=1_700_000_000.0))
+    for seq in range(3):
+        agent.send_data(OUTPUT, b"x" * (seq + 1), 0.0)
+        (frame,) = agent.data_to_send()
+        sent = ClientMessage.decode(frame)
+        client.receive_data(frame, 0.25)
+        (ack_frame,) = client.data_to_send()
+        ack = ClientMessage.decode(ack_frame)
+        expected = ClientMessage(
+            message_type=ACK,
+            schema_version=1,
+            created_date=1_700_000_000_250,
+            sequence_number=0,
+            flags=3,
+            message_id=ack.message_id,
+            payload_type=0,
+            payload=Acknowledge(OUT, str(sent.message_id), seq, True).encode(),
+        )
+        assert ack_frame == expected.encode()
+    assert client.stats["delivered"] == 3
+
+
 def _records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

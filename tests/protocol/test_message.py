@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from ssmsh.exceptions import InvalidMessage, LocalProtocolError
 from ssmsh.protocol.constants import MessageType, PayloadType
-from ssmsh.protocol.message import HEADER_LENGTH, HEADER_SIZE, ClientMessage
+from ssmsh.protocol.message import (
+    HEADER_LENGTH,
+    HEADER_SIZE,
+    ClientMessage,
+    format_wire_id,
+    new_wire_id,
+    pack_frame,
+    type_field,
+)
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -96,6 +104,46 @@ def test_layout(message: ClientMessage) -> None:
     assert frame[80:112] == hashlib.sha256(message.payload).digest()
     assert struct.unpack_from(">II", frame, 112) == (message.payload_type, len(message.payload))
     assert frame[120:] == message.payload
+
+
+# ------------------------------------------------------------------ the fast path
+
+
+@FAST
+@given(messages())
+def test_pack_frame_writes_what_encode_writes(message: ClientMessage) -> None:
+    raw = message.message_id.bytes
+    frame = pack_frame(
+        type_field(message.message_type),
+        message.created_date,
+        message.sequence_number,
+        message.flags,
+        raw[8:] + raw[:8],
+        message.payload_type,
+        message.payload,
+        message.schema_version,
+    )
+    assert frame == message.encode()
+
+
+def test_new_wire_ids_are_random_version_4_uuids_in_wire_order() -> None:
+    ids = {new_wire_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for field in ids:
+        value = uuid.UUID(bytes=field[8:] + field[:8])
+        assert value.version == 4 and value.variant == uuid.RFC_4122
+        assert format_wire_id(field) == str(value)
+        message = ClientMessage.decode(
+            pack_frame(type_field("acknowledge"), 1, 0, 3, field, 0, b"{}")
+        )
+        assert message.message_id == value
+
+
+def test_type_field_refuses_what_encode_refuses() -> None:
+    assert type_field("acknowledge") == b"acknowledge".ljust(32, b" ")
+    for bad in ("", " x", "\u00e9", "a\tb", "x" * 33):
+        with pytest.raises(LocalProtocolError):
+            type_field(bad)
 
 
 # ------------------------------------------------------------------ decoder robustness
