@@ -98,7 +98,26 @@ def _escape_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: Documents that open a port session (a byte stream to a port), not a shell.
+PORT_DOCUMENT_PREFIXES = ("AWS-StartPortForwardingSession", "AWS-StartSSHSession")
+
+
+def refuse_port_document(document: str | None) -> None:
+    """UsageError for a port-forwarding or SSH document given to shell / exec."""
+    if not document:
+        return
+    name = document.rsplit("/", 1)[-1]  # also an ARN ...:document/NAME
+    if not name.startswith(PORT_DOCUMENT_PREFIXES):
+        return
+    if name.startswith("AWS-StartSSHSession"):
+        hint = "use ssmsh proxy (e.g. as ssh's ProxyCommand)"
+    else:
+        hint = "use ssmsh forward"
+    raise UsageError(f"{name} opens a port session, not a shell: {hint}")
+
+
 async def run_shell(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
+    refuse_port_document(args.document)
     parameters = parse_parameters(args.parameter)
     return await _run(
         args,

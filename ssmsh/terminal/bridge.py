@@ -39,6 +39,8 @@ from ..channel import (
     StateChange,
     StderrReceived,
 )
+from ..exceptions import HandshakeError
+from ..protocol.constants import SessionType
 from ..protocol.session import SessionEstablished
 from .escape import EscapeAction, EscapeFilter, escape_help
 from .tty import Terminal, write_all
@@ -150,6 +152,11 @@ class TerminalBridge:
         output: asyncio.Task[BridgeResult] | None = None
         try:
             established = await self._established(disconnect)
+            if established is not None and established.session_type == SessionType.PORT.value:
+                raise HandshakeError(
+                    "the agent started a port session, not a shell "
+                    "(use ssmsh forward or ssmsh proxy for port documents)"
+                )
             if established is not None:
                 if established.customer_message:
                     self.status(established.customer_message)
