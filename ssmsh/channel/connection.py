@@ -3,8 +3,13 @@
 It owns one Sans-I/O :class:`~ssmsh.protocol.session.ClientSession` and keeps
 it connected to the message gateway over successive WebSocket links:
 
-* one receive loop feeds frames to the protocol; one writer task sends what the
-  protocol produced; one timer (``loop.call_at``) is armed from ``get_timer()``;
+* one receive loop feeds frames to the protocol; what the protocol produces is
+  written once per loop iteration, all frames in one transport write (a writer
+  task takes over only while the transport's buffer is full); one timer
+  (``loop.call_at``) is armed from ``get_timer()``;
+* while frames stream in, reading pauses briefly after each batch
+  (``ConnectionConfig.receive_coalesce``) so that a peer sending many small
+  messages costs one wakeup and one ack write per batch, not per message;
 * KMS data keys are fetched through the injected :class:`SessionService`;
 * when a link is lost (close, reset, or silence noticed by pings), it calls
   ResumeSession, opens a new link with the new token (same ClientId, new
@@ -30,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections import deque
@@ -39,6 +45,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from ..exceptions import ChannelClosed, ReconnectFailed, SsmshError
 from ..protocol.datachannel import ChannelConfig
@@ -65,6 +72,9 @@ logger = logging.getLogger(__name__)
 CLIENT_ID = str(uuid.uuid4())
 
 StateListener = Callable[[StateChange], None]
+
+#: Receive coalescing holds only batches of at most this many frame bytes (see _end_batch).
+HOLD_MAX_BATCH = 16 * 1024
 
 
 class SessionConnection:
@@ -129,6 +139,14 @@ class SessionConnection:
         self._ws: ClientConnection | None = None
         self._frames: deque[bytes] = deque()
         self._frames_ready = asyncio.Event()
+        self._flush_scheduled = False
+        self._writer_active = False  # the writer task owns self._frames (transport full)
+        self._rx_hold: asyncio.TimerHandle | None = None
+        self._batch_open = False  # frames were read in this loop iteration
+        self._batch_bytes = 0
+        self._batch_ended = -math.inf
+        #: Times reading was held back to coalesce received frames (for tests and benchmarks).
+        self.receive_holds = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
 
@@ -416,6 +434,7 @@ class SessionConnection:
                     ws.transport.abort()
                     await asyncio.wait({reader})
         finally:
+            self._release_rx(ws)  # a closing handshake must be able to read the reply
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -429,10 +448,12 @@ class SessionConnection:
             return "finished"
         self.protocol.connection_lost()
         self._frames.clear()
+        self._writer_active = False
         ws.transport.abort()
         return liveness.verdict or close_reason(None, ws)
 
     async def _read(self, ws: ClientConnection) -> None:
+        coalesce = self.config.receive_coalesce
         try:
             async for message in ws:
                 data = message.encode() if isinstance(message, str) else message
@@ -445,6 +466,11 @@ class SessionConnection:
                 self._after_protocol()
                 if self._finished:
                     return
+                if coalesce:
+                    self._batch_bytes += len(data)
+                    if not self._batch_open:
+                        self._batch_open = True
+                        self._loop.call_soon(self._end_batch, ws, coalesce)
                 if self._event_bytes > self.config.max_receive_buffer:
                     self._rx_paused = True
                     self._event_space.clear()
@@ -453,22 +479,93 @@ class SessionConnection:
         except ConnectionClosed:
             return
 
+    def _end_batch(self, ws: ClientConnection, delay: float) -> None:
+        """After the frames read in one loop iteration: maybe hold the next batch back.
+
+        Only a stream of small batches is held (one batch less than two holds after
+        the previous one, and small): a busy link already brings many frames per
+        wakeup, and holding it would only cap its rate at the socket buffer per hold.
+        """
+        self._batch_open = False
+        size, self._batch_bytes = self._batch_bytes, 0
+        now = self._loop.time()
+        streaming = now - self._batch_ended < 2 * delay
+        self._batch_ended = now
+        if streaming and size <= HOLD_MAX_BATCH and self._rx_hold is None and ws is self._ws:
+            self._hold_rx(ws, delay)
+
+    def _hold_rx(self, ws: ClientConnection, delay: float) -> None:
+        """Stop reading the link for ``delay`` s so that frames arrive as one batch.
+
+        Frames websockets has already parsed are still read at once. Nothing is
+        done while websockets' own flow control has paused the transport.
+        """
+        transport = ws.transport
+        if transport.is_closing() or not transport.is_reading():
+            return
+        transport.pause_reading()
+        self.receive_holds += 1
+        self._rx_hold = self._loop.call_later(delay, self._release_rx, ws)
+
+    def _release_rx(self, ws: ClientConnection) -> None:
+        """End a hold: read the link again (early when the link is being wound up)."""
+        if self._rx_hold is None:
+            return
+        self._rx_hold.cancel()
+        self._rx_hold = None
+        if ws.transport.is_closing():
+            return
+        # websockets pauses the transport itself when its queue of frames is full and
+        # resumes it when the queue drains; never resume over that pause.
+        if not ws.recv_messages.paused:
+            ws.transport.resume_reading()
+
     async def _write(self, ws: ClientConnection) -> None:
+        """Send queued frames with flow control while the transport's buffer is full."""
         try:
             while True:
                 while self._frames:
                     await ws.send(self._frames.popleft())
+                self._writer_active = False
                 self._frames_ready.clear()
                 await self._frames_ready.wait()
         except ConnectionClosed:
             return
+
+    def _flush(self) -> None:
+        """Write every queued frame, as one write to the transport when it has room.
+
+        Runs once per event-loop iteration in which the protocol produced frames,
+        so all the acks of a received batch leave in one system call.
+        """
+        self._flush_scheduled = False
+        ws = self._ws
+        frames = self._frames
+        if ws is None or not frames or self._writer_active:
+            return
+        transport = ws.transport
+        if transport.is_closing() or ws.protocol.state is not State.OPEN:
+            frames.clear()  # the link is ending; the protocol retransmits on the next one
+            return
+        if transport.get_write_buffer_size() >= self.config.write_limit:
+            self._writer_active = True  # waits for room, in order, through ws.send
+            self._frames_ready.set()
+            return
+        protocol = ws.protocol
+        while frames:
+            protocol.send_binary(frames.popleft())
+        transport.write(b"".join(protocol.data_to_send()))
 
     def _after_protocol(self) -> None:
         """Collect frames, events and the timer after any call into the protocol."""
         frames = self.protocol.data_to_send()
         if frames and self._ws is not None:
             self._frames.extend(frames)
-            self._frames_ready.set()
+            if self._writer_active:
+                self._frames_ready.set()
+            elif not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush)
         for event in self.protocol.events_received():
             self._dispatch(event)
         if self.protocol.writable or self._finished:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import uuid
 
@@ -373,3 +374,17 @@ def test_extreme_values_round_trip() -> None:
             message_id=uuid.UUID(int=2**128 - 1),
         )
         assert ClientMessage.decode(message.encode()) == message
+
+
+def test_a_forked_child_draws_different_ids() -> None:
+    new_wire_id()  # the pool now holds unused random bytes
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, new_wire_id())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 16)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 16 and child != new_wire_id()

@@ -1,0 +1,105 @@
+"""Receive coalescing: small frames streaming in are read, acknowledged and delivered in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from websockets.asyncio.server import ServerConnection
+
+from ssmsh.channel import ConnectionConfig, OutputReceived, SessionConnection
+from tests.conftest import scaled
+
+from .fakeagent import AgentSession, FakeAgent
+
+
+def count_reads(ws: ServerConnection) -> list[int]:
+    """Count the agent's socket reads (each one is a wakeup that brought client frames)."""
+    reads = [0]
+    original = ws.data_received
+
+    def data_received(data: bytes) -> None:
+        reads[0] += 1
+        original(data)
+
+    ws.data_received = data_received  # type: ignore[method-assign]
+    return reads
+
+
+async def receive_bytes(conn: SessionConnection, size: int) -> bytes:
+    got = bytearray()
+    async with asyncio.timeout(scaled(20)):
+        while len(got) < size:
+            event = await conn.receive()
+            assert event is not None
+            if isinstance(event, OutputReceived):
+                got += event.data
+    return bytes(got)
+
+
+async def send_paced(agent: FakeAgent, session: AgentSession, blob: bytes, size: int) -> None:
+    """The real agent's pattern: one message of ``size`` bytes, then a 1 ms pause."""
+    for start in range(0, len(blob), size):
+        agent.send_output(session, blob[start : start + size])
+        await asyncio.sleep(0.001)
+
+
+async def settle(agent: FakeAgent, session: AgentSession) -> None:
+    async with asyncio.timeout(scaled(10)):
+        while session.channel.unacked:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_paced_stream_is_acknowledged_in_batches() -> None:
+    config = ConnectionConfig(receive_coalesce=0.008)
+    async with FakeAgent(handshake=False, echo=False, prompt=b"$ ") as agent:
+        info = agent.start_session()
+        session = agent.sessions[info.session_id]
+        async with SessionConnection(info, agent, config=config) as conn:
+            assert await receive_bytes(conn, 2) == b"$ "
+            assert session.ws is not None
+            reads = count_reads(session.ws)
+            blob = os.urandom(300 * 1024)
+            sender = asyncio.create_task(send_paced(agent, session, blob, 1024))
+            assert await receive_bytes(conn, len(blob)) == blob
+            await sender
+            await settle(agent, session)
+            assert session.channel.stats["acked"] >= 301
+            assert session.channel.stats["retransmitted"] == 0
+            assert conn.receive_holds > 0
+            # One wakeup per batch of acks, not one per message.
+            assert reads[0] <= 300 // 3, reads[0]
+
+
+async def test_isolated_frames_and_fast_streams_are_not_held() -> None:
+    config = ConnectionConfig(receive_coalesce=0.008)
+    async with FakeAgent(handshake=False, echo=False, prompt=b"$ ") as agent:
+        info = agent.start_session()
+        session = agent.sessions[info.session_id]
+        async with SessionConnection(info, agent, config=config) as conn:
+            assert await receive_bytes(conn, 2) == b"$ "
+            for i in range(5):  # keystroke echoes, well apart
+                await asyncio.sleep(0.05)
+                agent.send_output(session, b"%d" % i)
+                assert await receive_bytes(conn, 1) == b"%d" % i
+            assert conn.receive_holds == 0
+            blob = os.urandom(4 * 1024 * 1024)
+            for start in range(0, len(blob), 32 * 1024):  # big messages, back to back
+                agent.send_output(session, blob[start : start + 32 * 1024])
+            assert await receive_bytes(conn, len(blob)) == blob
+            assert conn.receive_holds == 0
+
+
+async def test_coalescing_can_be_switched_off() -> None:
+    config = ConnectionConfig(receive_coalesce=0)
+    async with FakeAgent(handshake=False, echo=False, prompt=b"$ ") as agent:
+        info = agent.start_session()
+        session = agent.sessions[info.session_id]
+        async with SessionConnection(info, agent, config=config) as conn:
+            assert await receive_bytes(conn, 2) == b"$ "
+            blob = os.urandom(50 * 1024)
+            sender = asyncio.create_task(send_paced(agent, session, blob, 1024))
+            assert await receive_bytes(conn, len(blob)) == blob
+            await sender
+            await settle(agent, session)
+            assert conn.receive_holds == 0
