@@ -39,7 +39,7 @@ from ..channel import (
     StateChange,
     StderrReceived,
 )
-from ..exceptions import HandshakeError
+from ..exceptions import ChannelClosed, HandshakeError
 from ..protocol.constants import SessionType
 from ..protocol.session import SessionEstablished
 from .escape import EscapeAction, EscapeFilter, escape_help
@@ -163,7 +163,10 @@ class TerminalBridge:
                 output = asyncio.create_task(self._pump_output())
                 size = self.terminal.size()
                 if self.interactive and size is not None:
-                    await self.conn.send_size(*size)
+                    # A quick command (exec -t -- true) may be over already: then the
+                    # output side has the verdict, this is no failure.
+                    with contextlib.suppress(ChannelClosed):
+                        await self.conn.send_size(*size)
                 watch = (
                     self.terminal.watch_size(self._on_resize)
                     if self.interactive

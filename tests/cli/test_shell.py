@@ -427,7 +427,7 @@ async def test_status_lines_after_output_without_a_newline_start_a_line(
         ]
     )
     try:
-        assert await proc.wait() == 0
+        assert await proc.wait() == 0, proc.text
         await proc.expect(r"Exiting session with sessionId")
         assert_line_starts_with(proc, "no-newline-at-the-end")
         assert_line_starts_with(proc, "Exiting session with sessionId: ")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
+import struct
+import termios
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -100,6 +103,28 @@ async def test_leaving_before_the_agent_said_anything(emulator: Emulator) -> Non
         result = await asyncio.wait_for(running, scaled(10))
         assert result.disconnected
         assert not conn.protocol.established
+    finally:
+        await conn.close()
+        os.close(master)
+        os.close(slave)
+
+
+async def test_a_command_that_ended_before_the_size_was_sent(emulator: Emulator) -> None:
+    # `exec -t -- true`: the whole session can be over before the bridge sends the
+    # terminal size; that is a normal end, not "the session is closed" and 255.
+    master, slave = os.openpty()
+    conn = await open_command(emulator, "printf quick")
+    try:
+        await asyncio.wait_for(conn.wait_closed(), scaled(10))
+        out_r, out_w = os.pipe()
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        terminal = Terminal(slave, out_w, out_w)
+        assert terminal.size() == (80, 24)
+        result = await asyncio.wait_for(TerminalBridge(conn, terminal).run(), scaled(10))
+        assert result.closed_by_remote and not result.disconnected
+        os.close(out_w)
+        assert os.read(out_r, 100) == b"quick"
+        os.close(out_r)
     finally:
         await conn.close()
         os.close(master)
