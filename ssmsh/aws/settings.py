@@ -18,6 +18,7 @@ import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import NoRegionError
+from botocore.loaders import JSONFileLoader, Loader
 
 from .. import __version__
 from .errors import map_aws_errors
@@ -37,6 +38,40 @@ _ISOLATED_VARS = {
 }
 
 
+#: Services whose endpoint data botocore may need: ours, and those its credential
+#: providers call (AssumeRole, web identity, SSO).
+ENDPOINT_SERVICES = frozenset({"ssm", "kms", "sts", "sso", "sso-oidc"})
+
+
+class _TrimmedEndpointsLoader(JSONFileLoader):
+    """botocore's JSON loader, keeping only :data:`ENDPOINT_SERVICES` of ``endpoints.json``.
+
+    That file describes every service in every partition (1.3 MB of JSON, ~7 MB
+    once parsed) and a client keeps it for life; ssmsh's clients use a handful
+    of its entries. The partitions themselves (regions, DNS suffixes, defaults)
+    are kept whole, so these services resolve exactly as with the full file.
+    """
+
+    def load_file(self, file_path: str) -> Any:
+        data = super().load_file(file_path)
+        if os.path.basename(file_path) == "endpoints" and isinstance(data, dict):
+            for partition in data.get("partitions", ()):
+                services = partition.get("services") if isinstance(partition, dict) else None
+                if isinstance(services, dict):
+                    for name in [n for n in services if n not in ENDPOINT_SERVICES]:
+                        del services[name]
+        return data
+
+
+def _new_loader(session: botocore.session.Session) -> Loader:
+    """The loader botocore would make (honouring AWS_DATA_PATH), trimming endpoints."""
+    paths = session.get_config_variable("data_path")
+    extra = None
+    if paths:
+        extra = [os.path.expanduser(os.path.expandvars(p)) for p in paths.split(os.pathsep)]
+    return Loader(extra_search_paths=extra, file_loader=_TrimmedEndpointsLoader())
+
+
 def _botocore_session(isolated: bool = False) -> botocore.session.Session:
     """A new botocore session (credentials resolved afresh) sharing one model loader.
 
@@ -47,9 +82,8 @@ def _botocore_session(isolated: bool = False) -> botocore.session.Session:
     session = botocore.session.Session(session_vars=_ISOLATED_VARS if isolated else None)
     with _loader_lock:
         if _loader is None:
-            _loader = session.get_component("data_loader")
-        else:
-            session.register_component("data_loader", _loader)
+            _loader = _new_loader(session)
+        session.register_component("data_loader", _loader)
     return session
 
 

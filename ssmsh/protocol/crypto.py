@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from ..exceptions import EncryptionError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "DATA_KEY_SIZE",
@@ -56,7 +57,7 @@ class Encrypter:
     data key. ``decrypt`` raises :class:`EncryptionError` and nothing else.
     """
 
-    __slots__ = ("_decryptor", "_encryptor", "_nonce_source")
+    __slots__ = ("_decryptor", "_encryptor", "_invalid_tag", "_nonce_source")
 
     def __init__(
         self,
@@ -67,8 +68,9 @@ class Encrypter:
         for name, key in (("encryption", encrypt_key), ("decryption", decrypt_key)):
             if not isinstance(key, bytes | bytearray) or len(key) != KEY_SIZE:
                 raise EncryptionError(f"the {name} key must be {KEY_SIZE} bytes")
-        self._encryptor = AESGCM(bytes(encrypt_key))
-        self._decryptor = AESGCM(bytes(decrypt_key))
+        aesgcm, self._invalid_tag = _aead()
+        self._encryptor: AESGCM = aesgcm(bytes(encrypt_key))
+        self._decryptor: AESGCM = aesgcm(bytes(decrypt_key))
         self._nonce_source: NonceSource = nonce_source or os.urandom
 
     @classmethod
@@ -99,13 +101,24 @@ class Encrypter:
         data = bytes(ciphertext)
         try:
             return self._decryptor.decrypt(data[:NONCE_SIZE], data[NONCE_SIZE:], None)
-        except InvalidTag:
+        except self._invalid_tag:
             raise EncryptionError("payload failed authentication (wrong key or tampered)") from None
         except (ValueError, OverflowError) as exc:
             raise EncryptionError(f"payload could not be decrypted: {exc}") from None
 
     def __repr__(self) -> str:  # never show key material
         return "Encrypter(<keys hidden>)"
+
+
+def _aead() -> tuple[type[AESGCM], type[Exception]]:
+    """AES-GCM and its authentication error, imported on first use.
+
+    cryptography costs ~7 MB of memory; sessions without KMS encryption never need it.
+    """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM, InvalidTag
 
 
 def _check_data_key(data_key: bytes) -> None:

@@ -19,8 +19,6 @@ import termios
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prompt_toolkit.input.vt100 import raw_mode
-
 __all__ = ["Terminal"]
 
 logger = logging.getLogger(__name__)
@@ -28,16 +26,30 @@ logger = logging.getLogger(__name__)
 _SIGWINCH = getattr(signal, "SIGWINCH", None)
 
 
-class _raw_no_opost(raw_mode):
-    """prompt_toolkit's raw mode, plus ``-opost`` (output bytes pass unchanged)."""
+_raw_class: Any = None
 
-    def __enter__(self) -> None:
-        super().__enter__()
-        with contextlib.suppress(termios.error):
-            attrs = termios.tcgetattr(self.fileno)
-            attrs[1] &= ~termios.OPOST
-            attrs[6][termios.VTIME] = 0
-            termios.tcsetattr(self.fileno, termios.TCSANOW, attrs)
+
+def _raw_no_opost(fileno: int) -> Any:
+    """prompt_toolkit's raw mode, plus ``-opost`` (output bytes pass unchanged).
+
+    prompt_toolkit is imported on first use: commands that never put the terminal
+    in raw mode (forward, proxy) do not load it.
+    """
+    global _raw_class
+    if _raw_class is None:
+        from prompt_toolkit.input.vt100 import raw_mode
+
+        class RawNoOpost(raw_mode):
+            def __enter__(self) -> None:
+                super().__enter__()
+                with contextlib.suppress(termios.error):
+                    attrs = termios.tcgetattr(self.fileno)
+                    attrs[1] &= ~termios.OPOST
+                    attrs[6][termios.VTIME] = 0
+                    termios.tcsetattr(self.fileno, termios.TCSANOW, attrs)
+
+        _raw_class = RawNoOpost
+    return _raw_class(fileno)
 
 
 class Terminal:
@@ -49,7 +61,7 @@ class Terminal:
         self.stderr = stderr
         self.stdin_is_tty = os.isatty(stdin)
         self.stdout_is_tty = os.isatty(stdout)
-        self._raw: _raw_no_opost | None = None
+        self._raw: Any = None  # the active raw mode (a context manager), if any
         self._line_start = True
         self.stderr_is_tty = os.isatty(stderr)
         # Where status lines go; output elsewhere does not move the cursor seen there.
