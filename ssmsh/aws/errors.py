@@ -63,7 +63,9 @@ def aws_error(exc: BaseException, operation: str = "AWS request") -> AwsError:
             "NoCredentials",
         )
     if isinstance(exc, boto.NoRegionError):
-        return AwsError("no AWS region configured (use --region or set AWS_REGION)", "NoRegion")
+        return AwsError(
+            "no AWS region configured (use --region or set AWS_DEFAULT_REGION)", "NoRegion"
+        )
     if isinstance(exc, boto.ProfileNotFound):
         return AwsError(f"AWS profile {exc.kwargs.get('profile', '')!r} not found", "NoProfile")
     if isinstance(exc, (boto.SSOTokenLoadError, boto.UnauthorizedSSOTokenError)):
