@@ -1,7 +1,7 @@
-"""boto3 at the edge: the Session Manager API, KMS, SigV4 and error mapping.
+"""botocore at the edge: the Session Manager API, KMS, SigV4 and error mapping.
 
 Every botocore failure is turned into :class:`~ssmsh.exceptions.AwsError` here,
-once; nothing above this package imports boto3.
+once; nothing above this package imports botocore (nor boto3, which ssmsh does not need).
 """
 
 from __future__ import annotations

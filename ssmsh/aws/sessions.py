@@ -1,10 +1,10 @@
-"""The Session Manager API through boto3: :class:`SsmSessions`.
+"""The Session Manager API through botocore: :class:`SsmSessions`.
 
 It starts sessions (after resolving the target), and implements
 :class:`ssmsh.channel.SessionService` for the channel driver: ResumeSession
 with freshly resolved credentials on every call, TerminateSession, KMS
 GenerateDataKey with the session's encryption context, and SigV4 signing of
-the WebSocket upgrade. boto3 blocks, so every call runs in a worker thread;
+the WebSocket upgrade. botocore blocks, so every call runs in a worker thread;
 every failure comes out as :class:`~ssmsh.exceptions.AwsError`.
 """
 
@@ -18,7 +18,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-import boto3
+import botocore.session
 
 from ..channel.types import SessionInfo, StreamCredentials
 from ..exceptions import AwsError, UsageError
@@ -76,7 +76,7 @@ class SsmSessions:
     def __init__(self, settings: AwsSettings | None = None) -> None:
         self.settings = settings or AwsSettings()
         self._lock = threading.Lock()
-        self._session: boto3.Session | None = None
+        self._session: botocore.session.Session | None = None
         self._clients: dict[str, Any] = {}
 
     # ------------------------------------------------------------ plumbing
@@ -220,7 +220,7 @@ class SsmSessions:
             credentials = session.get_credentials()
             if credentials is None:
                 return {}
-            region = self.region or session.region_name
+            region = self.region or session.get_config_variable("region")
             if not region:
                 return {}
             return sign_upgrade(url, credentials.get_frozen_credentials(), region)

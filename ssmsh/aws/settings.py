@@ -14,7 +14,6 @@ import os
 import threading
 from typing import Any
 
-import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import NoRegionError
@@ -43,33 +42,38 @@ _ISOLATED_VARS = {
 ENDPOINT_SERVICES = frozenset({"ssm", "kms", "sts", "sso", "sso-oidc"})
 
 
-class _TrimmedEndpointsLoader(JSONFileLoader):
-    """botocore's JSON loader, keeping only :data:`ENDPOINT_SERVICES` of ``endpoints.json``.
+class _TrimmingFileLoader(JSONFileLoader):
+    """botocore's JSON loader, keeping only the endpoints of :data:`ENDPOINT_SERVICES`.
 
-    That file describes every service in every partition (1.3 MB of JSON, ~7 MB
-    once parsed) and a client keeps it for life; ssmsh's clients use a handful
-    of its entries. The partitions themselves (regions, DNS suffixes, defaults)
-    are kept whole, so these services resolve exactly as with the full file.
+    ``endpoints.json`` describes every service in every partition (1.3 MB of
+    JSON, ~7 MB once parsed) and a client keeps it for life; ssmsh's clients use
+    a handful of its entries. The partitions themselves (regions, DNS suffixes,
+    defaults) are kept whole, so these services resolve exactly as with the full
+    file.
     """
 
     def load_file(self, file_path: str) -> Any:
         data = super().load_file(file_path)
-        if os.path.basename(file_path) == "endpoints" and isinstance(data, dict):
-            for partition in data.get("partitions", ()):
-                services = partition.get("services") if isinstance(partition, dict) else None
-                if isinstance(services, dict):
-                    for name in [n for n in services if n not in ENDPOINT_SERVICES]:
-                        del services[name]
+        if isinstance(data, dict) and os.path.basename(file_path) == "endpoints":
+            _trim_endpoints(data)
         return data
 
 
+def _trim_endpoints(data: dict[str, Any]) -> None:
+    for partition in data.get("partitions", ()):
+        services = partition.get("services") if isinstance(partition, dict) else None
+        if isinstance(services, dict):
+            for name in [n for n in services if n not in ENDPOINT_SERVICES]:
+                del services[name]
+
+
 def _new_loader(session: botocore.session.Session) -> Loader:
-    """The loader botocore would make (honouring AWS_DATA_PATH), trimming endpoints."""
+    """The loader botocore would make (honouring AWS_DATA_PATH), with trimmed data."""
     paths = session.get_config_variable("data_path")
     extra = None
     if paths:
         extra = [os.path.expanduser(os.path.expandvars(p)) for p in paths.split(os.pathsep)]
-    return Loader(extra_search_paths=extra, file_loader=_TrimmedEndpointsLoader())
+    return Loader(extra_search_paths=extra, file_loader=_TrimmingFileLoader())
 
 
 def _botocore_session(isolated: bool = False) -> botocore.session.Session:
@@ -122,20 +126,25 @@ class AwsSettings:
     #: Attempts per API call (botocore "standard" retry mode): one retry.
     max_attempts: int = 2
 
-    def new_session(self) -> boto3.Session:
-        """A new boto3 session: credentials are resolved again by its clients."""
-        kwargs: dict[str, Any] = {}
-        if self.region:
-            kwargs["region_name"] = self.region
-        if self.profile:
-            kwargs["profile_name"] = self.profile
-        if self.credentials is not None:
-            kwargs["aws_access_key_id"] = self.credentials.access_key
-            kwargs["aws_secret_access_key"] = self.credentials.secret_key
-            kwargs["aws_session_token"] = self.credentials.session_token
+    def new_session(self) -> botocore.session.Session:
+        """A new botocore session: credentials are resolved again by its clients.
+
+        botocore directly, as boto3.Session would set it up for clients: boto3
+        itself (resources, S3 transfers) is not needed and costs ~2 MB.
+        """
         with map_aws_errors("loading the AWS configuration"):
-            session = boto3.Session(botocore_session=_botocore_session(self.isolated), **kwargs)
-            if not session.region_name:
+            session = _botocore_session(self.isolated)
+            if self.profile:
+                session.set_config_variable("profile", self.profile)
+            if self.credentials is not None:
+                session.set_credentials(
+                    self.credentials.access_key,
+                    self.credentials.secret_key,
+                    self.credentials.session_token,
+                )
+            if self.region:
+                session.set_config_variable("region", self.region)
+            if not session.get_config_variable("region"):
                 # botocore would go ahead with an endpoint URL and sign for region "".
                 raise NoRegionError()
             return session
@@ -148,11 +157,11 @@ class AwsSettings:
             user_agent_extra=f"ssmsh/{__version__}",
         )
 
-    def client(self, session: boto3.Session, service: str) -> Any:
-        """A boto3 client for ``service`` ("ssm" or "kms") honouring these settings."""
+    def client(self, session: botocore.session.Session, service: str) -> Any:
+        """A botocore client for ``service`` ("ssm" or "kms") honouring these settings."""
         kwargs: dict[str, Any] = {"config": self.client_config()}
         only = {"ssm": self.ssm_endpoint_url, "kms": self.kms_endpoint_url}.get(service)
         if only or self.endpoint_url:
             kwargs["endpoint_url"] = only or self.endpoint_url
         with map_aws_errors(f"creating the {service.upper()} client"):
-            return session.client(service, **kwargs)  # type: ignore[call-overload]
+            return session.create_client(service, **kwargs)

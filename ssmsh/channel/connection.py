@@ -75,6 +75,8 @@ StateListener = Callable[[StateChange], None]
 
 #: Receive coalescing holds only batches of at most this many frame bytes (see _end_batch).
 HOLD_MAX_BATCH = 16 * 1024
+#: Most bytes of frames joined into one transport write.
+WRITE_BATCH = 64 * 1024
 
 
 class SessionConnection:
@@ -307,8 +309,13 @@ class SessionConnection:
         if not data:
             return
         await self._ready()
-        view = memoryview(data)
         size = self.config.max_payload_size
+        if len(data) <= size:
+            await self._wait_writable()
+            self.protocol.send_input(bytes(data), self._loop.time())
+            self._after_protocol()
+            return
+        view = memoryview(data)
         for start in range(0, len(view), size):
             await self._wait_writable()
             self.protocol.send_input(bytes(view[start : start + size]), self._loop.time())
@@ -533,10 +540,12 @@ class SessionConnection:
             return
 
     def _flush(self) -> None:
-        """Write every queued frame, as one write to the transport when it has room.
+        """Write the queued frames, many per transport write, while the transport has room.
 
         Runs once per event-loop iteration in which the protocol produced frames,
-        so all the acks of a received batch leave in one system call.
+        so all the acks of a received batch leave in one system call. Writes are
+        at most :data:`WRITE_BATCH` bytes; once the transport holds ``write_limit``
+        bytes, the writer task sends the rest with flow control.
         """
         self._flush_scheduled = False
         ws = self._ws
@@ -547,14 +556,19 @@ class SessionConnection:
         if transport.is_closing() or ws.protocol.state is not State.OPEN:
             frames.clear()  # the link is ending; the protocol retransmits on the next one
             return
-        if transport.get_write_buffer_size() >= self.config.write_limit:
-            self._writer_active = True  # waits for room, in order, through ws.send
-            self._frames_ready.set()
-            return
         protocol = ws.protocol
+        limit = self.config.write_limit
         while frames:
-            protocol.send_binary(frames.popleft())
-        transport.write(b"".join(protocol.data_to_send()))
+            if transport.get_write_buffer_size() >= limit:
+                self._writer_active = True  # waits for room, in order, through ws.send
+                self._frames_ready.set()
+                return
+            size = 0
+            while frames and size < WRITE_BATCH:
+                frame = frames.popleft()
+                size += len(frame)
+                protocol.send_binary(frame)
+            transport.write(b"".join(protocol.data_to_send()))
 
     def _after_protocol(self) -> None:
         """Collect frames, events and the timer after any call into the protocol."""

@@ -1,4 +1,4 @@
-"""forward and proxy do not load what only shells, KMS or the emulator need (memory)."""
+"""forward and proxy do not load what only shells, KMS, boto3 resources or the emulator need."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ PROBE = """
 import sys
 from ssmsh.cli.main import build_parser
 args = build_parser(sys.argv[1:]).parse_args(sys.argv[1:])
-heavy = ("prompt_toolkit", "cryptography", "ssmsh.emulator")
+heavy = ("prompt_toolkit", "cryptography", "boto3", "ssmsh.emulator")
 print(" ".join(sorted({m.split(".")[0] if not m.startswith("ssmsh") else m
                        for m in sys.modules if m.startswith(heavy)})))
 """
