@@ -43,15 +43,17 @@ class ConnectionConfig:
     max_receive_buffer: int = 4 * 1024 * 1024
     #: Write buffer of the WebSocket transport, in bytes.
     write_limit: int = 256 * 1024
-    #: Receive coalescing, in seconds (0: off). While small batches of frames keep
-    #: arriving (less than twice this apart), the driver stops reading the WebSocket
-    #: for this long after each batch, so the next batch is taken in one wakeup,
-    #: acknowledged in one write and delivered at once. An agent that sends 1 KiB per
-    #: millisecond otherwise costs a wakeup, an ack write and a local write per KiB.
-    #: It delays such a stream by at most this much; the first frame after a quiet
-    #: spell, and fast streams, are handled at once. Keep it under the agent's 10 ms
-    #: RTO floor (protocol notes §6.2) so that held acks never cause retransmissions.
-    receive_coalesce: float = 0.008
+    #: Receive coalescing: the longest hold, in seconds (0: off). While frames stream
+    #: in as a run of small batches, the driver stops reading the WebSocket after each
+    #: batch, for 2 ms at first and 2 ms longer with each batch up to this, so that
+    #: the next batch is taken in one wakeup, acknowledged in one write and delivered
+    #: as one event. An agent that sends 1 KiB per millisecond otherwise costs a
+    #: wakeup, an ack write and a local write per KiB. The first frame after a quiet
+    #: spell and fast streams are handled at once; a short burst is delayed by a few
+    #: milliseconds. Acks held this long raise the agent's round-trip estimate and
+    #: with it its RTO (SRTT + 4 RTTVAR, at least 10 ms: protocol notes 6.2), so held
+    #: acks do not make it retransmit in a steady stream.
+    receive_coalesce: float = 0.03
     #: Time allowed for TerminateSession when closing.
     terminate_timeout: float = 5.0
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -43,7 +44,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
@@ -53,14 +53,16 @@ from ..protocol.session import (
     ChannelClosedByRemote,
     ClientSession,
     KmsKeyRequested,
+    OutputReceived,
     Paused,
     Resumed,
     SessionEstablished,
     SessionFailed,
+    StderrReceived,
 )
 from .config import ConnectionConfig
 from .events import SessionEvent, failure_exception
-from .link import Liveness, close_reason
+from .link import FrameLink, Liveness, binary_frames, close_reason
 from .reconnect import Reconnector
 from .types import ConnectionState, SessionInfo, SessionService, StateChange, StreamCredentials
 
@@ -73,10 +75,70 @@ CLIENT_ID = str(uuid.uuid4())
 
 StateListener = Callable[[StateChange], None]
 
-#: Receive coalescing holds only batches of at most this many frame bytes (see _end_batch).
-HOLD_MAX_BATCH = 16 * 1024
+#: Receive coalescing (see _end_batch): the first hold of a stream, in seconds...
+HOLD_FIRST = 0.002
+#: ... a stream is a batch coming less than this after the previous hold ended...
+HOLD_GAP = 0.004
+#: ... and a hold never lasts longer than it takes the stream to bring this many bytes.
+HOLD_MAX_BATCH = 64 * 1024
 #: Most bytes of frames joined into one transport write.
 WRITE_BATCH = 64 * 1024
+
+
+def next_hold(previous: float, interval: float, size: int, limit: float) -> float:
+    """How long to stop reading after a batch of ``size`` bytes (receive coalescing).
+
+    ``previous`` is the hold after the previous batch (0: none), ``interval`` the
+    time since that batch, ``limit`` the longest hold (``receive_coalesce``).
+
+    A batch that follows the previous one closely (within :data:`HOLD_GAP` of the
+    end of the hold after it) is part of a stream of small messages, such as the
+    agent's 1 KiB per millisecond. Reading is then held back, so that the next
+    batch comes in one wakeup, is acknowledged in one write and delivered as one
+    event. The hold starts at :data:`HOLD_FIRST` and grows by as much with each
+    batch of the stream, up to ``limit``: a short burst (a screen redraw) is
+    delayed by a few milliseconds at most, a long transfer settles on the limit.
+    The slow ramp lets the agent's RTO, which grows with the delay of the acks
+    (SRTT + 4 RTTVAR, at least 10 ms), stay ahead of the hold: no retransmissions. A hold never
+    spans more than :data:`HOLD_MAX_BATCH` bytes at the stream's rate, so a fast
+    link is not held at all (its reads are big batches already) and nothing
+    waits long in the socket buffer. The first batch after a quiet spell is
+    never held.
+    """
+    if interval >= previous + HOLD_GAP or limit <= 0:
+        return 0.0
+    hold = min(limit, previous + HOLD_FIRST)
+    if size:
+        hold = min(hold, HOLD_MAX_BATCH * interval / size)
+    return hold if hold >= HOLD_FIRST / 2 else 0.0
+
+
+def _merge_output(events: list[Any]) -> list[Any]:
+    """Join runs of consecutive OutputReceived (or StderrReceived) into one event each.
+
+    A batch of small messages is then one event for the consumer, not one per message.
+    """
+    merged: list[Any] = []
+    run: list[bytes] = []
+    kind: Any = None
+    for event in events:
+        if type(event) is kind:
+            run.append(event.data)
+            continue
+        if len(run) > 1:
+            merged[-1] = kind(b"".join(run))
+        if type(event) is OutputReceived or type(event) is StderrReceived:
+            kind, run = type(event), [event.data]
+        else:
+            kind, run = None, []
+        merged.append(event)
+    if len(run) > 1:
+        merged[-1] = kind(b"".join(run))
+    return merged
+
+
+def _discard_frames(frames: list[bytes]) -> None:
+    """The frame handler of a link that is being wound up."""
 
 
 class SessionConnection:
@@ -138,15 +200,15 @@ class SessionConnection:
         self._listeners: list[StateListener] = [on_state_change] if on_state_change else []
         self._stream: StreamCredentials = info.stream
 
-        self._ws: ClientConnection | None = None
+        self._ws: FrameLink | None = None
         self._frames: deque[bytes] = deque()
         self._frames_ready = asyncio.Event()
         self._flush_scheduled = False
         self._writer_active = False  # the writer task owns self._frames (transport full)
         self._rx_hold: asyncio.TimerHandle | None = None
-        self._batch_open = False  # frames were read in this loop iteration
-        self._batch_bytes = 0
+        self._read_over: asyncio.Future[None] | None = None  # the current link's reader
         self._batch_ended = -math.inf
+        self._hold_delay = 0.0  # the hold after the previous batch (0: none)
         #: Times reading was held back to coalesce received frames (for tests and benchmarks).
         self.receive_holds = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -155,8 +217,6 @@ class SessionConnection:
         self._events: deque[SessionEvent] = deque()
         self._event_bytes = 0
         self._event_ready = asyncio.Event()
-        self._event_space = asyncio.Event()
-        self._event_space.set()
         self._rx_paused = False
         self._last_received = 0.0
         self._ever_received = False
@@ -385,8 +445,9 @@ class SessionConnection:
         data = getattr(event, "data", None)
         if isinstance(data, bytes):
             self._event_bytes -= len(data)
-            if self._event_bytes <= self.config.max_receive_buffer // 2:
-                self._event_space.set()
+            if self._rx_paused and self._event_bytes <= self.config.max_receive_buffer // 2:
+                self._rx_paused = False
+                self._update_reading(self._ws)
         return event
 
     def __aiter__(self) -> AsyncIterator[SessionEvent]:
@@ -398,7 +459,7 @@ class SessionConnection:
 
     # ------------------------------------------------------------------ the driver
 
-    async def _run(self, ws: ClientConnection) -> None:
+    async def _run(self, ws: FrameLink) -> None:
         """Serve links until the session is over."""
         try:
             while True:
@@ -414,7 +475,7 @@ class SessionConnection:
             logger.exception("channel driver failed")
             self._finish(ReconnectFailed(f"internal error: {exc!r}"))
 
-    async def _serve(self, ws: ClientConnection) -> str:
+    async def _serve(self, ws: FrameLink) -> str:
         """Drive one link until it is lost; returns why."""
         self._ws = ws
         self.protocol.connection_made(self._loop.time())
@@ -441,7 +502,13 @@ class SessionConnection:
                     ws.transport.abort()
                     await asyncio.wait({reader})
         finally:
-            self._release_rx(ws)  # a closing handshake must be able to read the reply
+            # A closing handshake must be able to read the reply, whatever the consumer does.
+            ws.handler = _discard_frames
+            if self._rx_hold is not None:
+                self._rx_hold.cancel()
+                self._rx_hold = None
+            if not ws.transport.is_closing():
+                ws.transport.resume_reading()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -459,75 +526,88 @@ class SessionConnection:
         ws.transport.abort()
         return liveness.verdict or close_reason(None, ws)
 
-    async def _read(self, ws: ClientConnection) -> None:
-        coalesce = self.config.receive_coalesce
+    async def _read(self, ws: FrameLink) -> None:
+        """Feed the link's frames to the protocol until the link or the session ends.
+
+        Frames arrive through :meth:`_on_frames`, called by the link for all the
+        frames of one read; this task only waits for the end. A failure of the
+        handler is raised here, so the driver treats it as its own.
+        """
+        over: asyncio.Future[None] = self._loop.create_future()
+        self._read_over = over
+        closed = asyncio.ensure_future(ws.wait_closed())
+        closed.add_done_callback(lambda _: None if over.done() else over.set_result(None))
         try:
-            async for message in ws:
-                data = message.encode() if isinstance(message, str) else message
-                now = self._loop.time()
-                self._last_received = now
-                if not self._ever_received:
-                    self._ever_received = True
-                self._reconnector.link_healthy(data=True)
-                self.protocol.receive_data(data, now)
-                self._after_protocol()
-                if self._finished:
-                    return
-                if coalesce:
-                    self._batch_bytes += len(data)
-                    if not self._batch_open:
-                        self._batch_open = True
-                        self._loop.call_soon(self._end_batch, ws, coalesce)
-                if self._event_bytes > self.config.max_receive_buffer:
-                    self._rx_paused = True
-                    self._event_space.clear()
-                    await self._event_space.wait()
-                    self._rx_paused = False
-        except ConnectionClosed:
+            ws.handler = functools.partial(self._on_frames, ws)  # frames queued since connect
+            self._update_reading(ws)  # still paused for a slow consumer?
+            await over
+        finally:
+            ws.handler = _discard_frames
+            closed.cancel()
+
+    def _on_frames(self, ws: FrameLink, frames: list[bytes]) -> None:
+        """All the frames parsed from one read of the link, in order."""
+        over = self._read_over
+        if over is None or over.done():
             return
+        if self._finished:
+            over.set_result(None)
+            return
+        try:
+            now = self._loop.time()
+            self._last_received = now
+            self._ever_received = True
+            self._reconnector.link_healthy(data=True)
+            receive = self.protocol.receive_data
+            size = 0
+            for data in frames:
+                size += len(data)
+                receive(data, now)
+            self._after_protocol()
+            if self.closed:
+                over.set_result(None)
+                return
+            if self._event_bytes > self.config.max_receive_buffer and not self._rx_paused:
+                self._rx_paused = True  # backpressure: receive() resumes reading
+                self._update_reading(ws)
+            delay = self.config.receive_coalesce
+            if delay:
+                self._end_batch(ws, size, now, delay)
+        except Exception as exc:  # a bug: the driver ends the session with the cause logged
+            over.set_exception(exc)
 
-    def _end_batch(self, ws: ClientConnection, delay: float) -> None:
-        """After the frames read in one loop iteration: maybe hold the next batch back.
-
-        Only a stream of small batches is held (one batch less than two holds after
-        the previous one, and small): a busy link already brings many frames per
-        wakeup, and holding it would only cap its rate at the socket buffer per hold.
-        """
-        self._batch_open = False
-        size, self._batch_bytes = self._batch_bytes, 0
-        now = self._loop.time()
-        streaming = now - self._batch_ended < 2 * delay
+    def _end_batch(self, ws: FrameLink, size: int, now: float, limit: float) -> None:
+        """After the frames of one read: maybe stop reading for a while (see :func:`next_hold`)."""
+        hold = next_hold(self._hold_delay, now - self._batch_ended, size, limit)
         self._batch_ended = now
-        if streaming and size <= HOLD_MAX_BATCH and self._rx_hold is None and ws is self._ws:
-            self._hold_rx(ws, delay)
+        self._hold_delay = hold
+        if hold and self._rx_hold is None and ws is self._ws:
+            self._rx_hold = self._loop.call_later(hold, self._release_rx, ws)
+            self.receive_holds += 1
+            self._update_reading(ws)
 
-    def _hold_rx(self, ws: ClientConnection, delay: float) -> None:
-        """Stop reading the link for ``delay`` s so that frames arrive as one batch.
+    def _release_rx(self, ws: FrameLink) -> None:
+        """End a hold: read the link again unless the consumer is behind."""
+        if self._rx_hold is not None:
+            self._rx_hold.cancel()
+            self._rx_hold = None
+        self._update_reading(ws)
 
-        Frames websockets has already parsed are still read at once. Nothing is
-        done while websockets' own flow control has paused the transport.
-        """
+    def _update_reading(self, ws: FrameLink | None) -> None:
+        """Read the link unless a hold or backpressure says not to."""
+        if ws is None or ws is not self._ws:
+            return
         transport = ws.transport
-        if transport.is_closing() or not transport.is_reading():
+        if transport.is_closing():
             return
-        transport.pause_reading()
-        self.receive_holds += 1
-        self._rx_hold = self._loop.call_later(delay, self._release_rx, ws)
+        wanted = self._rx_hold is None and not self._rx_paused
+        if wanted != transport.is_reading():
+            if wanted:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
 
-    def _release_rx(self, ws: ClientConnection) -> None:
-        """End a hold: read the link again (early when the link is being wound up)."""
-        if self._rx_hold is None:
-            return
-        self._rx_hold.cancel()
-        self._rx_hold = None
-        if ws.transport.is_closing():
-            return
-        # websockets pauses the transport itself when its queue of frames is full and
-        # resumes it when the queue drains; never resume over that pause.
-        if not ws.recv_messages.paused:
-            ws.transport.resume_reading()
-
-    async def _write(self, ws: ClientConnection) -> None:
+    async def _write(self, ws: FrameLink) -> None:
         """Send queued frames with flow control while the transport's buffer is full."""
         try:
             while True:
@@ -556,19 +636,21 @@ class SessionConnection:
         if transport.is_closing() or ws.protocol.state is not State.OPEN:
             frames.clear()  # the link is ending; the protocol retransmits on the next one
             return
-        protocol = ws.protocol
         limit = self.config.write_limit
+        if pending := ws.protocol.data_to_send():  # websockets' own frames go first (rare)
+            transport.write(b"".join(pending))
         while frames:
             if transport.get_write_buffer_size() >= limit:
                 self._writer_active = True  # waits for room, in order, through ws.send
                 self._frames_ready.set()
                 return
+            batch: list[bytes] = []
             size = 0
             while frames and size < WRITE_BATCH:
                 frame = frames.popleft()
                 size += len(frame)
-                protocol.send_binary(frame)
-            transport.write(b"".join(protocol.data_to_send()))
+                batch.append(frame)
+            transport.write(binary_frames(batch))
 
     def _after_protocol(self) -> None:
         """Collect frames, events and the timer after any call into the protocol."""
@@ -580,7 +662,10 @@ class SessionConnection:
             elif not self._flush_scheduled:
                 self._flush_scheduled = True
                 self._loop.call_soon(self._flush)
-        for event in self.protocol.events_received():
+        events = self.protocol.events_received()
+        if len(events) > 1:
+            events = _merge_output(events)
+        for event in events:
             self._dispatch(event)
         if self.protocol.writable or self._finished:
             self._writable.set()
@@ -675,7 +760,6 @@ class SessionConnection:
                 self._done.set_exception(error)
                 self._done.exception()
         self._event_ready.set()
-        self._event_space.set()
         self._writable.set()
         self._frames_ready.set()
         self._cancel_timer()

@@ -5,6 +5,10 @@ the network is flaky; :class:`~ssmsh.channel.SessionConnection` replaces them.
 
 * :func:`open_link` dials the StreamUrl (with SigV4 headers when given), then
   sends the OpenDataChannel text frame with a fresh RequestId.
+* :class:`FrameLink` is websockets' client connection with one change: data
+  frames go to a callback, all those parsed from one read at once, instead of
+  one by one through ``recv()`` (a small-message stream costs one call per
+  batch, not a task wake-up per message);
 * :class:`Liveness` pings the gateway and aborts the link when pongs stop
   coming, so a silent network is noticed in seconds, not minutes.
 """
@@ -13,8 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import struct
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -24,11 +31,26 @@ from websockets.exceptions import (
     InvalidStatus,
     InvalidURI,
 )
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask
 
 from ..protocol.payloads import OpenDataChannel
 from .config import ConnectionConfig
 
-__all__ = ["LinkError", "Liveness", "close_reason", "open_link"]
+__all__ = [
+    "FrameHandler",
+    "FrameLink",
+    "LinkError",
+    "Liveness",
+    "binary_frames",
+    "close_reason",
+    "open_link",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +61,100 @@ class LinkError(Exception):
     def __init__(self, message: str, fatal: bool = False) -> None:
         super().__init__(message)
         self.fatal = fatal
+
+
+#: Called with the payloads of the data frames parsed from one read, in order.
+FrameHandler = Callable[[list[bytes]], None]
+
+_DATA_OPCODES = (Opcode.BINARY, Opcode.TEXT, Opcode.CONT)
+
+
+class FrameLink(ClientConnection):
+    """A websockets client connection that hands data frames to :attr:`handler`.
+
+    websockets parses frames as bytes arrive (``data_received``) and queues each
+    message for ``recv()``; here, the messages parsed from one read are passed to
+    the handler in one call, synchronously, so nothing is queued in between and
+    :meth:`recv` is not used. Messages that arrive before a handler is set are
+    kept and passed to the first one. Control frames (ping, pong, close) are
+    websockets' business as usual. Text messages are passed as their UTF-8 bytes.
+
+    The handler owns flow control: it pauses and resumes the transport itself.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handler: FrameHandler | None = None
+        self._parsed: list[bytes] = []
+        self._fragments: list[bytes] | None = None
+
+    @property
+    def handler(self) -> FrameHandler | None:
+        return self._handler
+
+    @handler.setter
+    def handler(self, handler: FrameHandler | None) -> None:
+        self._handler = handler
+        if handler is not None and self._parsed:
+            parsed, self._parsed = self._parsed, []
+            handler(parsed)
+
+    def process_event(self, event: Event) -> None:
+        if (
+            self.response is None
+            or not isinstance(event, Frame)
+            or event.opcode not in _DATA_OPCODES
+        ):
+            super().process_event(event)  # the handshake response, control frames
+            return
+        if event.opcode is Opcode.CONT:
+            if self._fragments is None:
+                return  # websockets rejects this before it gets here
+            self._fragments.append(bytes(event.data))
+            if not event.fin:
+                return
+            data, self._fragments = b"".join(self._fragments), None
+        elif not event.fin:
+            self._fragments = [bytes(event.data)]
+            return
+        else:
+            data = event.data if type(event.data) is bytes else bytes(event.data)
+        self._parsed.append(data)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        handler = self._handler
+        if handler is not None and self._parsed:
+            parsed, self._parsed = self._parsed, []
+            handler(parsed)
+
+
+_HEAD16 = struct.Struct("!BBH")
+_HEAD64 = struct.Struct("!BBQ")
+
+
+def binary_frames(payloads: Sequence[bytes]) -> bytes:
+    """The wire bytes of WebSocket binary messages as a client sends them (RFC 6455 5.2).
+
+    One unfragmented, masked frame per payload, each with its own mask key from
+    the OS's random source. Equivalent to websockets' ``send_binary`` for each
+    payload on a connection without extensions, minus its per-frame overhead:
+    the data channel sends an acknowledgement per message received.
+    """
+    masks = os.urandom(4 * len(payloads))
+    parts: list[bytes] = []
+    for index, payload in enumerate(payloads):
+        mask = masks[4 * index : 4 * index + 4]
+        size = len(payload)
+        if size < 126:
+            parts.append(bytes((0x82, 0x80 | size)))
+        elif size < 65536:
+            parts.append(_HEAD16.pack(0x82, 0x80 | 126, size))
+        else:
+            parts.append(_HEAD64.pack(0x82, 0x80 | 127, size))
+        parts.append(mask)
+        parts.append(apply_mask(payload, mask))
+    return b"".join(parts)
 
 
 def _where(url: str) -> str:
@@ -53,7 +169,7 @@ async def open_link(
     client_id: str,
     headers: Mapping[str, str],
     config: ConnectionConfig,
-) -> ClientConnection:
+) -> FrameLink:
     """Open a WebSocket to ``url`` and send the OpenDataChannel frame.
 
     Raises :class:`LinkError` with a one-line, secret-free message on failure.
@@ -70,6 +186,7 @@ async def open_link(
             close_timeout=config.close_timeout,
             write_limit=config.write_limit,
             max_queue=64,
+            create_connection=FrameLink,
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
@@ -85,6 +202,7 @@ async def open_link(
         raise LinkError(f"timed out connecting to {where}") from None
     except OSError as exc:
         raise LinkError(f"cannot connect to {where}: {exc.strerror or exc}") from None
+    assert isinstance(ws, FrameLink)
     hello = OpenDataChannel(request_id=str(uuid.uuid4()), token_value=token, client_id=client_id)
     try:
         await ws.send(hello.encode())

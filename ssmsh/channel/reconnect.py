@@ -17,11 +17,9 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from websockets.asyncio.client import ClientConnection
-
 from ..exceptions import AwsError, ReconnectFailed
 from .config import backoff_delays
-from .link import LinkError, open_link
+from .link import FrameLink, LinkError, open_link
 from .types import ConnectionState
 
 if TYPE_CHECKING:
@@ -98,7 +96,7 @@ class Reconnector:
 
     # -------------------------------------------------------------- opening
 
-    async def _open(self) -> ClientConnection:
+    async def _open(self) -> FrameLink:
         stream = self.conn._stream
         try:
             headers = await self.conn.service.sign_stream_url(stream.stream_url)
@@ -109,7 +107,7 @@ class Reconnector:
             stream.stream_url, stream.token_value, self.conn.client_id, headers, self.config
         )
 
-    async def first_link(self) -> ClientConnection:
+    async def first_link(self) -> FrameLink:
         """Open the first link with the StartSession token, retrying within ``connect_budget``."""
         start = self._loop.time()
         delays = backoff_delays(self.config)
@@ -125,7 +123,7 @@ class Reconnector:
                 logger.debug("first link failed (%s); retrying in %.2f s", exc, delay)
                 await asyncio.sleep(delay)
 
-    async def relink(self, reason: str) -> ClientConnection:
+    async def relink(self, reason: str) -> FrameLink:
         """Resume the session after a lost link; raise :class:`ReconnectFailed` when
         the service refuses or the budget runs out."""
         now = self._loop.time()

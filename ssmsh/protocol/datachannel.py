@@ -42,7 +42,7 @@ from .events import (
     PublicationStarted,
     RetransmissionTimeout,
 )
-from .message import ClientMessage, new_wire_id, pack_frame, type_field
+from .message import ClientMessage, format_wire_id, new_wire_id, pack_frame, parse_frame, type_field
 from .payloads import Acknowledge, ChannelClosedPayload
 from .rtt import RttConfig, RttEstimator
 
@@ -303,11 +303,17 @@ class DataChannel:
     def receive_data(self, data: bytes, now: float) -> None:
         """Process one received WebSocket frame. Never raises on bad input."""
         try:
-            message = ClientMessage.decode(data)
+            fields = parse_frame(data)
         except InvalidMessage as exc:
             self._drop(f"invalid frame: {exc}")
             return
-        self.receive_message(message, now)
+        seq = fields[3]
+        if fields[0] == self.remote_type and seq == self.expected_sequence_number:
+            # The common case, without building a ClientMessage: the next stream message.
+            if self._deliver(fields[6], fields[7], seq, format_wire_id(fields[5]), now):
+                self._deliver_reordered(now)
+            return
+        self.receive_message(ClientMessage.from_fields(fields), now)
 
     def receive_message(self, message: ClientMessage, now: float) -> None:
         """Process one decoded message."""
@@ -355,7 +361,7 @@ class DataChannel:
             self.rtt.update(now - entry.first_sent)
         self._pump(now)
 
-    def _ack(self, message: ClientMessage, now: float) -> None:
+    def _ack(self, message_id: str, sequence_number: int, now: float) -> None:
         """Queue the acknowledge message for a received stream message.
 
         Equivalent to encoding ``ClientMessage(ACKNOWLEDGE, flags=3, payload=
@@ -366,8 +372,8 @@ class DataChannel:
             return
         payload = b'%s%s","AcknowledgedMessageSequenceNumber":%d,"IsSequentialMessage":true}' % (
             self._ack_head,
-            str(message.message_id).encode(),
-            message.sequence_number,
+            message_id.encode(),
+            sequence_number,
         )
         self._frames.append(
             pack_frame(self._ack_field, self._created_date(now), 0, 3, new_wire_id(), 0, payload)
@@ -378,40 +384,50 @@ class DataChannel:
         expected = self.expected_sequence_number
         if seq < expected:
             self.stats["duplicates"] += 1
-            self._ack(message, now)  # the earlier ack may have been lost
+            self._ack(str(message.message_id), seq, now)  # the earlier ack may have been lost
             return
         if seq > expected:
             if seq in self._reorder:
                 self.stats["duplicates"] += 1
-                self._ack(message, now)
+                self._ack(str(message.message_id), seq, now)
             elif len(self._reorder) < self.config.reorder_capacity:
                 self._reorder[seq] = message
                 self.stats["reordered"] += 1
-                self._ack(message, now)
+                self._ack(str(message.message_id), seq, now)
             else:
                 self._drop(f"reorder buffer full, seq {seq} not acked")
             return
-        if not self._deliver(message, now):
-            return
-        while self.expected_sequence_number in self._reorder:
-            self._deliver(self._reorder.pop(self.expected_sequence_number), now, acked=True)
+        payload_type, payload = message.payload_type, message.payload
+        if self._deliver(payload_type, payload, seq, str(message.message_id), now):
+            self._deliver_reordered(now)
 
-    def _deliver(self, message: ClientMessage, now: float, acked: bool = False) -> bool:
-        """Decrypt, ack, emit and advance. False if the message was rejected."""
-        payload = message.payload
-        ptype = message.payload_type
+    def _deliver_reordered(self, now: float) -> None:
+        """Deliver the messages that were waiting for the one just delivered (acked already)."""
+        reorder = self._reorder
+        while reorder and self.expected_sequence_number in reorder:
+            message = reorder.pop(self.expected_sequence_number)
+            seq = message.sequence_number
+            self._deliver(message.payload_type, message.payload, seq, None, now)
+
+    def _deliver(
+        self, ptype: int, payload: bytes, seq: int, ack_id: str | None, now: float
+    ) -> bool:
+        """Decrypt, ack (unless ``ack_id`` is None: acked on arrival), emit and advance.
+
+        False if the message was rejected.
+        """
         if self.cipher is not None and ptype in _DECRYPTED_IN[self.role]:
             try:
                 payload = self.cipher.decrypt(payload)
             except EncryptionError as exc:
                 # A wrong key or tampered data will not fix itself on retransmission.
-                self._drop(f"seq {message.sequence_number}: {exc}", fatal=True)
+                self._drop(f"seq {seq}: {exc}", fatal=True)
                 return False
-        if not acked:
-            self._ack(message, now)
+        if ack_id is not None:
+            self._ack(ack_id, seq, now)
         self.expected_sequence_number += 1
         self.stats["delivered"] += 1
-        self._events.append(PayloadReceived(ptype, payload, message.sequence_number))
+        self._events.append(PayloadReceived(ptype, payload, seq))
         return True
 
     # Handshake payloads need no special casing: they are acked before the

@@ -34,14 +34,14 @@ __all__ = [
     "format_wire_id",
     "new_wire_id",
     "pack_frame",
+    "parse_frame",
     "type_field",
 ]
 
-_HEADER = struct.Struct(">I32sIQqQ8s8s32sII")
-#: The same layout with the message id as one 16-byte field, already in wire order.
+#: The header, with the message id as one 16-byte field in wire order (see format_wire_id).
 _WIRE_HEADER = struct.Struct(">I32sIQqQ16s32sII")
 HEADER_LENGTH = 116
-HEADER_SIZE = _HEADER.size  # 120
+HEADER_SIZE = _WIRE_HEADER.size  # 120
 _TYPE_SIZE = 32
 _U32 = 0xFFFFFFFF
 _U64 = 0xFFFFFFFFFFFFFFFF
@@ -197,58 +197,76 @@ class ClientMessage:
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview) -> ClientMessage:
         """Parse and validate one frame. Raises InvalidMessage (only) on bad input."""
+        return cls.from_fields(parse_frame(data))
+
+    @classmethod
+    def from_fields(cls, fields: FrameFields) -> ClientMessage:
+        """The message of fields returned by :func:`parse_frame`."""
+        mtype, schema_version, created_date, seq, flags, wire_id, ptype, payload = fields
+        message_id = uuid.UUID(bytes=wire_id[8:] + wire_id[:8])
+        return cls(mtype, schema_version, created_date, seq, flags, message_id, ptype, payload)
+
+
+#: What :func:`parse_frame` returns: message type, schema version, created date,
+#: sequence number, flags, message id (the 16 bytes of the field), payload type, payload.
+FrameFields = tuple[str, int, int, int, int, bytes, int, bytes]
+
+
+def parse_frame(data: bytes | bytearray | memoryview) -> FrameFields:
+    """Parse and validate one frame into its fields. Raises InvalidMessage (only).
+
+    :meth:`ClientMessage.decode` without building the message: the data channel
+    uses it directly for the frames it receives. The message id stays in wire
+    form (see :func:`format_wire_id`).
+    """
+    if type(data) is not bytes:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidMessage(f"expected bytes, got {type(data).__name__}")
         data = bytes(data)
-        if len(data) < HEADER_SIZE:
+    if len(data) < HEADER_SIZE:
+        raise InvalidMessage(f"short frame: {len(data)} bytes, the header alone is {HEADER_SIZE}")
+    (
+        header_length,
+        raw_type,
+        schema_version,
+        created_date,
+        sequence_number,
+        flags,
+        wire_id,
+        digest,
+        payload_type,
+        payload_length,
+    ) = _WIRE_HEADER.unpack_from(data)
+    if header_length != HEADER_LENGTH:
+        raise InvalidMessage(f"bad header length {header_length}, expected {HEADER_LENGTH}")
+    message_type = _KNOWN_FIELDS.get(raw_type)
+    if message_type is None:
+        try:
+            message_type = raw_type.strip(b"\x00").decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise InvalidMessage("message type is not valid UTF-8") from None
+        message_type = message_type.strip("\x00")
+        if not message_type:
+            raise InvalidMessage("empty message type")
+    payload = data[HEADER_SIZE:]
+    if message_type not in PAYLOADLESS_TYPES:
+        if len(payload) != payload_length:
+            if len(payload) < payload_length:
+                raise InvalidMessage(f"truncated payload: {len(payload)} of {payload_length} bytes")
             raise InvalidMessage(
-                f"short frame: {len(data)} bytes, the header alone is {HEADER_SIZE}"
+                f"{len(payload) - payload_length} trailing bytes after the payload"
             )
-        (
-            header_length,
-            raw_type,
-            schema_version,
-            created_date,
-            sequence_number,
-            flags,
-            id_low,
-            id_high,
-            digest,
-            payload_type,
-            payload_length,
-        ) = _HEADER.unpack_from(data)
-        if header_length != HEADER_LENGTH:
-            raise InvalidMessage(f"bad header length {header_length}, expected {HEADER_LENGTH}")
-        message_type = _KNOWN_FIELDS.get(raw_type)
-        if message_type is None:
-            try:
-                message_type = raw_type.strip(b"\x00").decode("utf-8").strip()
-            except UnicodeDecodeError:
-                raise InvalidMessage("message type is not valid UTF-8") from None
-            message_type = message_type.strip("\x00")
-            if not message_type:
-                raise InvalidMessage("empty message type")
-        payload = data[HEADER_SIZE:]
-        if message_type not in PAYLOADLESS_TYPES:
-            if len(payload) != payload_length:
-                if len(payload) < payload_length:
-                    raise InvalidMessage(
-                        f"truncated payload: {len(payload)} of {payload_length} bytes"
-                    )
-                raise InvalidMessage(
-                    f"{len(payload) - payload_length} trailing bytes after the payload"
-                )
-            if created_date == 0:
-                raise InvalidMessage("created date is zero")
-            if payload_length and sha256(payload).digest() != digest:
-                raise InvalidMessage("payload digest mismatch")
-        return cls(
-            message_type=message_type,
-            schema_version=schema_version,
-            created_date=created_date,
-            sequence_number=sequence_number,
-            flags=flags,
-            message_id=uuid.UUID(bytes=id_high + id_low),
-            payload_type=payload_type,
-            payload=payload,
-        )
+        if created_date == 0:
+            raise InvalidMessage("created date is zero")
+        if payload_length and sha256(payload).digest() != digest:
+            raise InvalidMessage("payload digest mismatch")
+    return (
+        message_type,
+        schema_version,
+        created_date,
+        sequence_number,
+        flags,
+        wire_id,
+        payload_type,
+        payload,
+    )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 
+import pytest
 from websockets.asyncio.server import ServerConnection
 
 from ssmsh.channel import ConnectionConfig, OutputReceived, SessionConnection
+from ssmsh.channel.connection import HOLD_FIRST, HOLD_GAP, HOLD_MAX_BATCH, next_hold
 from tests.conftest import scaled
 
 from .fakeagent import AgentSession, FakeAgent
@@ -103,3 +105,48 @@ async def test_coalescing_can_be_switched_off() -> None:
             await sender
             await settle(agent, session)
             assert conn.receive_holds == 0
+
+
+async def test_default_coalescing_batches_a_paced_stream_without_retransmissions() -> None:
+    """The default (longest hold 30 ms): few wakeups, and the agent never resends."""
+    async with FakeAgent(handshake=False, echo=False, prompt=b"$ ") as agent:
+        info = agent.start_session()
+        session = agent.sessions[info.session_id]
+        async with SessionConnection(info, agent) as conn:
+            assert await receive_bytes(conn, 2) == b"$ "
+            assert session.ws is not None
+            reads = count_reads(session.ws)
+            blob = os.urandom(500 * 1024)
+            sender = asyncio.create_task(send_paced(agent, session, blob, 1024))
+            assert await receive_bytes(conn, len(blob)) == blob
+            await sender
+            await settle(agent, session)
+            assert session.channel.stats["acked"] >= 501
+            assert session.channel.stats["retransmitted"] == 0
+            assert reads[0] <= 500 // 8, reads[0]
+
+
+def test_hold_ramps_up_along_a_stream_and_stops_after_a_quiet_spell() -> None:
+    limit = 0.03
+    holds = [0.0]
+    for _ in range(20):  # 1 KiB per ms: each batch brings what came during the hold
+        previous = holds[-1]
+        interval = previous + 0.001
+        holds.append(next_hold(previous, interval, int(interval * 1024 * 1000), limit))
+    assert holds[1] == HOLD_FIRST
+    assert holds[1:6] == pytest.approx([0.002, 0.004, 0.006, 0.008, 0.010])
+    assert holds[15:] == pytest.approx([limit] * 6)
+    assert holds[-1] == limit
+    # A quiet spell ends the stream: the next batch is handled at once.
+    assert next_hold(limit, limit + HOLD_GAP + 0.001, 1024, limit) == 0.0
+    assert next_hold(0.0, HOLD_GAP * 2, 1024, limit) == 0.0
+
+
+def test_hold_is_bounded_by_bytes_and_never_used_for_fast_links() -> None:
+    # 1 MiB per read every 2 ms: a fast link, not held.
+    assert next_hold(0.0, 0.002, 1 << 20, 0.03) == 0.0
+    # A moderate stream: held only as long as HOLD_MAX_BATCH bytes take to come.
+    rate = 4e6  # bytes per second
+    hold = next_hold(0.016, 0.017, int(rate * 0.017), 0.03)
+    assert hold == pytest.approx(HOLD_MAX_BATCH / rate, rel=0.01)
+    assert next_hold(0.016, 0.017, 1024, 0.0) == 0.0  # switched off
