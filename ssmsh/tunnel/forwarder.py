@@ -171,13 +171,27 @@ class MuxForwarder:
                 await stream.drain()
             stream.write_eof()
 
+        transport = writer.transport
+        high_water = transport.get_write_buffer_limits()[1]
+
+        def sink(data: bytes) -> bool:
+            """Write what arrives at once while the local socket keeps up."""
+            if transport.is_closing() or transport.get_write_buffer_size() > high_water:
+                return False
+            transport.write(data)
+            return True
+
         async def downstream() -> None:
-            while True:
-                data = await stream.read()
-                if not data:
-                    break
-                writer.write(data)
-                await writer.drain()
+            try:
+                while True:
+                    stream.set_sink(sink)
+                    data = await stream.read()  # the sink is full, or the stream ended
+                    if not data:
+                        break
+                    writer.write(data)
+                    await writer.drain()
+            finally:
+                stream.set_sink(None)
             if stream.refused:
                 return
             if writer.can_write_eof() and not writer.transport.is_closing():

@@ -76,6 +76,7 @@ class MuxStream:
         self._eof_received = False
         self._discard = False
         self._read_waiter: asyncio.Future[None] | None = None
+        self._sink: Callable[[bytes], bool] | None = None
         #: Called (once) if the agent refuses the stream; the forwarder aborts its connection.
         self.on_refused: Callable[[], None] | None = None
         # Sending side.
@@ -133,13 +134,31 @@ class MuxStream:
         self._tunnel._consumed(self, len(data))
         return data
 
-    def _feed(self, data: bytes) -> None:
+    def set_sink(self, sink: Callable[[bytes], bool] | None) -> None:
+        """Have received data passed to ``sink`` as it arrives, instead of queued for read.
+
+        ``sink(data)`` returns False when it cannot take ``data`` now (its own
+        buffer is full): the data is then queued, the sink dropped, and
+        :meth:`read` returns it; backpressure works as without a sink. Data goes
+        to the sink only while nothing is queued, so order is kept. End of
+        stream and errors still come out of :meth:`read`.
+        """
+        self._sink = sink
+
+    def _feed(self, data: bytes) -> bool:
+        """Take received data; True if it was queued for :meth:`read`."""
         self.bytes_received += len(data)
         if self._discard:
-            return
+            return False
+        sink = self._sink
+        if sink is not None and not self._inbox:
+            if sink(data):
+                return False
+            self._sink = None
         self._inbox.append(data)
         self._inbox_size += len(data)
         _wake(self._read_waiter)
+        return True
 
     def _feed_eof(self) -> None:
         self._eof_received = True
@@ -410,8 +429,7 @@ class MuxTunnel:
                 stream = streams.get(event.stream_id)
                 if stream is None:
                     continue
-                stream._feed(event.data)
-                if not stream._discard:
+                if stream._feed(event.data):
                     self._received_total += len(event.data)
                     if stream._inbox_size > limit:
                         self._congested.add(stream.id)

@@ -305,3 +305,33 @@ async def test_agent_garbage_is_a_session_error() -> None:
         await asyncio.wait_for(runner, scaled(2))
     with pytest.raises(TunnelError):
         await stream.read()
+
+
+async def test_stream_sink_takes_data_while_it_can_then_read_returns_the_rest_in_order() -> None:
+    link = MemoryLink()
+    tunnel = MuxTunnel(link.client, keepalive=False)
+    stream = tunnel.open_stream()
+    taken: list[bytes] = []
+    room = [2]
+
+    def sink(data: bytes) -> bool:
+        if not room[0]:
+            return False
+        room[0] -= 1
+        taken.append(data)
+        return True
+
+    stream.set_sink(sink)
+    assert [stream._feed(part) for part in (b"a", b"b", b"c", b"d")] == [False, False, True, True]
+    assert taken == [b"a", b"b"]
+    assert stream.buffered == 2
+    room[0] = 5
+    assert stream._feed(b"e")  # the sink was dropped when it refused: still queued, in order
+    assert await stream.read() == b"cde"
+    stream.set_sink(sink)
+    assert not stream._feed(b"f")
+    stream._feed_eof()
+    assert await stream.read() == b""
+    assert taken == [b"a", b"b", b"f"]
+    assert stream.bytes_received == 6
+    link.close()
