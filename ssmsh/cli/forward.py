@@ -84,7 +84,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         formatter_class=argparse.RawDescriptionHelpFormatter,
         conflict_handler="resolve",  # our -v (connection lines) replaces the common -v (--debug)
     )
-    parser.add_argument("target", metavar="TARGET", help="instance id or Name tag")
+    parser.add_argument(
+        "target",
+        metavar="TARGET",
+        nargs="?",
+        help="instance id or Name tag; default with --local or SSMSH_TARGET",
+    )
     parser.add_argument("specs", metavar="SPEC", nargs="+", help="what to forward (see above)")
     add_common_options(parser, suppress=True)
     parser.add_argument(
@@ -214,12 +219,40 @@ def run(args: argparse.Namespace) -> int:
     return run_command(lambda: forward(args))
 
 
+def target_and_specs(args: argparse.Namespace) -> tuple[str, list[ForwardSpec]]:
+    """TARGET and the SPECs; TARGET may be left out with --local or SSMSH_TARGET.
+
+    argparse gives the first word to TARGET whenever there are two or more; a
+    first word that is a valid SPEC (no instance id or Name tag is one) is a SPEC.
+    """
+    words = list(args.specs)
+    target = args.target
+    if target is not None:
+        try:
+            parse_spec(target)
+        except UsageError:
+            pass
+        else:
+            words.insert(0, target)
+            target = None
+    if target is None and len(words) == 1:
+        try:
+            parse_spec(words[0])
+        except UsageError:
+            if not words[0].split(":", 1)[0].isdigit():
+                raise UsageError(
+                    f"no SPEC given for target {words[0]!r}: ssmsh forward TARGET SPEC [SPEC ...]"
+                ) from None
+            raise
+    specs = [parse_spec(text) for text in words]
+    return default_target(args, target), specs
+
+
 async def forward(args: argparse.Namespace) -> int:
-    specs = [parse_spec(text) for text in args.specs]
+    target, specs = target_and_specs(args)
     config = tunnel_config(args)
     channel_config = port_connection_config(args, config)
     verbose = bool(getattr(args, "tunnel_verbose", False))
-    target = default_target(args, args.target)
     stop = asyncio.Event()
     with stop_signals(stop):
         return await _forward(args, target, specs, config, channel_config, verbose, stop)

@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 
 from ..aws import SsmSessions
 from ..channel import ConnectionConfig, SessionConnection
@@ -56,8 +57,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "AWS-StartSSHSession session. For ssh: "
         "-o ProxyCommand='ssmsh proxy %h %p'. Only tunnel bytes go to stdout.",
     )
-    parser.add_argument("target", metavar="TARGET", help="instance id or Name tag")
-    parser.add_argument("port", metavar="PORT", nargs="?", default="22", help="default 22")
+    parser.add_argument(
+        "target",
+        metavar="TARGET",
+        nargs="?",
+        help="instance id or Name tag; default with --local or SSMSH_TARGET",
+    )
+    parser.add_argument("port", metavar="PORT", nargs="?", help="default 22")
     add_common_options(parser, suppress=True)
     add_tunnel_options(parser)
     parser.set_defaults(func=run)
@@ -68,11 +74,23 @@ def run(args: argparse.Namespace) -> int:
     return run_command(lambda: proxy(args))
 
 
+def target_and_port(args: argparse.Namespace) -> tuple[str, int]:
+    """TARGET (default with --local or SSMSH_TARGET) and PORT (default 22).
+
+    With a default target, a lone number is the port: ``ssmsh proxy --local 2222``.
+    """
+    target_word, port_word = args.target, args.port
+    defaulted = args.local or os.environ.get("SSMSH_TARGET")
+    if port_word is None and target_word is not None and target_word.isdigit() and defaulted:
+        target_word, port_word = None, target_word
+    port = parse_port(port_word or "22", what="port")
+    return default_target(args, target_word), port
+
+
 async def proxy(args: argparse.Namespace) -> int:
-    port = parse_port(str(args.port), what="port")
+    target, port = target_and_port(args)
     config = tunnel_config(args)
     channel_config = port_connection_config(args, config)
-    target = default_target(args, args.target)
     document, parameters = proxy_document(port)
     stop = asyncio.Event()
     with stop_signals(stop):
