@@ -119,17 +119,7 @@ class MuxStream:
         if len(inbox) == 1 and len(inbox[0]) <= limit:
             data = inbox.popleft()
         else:
-            parts = []
-            size = 0
-            while inbox and size < limit:
-                chunk = inbox.popleft()
-                if size + len(chunk) > limit:
-                    keep = limit - size
-                    inbox.appendleft(chunk[keep:])
-                    chunk = chunk[:keep]
-                parts.append(chunk)
-                size += len(chunk)
-            data = b"".join(parts)
+            data = _pop_bytes(inbox, limit)
         self._inbox_size -= len(data)
         self._tunnel._consumed(self, len(data))
         return data
@@ -234,21 +224,26 @@ class MuxStream:
             outbox.popleft()
             data = first
         else:
-            parts = []
-            size = 0
-            while outbox and size < limit:
-                chunk = outbox.popleft()
-                if size + len(chunk) > limit:
-                    keep = limit - size
-                    outbox.appendleft(chunk[keep:])
-                    chunk = chunk[:keep]
-                parts.append(chunk)
-                size += len(chunk)
-            data = b"".join(parts)
+            data = _pop_bytes(outbox, limit)
         self._outbox_size -= len(data)
         self._tunnel._outbox_total -= len(data)
         self.bytes_sent += len(data)
         return data
+
+
+def _pop_bytes(chunks: collections.deque[bytes], limit: int) -> bytes:
+    """Up to ``limit`` bytes from the front of ``chunks``, splitting the last chunk taken."""
+    parts = []
+    size = 0
+    while chunks and size < limit:
+        chunk = chunks.popleft()
+        if size + len(chunk) > limit:
+            keep = limit - size
+            chunks.appendleft(chunk[keep:])
+            chunk = chunk[:keep]
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
 
 
 def _wake(waiter: asyncio.Future[None] | None, exc: BaseException | None = None) -> None:
