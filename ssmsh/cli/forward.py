@@ -11,59 +11,58 @@ TerminateSession API, listeners closed, socket files removed, exit status 0.
 If any session ends on its own (closed by the remote end, agent gone, link
 lost for good) the others are ended too and the status is 255, as for ssh.
 
-The helpers here (AWS settings from the parsed arguments, the stderr reporter,
-stop signals, opening a session connection) are shared with ``ssmsh proxy``.
+What it shares with ``ssmsh proxy`` and plugin mode is in :mod:`.portsession`;
+plugin mode also serves its listener with :func:`serve_sessions`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import dataclasses
 import logging
-import signal
-import sys
-import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from ..aws import SsmSessions
 from ..channel import ConnectionConfig, SessionConnection
 from ..exceptions import ChannelClosed, SsmshError, UsageError
-from ..protocol.datachannel import ChannelConfig
-from ..protocol.session import ClientSession
 from ..tunnel.channel import TunnelConfig
 from ..tunnel.listeners import Listener, open_listener
 from ..tunnel.session import ForwardSession, HandlerGate, closed_message
 from ..tunnel.spec import ForwardSpec, parse_spec
-from .common import (
-    add_common_options,
-    aws_settings,
-    connection_config,
-    default_target,
-    local_endpoint,
+from .common import add_common_options, default_target
+from .errors import EXIT_FAILURE, EXIT_OK
+from .portsession import (
+    add_target_argument,
+    add_tunnel_options,
+    open_connection,
+    port_connection_config,
+    port_protocol,
+    report,
+    run_command,
+    session_service,
+    stop_signals,
+    tunnel_config,
+    unless_stopped,
 )
-from .errors import EXIT_FAILURE, EXIT_OK, describe, exit_status
 
+# The shared helpers it names come from .portsession (plugin mode uses them from here).
 __all__ = [
     "add_parser",
     "forward",
     "open_connection",
     "port_connection_config",
+    "port_protocol",
     "report",
     "run",
     "run_command",
     "serve_sessions",
     "session_service",
     "stop_signals",
+    "target_and_specs",
     "tunnel_config",
 ]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MESSAGE_SIZE = TunnelConfig().max_message_size
-DEFAULT_AGENT_TIMEOUT = TunnelConfig().agent_timeout
 
 DESCRIPTION = """\
 Forward local TCP ports or Unix sockets to ports on the target, or (with HOST) to
@@ -84,12 +83,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         formatter_class=argparse.RawDescriptionHelpFormatter,
         conflict_handler="resolve",  # our -v (connection lines) replaces the common -v (--debug)
     )
-    parser.add_argument(
-        "target",
-        metavar="TARGET",
-        nargs="?",
-        help="instance id or Name tag; default with --local or SSMSH_TARGET",
-    )
+    add_target_argument(parser)
     parser.add_argument("specs", metavar="SPEC", nargs="+", help="what to forward (see above)")
     add_common_options(parser, suppress=True)
     parser.add_argument(
@@ -101,117 +95,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     add_tunnel_options(parser)
     parser.set_defaults(func=run)
-
-
-def add_tunnel_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--message-size",
-        type=int,
-        default=DEFAULT_MESSAGE_SIZE,
-        metavar="BYTES",
-        help="largest data message sent to the agent (default %(default)s; "
-        "the official plugin sends 1024)",
-    )
-    parser.add_argument(
-        "--agent-timeout",
-        type=float,
-        default=DEFAULT_AGENT_TIMEOUT,
-        metavar="SECONDS",
-        help="end the session when the agent acknowledges nothing for this long while "
-        "data waits (default %(default)g)",
-    )
-
-
-# --------------------------------------------------------------------- shared helpers
-
-
-def report(line: str) -> None:
-    """A user-facing line on stderr."""
-    print(f"ssmsh: {line}", file=sys.stderr, flush=True)
-
-
-def tunnel_config(args: argparse.Namespace) -> TunnelConfig:
-    size = int(getattr(args, "message_size", DEFAULT_MESSAGE_SIZE))
-    if not 1 <= size <= 1024 * 1024:
-        raise UsageError(f"--message-size {size} is out of range (1-1048576)")
-    timeout = float(getattr(args, "agent_timeout", DEFAULT_AGENT_TIMEOUT))
-    if not timeout > 0:
-        raise UsageError("--agent-timeout must be positive")
-    return TunnelConfig(max_message_size=size, agent_timeout=timeout)
-
-
-def port_connection_config(args: argparse.Namespace, config: TunnelConfig) -> ConnectionConfig:
-    """The channel driver's settings for a port session: the common ones, larger messages."""
-    return dataclasses.replace(
-        connection_config(args),
-        max_payload_size=config.max_message_size,
-        max_receive_buffer=config.channel_receive_buffer,
-    )
-
-
-def port_protocol(config: TunnelConfig) -> ClientSession:
-    """The Sans-I/O session for a port session, its send window bounded in bytes."""
-    window = config.window_messages
-    epoch = time.time() - asyncio.get_running_loop().time()
-    return ClientSession(ChannelConfig(epoch_offset=epoch, max_in_flight=window, high_water=window))
-
-
-@contextlib.asynccontextmanager
-async def session_service(args: argparse.Namespace) -> AsyncIterator[SsmSessions]:
-    """The AWS side (or, with ``--local``, an in-process emulator) for the command."""
-    async with local_endpoint(args) as endpoint:
-        yield SsmSessions(aws_settings(args, endpoint))
-
-
-async def open_connection(
-    sessions: SsmSessions,
-    target_id: str,
-    document: str,
-    parameters: dict[str, list[str]],
-    config: ConnectionConfig,
-    tunnel: TunnelConfig,
-) -> SessionConnection:
-    """StartSession and open its data channel (the handshake follows in the background)."""
-    info = await sessions.start_session(target_id, document, parameters)
-    logger.debug("session %s started with %s", info.session_id, document)
-    connection = SessionConnection(info, sessions, config=config, protocol=port_protocol(tunnel))
-    try:
-        await connection.start()
-    except BaseException:
-        await connection.close(terminate=True)
-        raise
-    return connection
-
-
-@contextlib.contextmanager
-def stop_signals(stop: asyncio.Event) -> Iterator[None]:
-    """Set ``stop`` on SIGINT, SIGTERM and SIGHUP while inside the block."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        try:
-            loop.add_signal_handler(signum, stop.set)
-            installed.append(signum)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            pass
-    try:
-        yield
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
-
-
-def run_command(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run an async command; a failure becomes one line on stderr and an exit status."""
-    try:
-        return asyncio.run(coro_factory())
-    except (SsmshError, OSError, KeyboardInterrupt) as exc:
-        report(describe(exc) if isinstance(exc, KeyboardInterrupt) else f"error: {describe(exc)}")
-        logger.debug("command failed", exc_info=exc)
-        return exit_status(exc)
-
-
-# --------------------------------------------------------------------- forward
 
 
 def run(args: argparse.Namespace) -> int:
@@ -269,7 +152,6 @@ async def _forward(
 ) -> int:
     listeners: list[Listener] = []
     gates: list[HandlerGate] = []
-    sessions: list[ForwardSession] = []
     try:
         for spec in specs:
             gate = HandlerGate()
@@ -280,18 +162,12 @@ async def _forward(
             for address in listener.public:
                 report(f"warning: {address} accepts connections from other machines")
         async with session_service(args) as aws:
-            starting = asyncio.ensure_future(
-                _start_all(aws, target, specs, listeners, gates, config, channel_config, verbose)
+            sessions = await unless_stopped(
+                _start_all(aws, target, specs, listeners, gates, config, channel_config, verbose),
+                stop,
             )
-            stopping = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not starting.done():
-                starting.cancel()
-                with contextlib.suppress(asyncio.CancelledError, SsmshError):
-                    await starting
+            if sessions is None:
                 return EXIT_OK
-            stopping.cancel()
-            sessions = starting.result()
             try:
                 return await serve_sessions(sessions, stop)
             finally:

@@ -33,7 +33,8 @@ from ..tunnel.spec import parse_port, proxy_document
 from ..tunnel.stdio import Stdio, StdioStats, run_stdio
 from .common import add_common_options, default_target
 from .errors import EXIT_OK
-from .forward import (
+from .portsession import (
+    add_target_argument,
     add_tunnel_options,
     open_connection,
     port_connection_config,
@@ -41,6 +42,7 @@ from .forward import (
     session_service,
     stop_signals,
     tunnel_config,
+    unless_stopped,
 )
 
 __all__ = ["add_parser", "forward_stdio", "proxy", "run"]
@@ -57,12 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "AWS-StartSSHSession session. For ssh: "
         "-o ProxyCommand='ssmsh proxy %h %p'. Only tunnel bytes go to stdout.",
     )
-    parser.add_argument(
-        "target",
-        metavar="TARGET",
-        nargs="?",
-        help="instance id or Name tag; default with --local or SSMSH_TARGET",
-    )
+    add_target_argument(parser)
     parser.add_argument("port", metavar="PORT", nargs="?", help="default 22")
     add_common_options(parser, suppress=True)
     add_tunnel_options(parser)
@@ -95,18 +92,11 @@ async def proxy(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     with stop_signals(stop):
         async with session_service(args) as aws:
-            starting = asyncio.ensure_future(
-                _start(aws, target, document, parameters, channel_config, config)
+            connection = await unless_stopped(
+                _start(aws, target, document, parameters, channel_config, config), stop
             )
-            stopping = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not starting.done():
-                starting.cancel()
-                with contextlib.suppress(asyncio.CancelledError, SsmshError):
-                    await starting
+            if connection is None:
                 return EXIT_OK
-            stopping.cancel()
-            connection = starting.result()
             try:
                 return await forward_stdio(connection, config, stop)
             finally:
