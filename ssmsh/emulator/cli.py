@@ -15,7 +15,13 @@ import signal
 import sys
 from typing import Any
 
-from .config import DEFAULT_AGENT_VERSION, DEFAULT_REGION, EmulatorConfig, is_loopback
+from .config import (
+    AGENT_FIN_MODES,
+    DEFAULT_AGENT_VERSION,
+    DEFAULT_REGION,
+    EmulatorConfig,
+    is_loopback,
+)
 from .faults import FaultConfig
 from .kms import KmsService
 from .server import Emulator
@@ -156,6 +162,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         "agent does not)",
     )
     agent.add_argument(
+        "--agent-fin",
+        choices=AGENT_FIN_MODES,
+        default="half-close",
+        help="a port-forwarding connection's end of data in one direction (smux FIN): "
+        "half-close keeps the other direction open (default); close closes the whole "
+        "destination connection, as the real agent does",
+    )
+    agent.add_argument(
         "--token-ttl", type=_seconds, default=60.0, metavar="SECONDS", help="token lifetime"
     )
     faults = parser.add_argument_group("fault injection (data messages, both directions)")
@@ -234,6 +248,7 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         faults=faults,
         agent_version=args.agent_version,
         shell_exit_status=args.shell_exit_status,
+        agent_fin=args.agent_fin,
     )
 
 

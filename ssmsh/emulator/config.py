@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 from .state import DEFAULT_TARGET, TargetRecord
 
@@ -13,8 +13,10 @@ if TYPE_CHECKING:
     from .faults import FaultConfig
 
 __all__ = [
+    "AGENT_FIN_MODES",
     "DEFAULT_AGENT_VERSION",
     "DEFAULT_REGION",
+    "AgentFin",
     "Credentials",
     "EmulatorConfig",
     "is_loopback",
@@ -24,6 +26,13 @@ __all__ = [
 DEFAULT_REGION = "us-east-1"
 #: The agent release the traces in ``protocol/traces`` were recorded with.
 DEFAULT_AGENT_VERSION = "3.3.1142.0"
+
+#: What the emulated port agent does with the end of one direction of a multiplexed
+#: (smux) connection: ``"half-close"`` passes it on and keeps the other direction open
+#: (TCP semantics); ``"close"`` closes the whole destination connection and the stream,
+#: as amazon-ssm-agent does (data the destination had not yet sent is lost).
+AgentFin = Literal["half-close", "close"]
+AGENT_FIN_MODES: tuple[str, ...] = get_args(AgentFin)
 
 #: Accepted forms for credentials: one ``(key, secret)`` pair, several pairs, or a mapping.
 Credentials = tuple[str, str] | Sequence[tuple[str, str]] | Mapping[str, str]
@@ -75,6 +84,15 @@ class EmulatorConfig:
     #: the emulator's own environment (from which prompt and virtualenv settings are
     #: removed, as a real agent's login shell would not see them).
     environment: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: End of one direction of a port-forwarding smux stream (see :data:`AgentFin`):
+    #: ``"half-close"`` (the default) or ``"close"``, the real agent's behaviour.
+    agent_fin: AgentFin = "half-close"
+
+    def __post_init__(self) -> None:
+        if self.agent_fin not in AGENT_FIN_MODES:
+            raise ValueError(
+                f"agent_fin must be one of {', '.join(AGENT_FIN_MODES)}, not {self.agent_fin!r}"
+            )
 
     def credential_map(self) -> dict[str, str] | None:
         """The configured credentials as ``{access_key: secret}``, or None."""

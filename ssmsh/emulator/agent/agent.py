@@ -277,7 +277,7 @@ class Agent:
             return ShellPlugin(self, ["sh", "-c", session.command or ""], report)
         if stype == SessionType.NON_INTERACTIVE_COMMANDS:
             return CommandPlugin(self, session.command or "")
-        return make_port_plugin(self)
+        return make_port_plugin(self, half_close=self.config.agent_fin == "half-close")
 
     def _shell_argv(self) -> list[str]:
         for candidate in (

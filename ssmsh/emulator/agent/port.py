@@ -57,8 +57,12 @@ def port_address(properties: dict[str, Any]) -> tuple[str, int]:
     return host, port
 
 
-def make_port_plugin(host: PluginHost) -> Plugin | None:
-    """The variant the real agent would run for this session and client."""
+def make_port_plugin(host: PluginHost, *, half_close: bool = True) -> Plugin | None:
+    """The variant the real agent would run for this session and client.
+
+    ``half_close`` applies to the multiplexed variant (see :class:`.port_mux.MuxPortPlugin`);
+    basic and stdio sessions have no way to carry a half-close, here as in the real agent.
+    """
     from .port_mux import MuxPortPlugin  # port_mux imports this module
 
     properties = host.session.properties or {}
@@ -71,7 +75,7 @@ def make_port_plugin(host: PluginHost) -> Plugin | None:
     if properties.get("type") == LOCAL_PORT_FORWARDING:
         if client_supports_smux(version) and agent_supports_smux(host.agent_version):
             keepalive = not client_wants_agent_keepalive_off(version)
-            return MuxPortPlugin(host, address, keepalive=keepalive)
+            return MuxPortPlugin(host, address, keepalive=keepalive, half_close=half_close)
         return BasicPortPlugin(host, address, reconnect=True)
     return BasicPortPlugin(host, address, reconnect=False)
 

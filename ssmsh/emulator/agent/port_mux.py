@@ -5,10 +5,19 @@ with messages). Each stream the client opens becomes a new TCP connection to the
 destination; when that connection cannot be made the agent sends the
 ConnectToPortError flag (3) and closes the stream, as the official agent does.
 
-Closing is done per direction: the client's FIN half-closes the TCP connection
-(``write_eof``) and the destination's end of data sends FIN on the stream; the
-connection is closed once both directions are done. (The official agent closes
-the whole connection on the first FIN either way, which can cut a response short.)
+The end of a direction is handled in one of two ways (``half_close``, from
+:attr:`EmulatorConfig.agent_fin <ssmsh.emulator.config.EmulatorConfig.agent_fin>`):
+
+* half-close (the default): the client's FIN half-closes the TCP connection
+  (``write_eof``) and the destination's end of data sends FIN on the stream; the
+  connection is closed once both directions are done, as TCP would have it.
+* close, what amazon-ssm-agent does (its mux port session copies each direction
+  until it ends and then closes the *other* end: the destination connection or the
+  stream): the client's FIN, once the data before it is written, closes the whole
+  destination connection; whatever the destination had not sent by then is lost,
+  and the stream gets its FIN when the destination side is closed. The
+  destination's end of data sends FIN and closes the connection too; client data
+  that arrives afterwards is dropped.
 
 The agent's smux output is sent in messages of at most ``pacing.port_chunk``
 bytes, several smux frames per message when they fit, as the official agent does.
@@ -46,9 +55,18 @@ class MuxPortPlugin(Plugin):
 
     requires_handshake = True
 
-    def __init__(self, host: PluginHost, address: tuple[str, int], *, keepalive: bool) -> None:
+    def __init__(
+        self,
+        host: PluginHost,
+        address: tuple[str, int],
+        *,
+        keepalive: bool,
+        half_close: bool = True,
+    ) -> None:
         super().__init__(host)
         self.address = address
+        #: False: the first end of data, either way, closes the connection (real agent).
+        self.half_close = half_close
         self.smux = SmuxSession(client=False, keepalive=keepalive, now=host.now())
         self._streams: dict[int, _Stream] = {}
         self._out = bytearray()
@@ -94,7 +112,7 @@ class MuxPortPlugin(Plugin):
                 stream_or_none = self._streams.get(event.stream_id)
                 if stream_or_none is not None:
                     stream_or_none.remote_done = True
-                    self._shut_write(stream_or_none)
+                    self._end_input(stream_or_none)
             elif isinstance(event, SessionError):
                 logger.info("smux session ended: %s", event.reason)
                 self.host.finish(f"smux session ended: {event.reason}")
@@ -108,21 +126,24 @@ class MuxPortPlugin(Plugin):
         elif not writer.is_closing():
             writer.write(data)
 
-    def _shut_write(self, stream: _Stream) -> None:
+    def _end_input(self, stream: _Stream) -> None:
+        """The client sent FIN: half-close the connection, or close it (real agent)."""
         writer = stream.writer
         if writer is None or writer.is_closing():
             return
-        if stream.local_done:
-            self._close(stream)
-        elif writer.can_write_eof():
+        if self.half_close and not stream.local_done and writer.can_write_eof():
             writer.write_eof()
         else:
+            # close() still writes what is buffered first; reading stops, and the
+            # read loop below sends FIN once it sees the end.
             self._close(stream)
 
     def _close(self, stream: _Stream) -> None:
         if stream.writer is not None and not stream.writer.is_closing():
             stream.writer.close()
-        if stream.remote_done and stream.local_done:
+        if stream.local_done and (stream.remote_done or not self.half_close):
+            # Without half-close the stream is over once we sent FIN: later data and
+            # the client's FIN find no stream and are dropped, as in the real agent.
             self._streams.pop(stream.stream_id, None)
 
     # ------------------------------------------------------- destination side
@@ -152,7 +173,7 @@ class MuxPortPlugin(Plugin):
             writer.write(data)
         stream.pending.clear()
         if stream.remote_done:
-            self._shut_write(stream)
+            self._end_input(stream)
         chunk = self.host.pacing.port_chunk
         try:
             while not self.smux.closed:
@@ -168,7 +189,7 @@ class MuxPortPlugin(Plugin):
         if not self.smux.closed:
             self.smux.close_stream(stream.stream_id)
             self._collect()
-        if stream.remote_done or writer.is_closing():
+        if stream.remote_done or writer.is_closing() or not self.half_close:
             self._close(stream)
 
     # ------------------------------------------------------------ smux output
