@@ -15,18 +15,17 @@ import collections
 import contextlib
 import datetime as dt
 import logging
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from ..protocol.constants import MessageType
-from ..protocol.message import ClientMessage
 from ..protocol.payloads import ChannelClosedPayload
 from .agent import Agent
+from .agent.driver import gateway_control
 from .faults import Delivery, Direction, FaultInjector
 from .state import SessionRecord
 
@@ -39,19 +38,12 @@ MAX_QUEUED_BYTES = 16 * 1024 * 1024
 #: The close reason of a gateway that ends a connection normally.
 BYE = "Bye"
 
+T = TypeVar("T")
+
 
 def gateway_message(message_type: MessageType, payload: bytes = b"") -> bytes:
-    """A gateway-made message: sequence 0, flags 3, no payload type."""
-    return ClientMessage(
-        message_type=message_type,
-        schema_version=1,
-        created_date=int(time.time() * 1000),
-        sequence_number=0,
-        flags=3,
-        message_id=uuid.uuid4(),
-        payload_type=0,
-        payload=payload,
-    ).encode()
+    """A gateway-made message, encoded (see :func:`~.agent.driver.gateway_control`)."""
+    return gateway_control(message_type, payload).encode()
 
 
 def channel_closed_frame(session: SessionRecord, output: str = "") -> bytes:
@@ -135,16 +127,7 @@ class ClientLink:
 
     async def _writer(self) -> None:
         while True:
-            if not self._out:
-                self._out_ready.clear()
-                await self._out_ready.wait()
-                continue
-            due, frame = self._out[0]
-            wait = due - self._loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            self._out.popleft()
+            frame = await self._next_due(self._out, self._out_ready)
             if frame is None:
                 await self.ws.close(1000, BYE)
                 return
@@ -171,18 +154,24 @@ class ClientLink:
 
     async def _deliverer(self) -> None:
         while True:
-            if not self._in:
-                self._in_ready.clear()
-                await self._in_ready.wait()
+            frame = await self._next_due(self._in, self._in_ready)
+            if self.agent is not None:
+                self.agent.receive_frame(frame)
+
+    async def _next_due(self, queue: collections.deque[tuple[float, T]], ready: asyncio.Event) -> T:
+        """Take the first item of ``queue`` (``(due, item)`` pairs) once it is due."""
+        while True:
+            if not queue:
+                ready.clear()
+                await ready.wait()
                 continue
-            due, frame = self._in[0]
+            due, item = queue[0]
             wait = due - self._loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
-            self._in.popleft()
-            if self.agent is not None:
-                self.agent.receive_frame(frame)
+            queue.popleft()
+            return item
 
     def _schedule_release(self, direction: Direction) -> None:
         if not self.faults.held(direction, self) or direction in self._release:

@@ -23,10 +23,11 @@ from ...protocol.datachannel import DataChannel
 from ...protocol.events import Event
 from ...protocol.message import ClientMessage
 
-__all__ = ["ChannelDriver"]
+__all__ = ["ChannelDriver", "gateway_control"]
 
 
-def _publication(message_type: MessageType) -> ClientMessage:
+def gateway_control(message_type: MessageType, payload: bytes = b"") -> ClientMessage:
+    """A message the gateway makes itself: sequence 0, flags 3, no payload type."""
     return ClientMessage(
         message_type=message_type,
         schema_version=1,
@@ -35,7 +36,7 @@ def _publication(message_type: MessageType) -> ClientMessage:
         flags=3,
         message_id=uuid.uuid4(),
         payload_type=0,
-        payload=b"",
+        payload=payload,
     )
 
 
@@ -92,7 +93,7 @@ class ChannelDriver:
             return
         self._publishing = publishing
         mtype = MessageType.START_PUBLICATION if publishing else MessageType.PAUSE_PUBLICATION
-        self.channel.receive_message(_publication(mtype), self.now())
+        self.channel.receive_message(gateway_control(mtype), self.now())
 
     # ------------------------------------------------------------------- data
 
