@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 
 import pytest
 from websockets.asyncio.server import ServerConnection
@@ -52,78 +54,71 @@ async def settle(agent: FakeAgent, session: AgentSession) -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_a_paced_stream_is_acknowledged_in_batches() -> None:
-    config = ConnectionConfig(receive_coalesce=0.008)
+@contextlib.asynccontextmanager
+async def prompted(
+    config: ConnectionConfig | None = None,
+) -> AsyncIterator[tuple[FakeAgent, AgentSession, SessionConnection]]:
+    """A connection to a fake agent (no handshake, no echo), its ``$ `` prompt read."""
     async with FakeAgent(handshake=False, echo=False, prompt=b"$ ") as agent:
         info = agent.start_session()
         session = agent.sessions[info.session_id]
         async with SessionConnection(info, agent, config=config) as conn:
             assert await receive_bytes(conn, 2) == b"$ "
-            assert session.ws is not None
-            reads = count_reads(session.ws)
-            blob = os.urandom(300 * 1024)
-            sender = asyncio.create_task(send_paced(agent, session, blob, 1024))
-            assert await receive_bytes(conn, len(blob)) == blob
-            await sender
-            await settle(agent, session)
-            assert session.channel.stats["acked"] >= 301
-            assert session.channel.stats["retransmitted"] == 0
-            assert conn.receive_holds > 0
-            # One wakeup per batch of acks, not one per message.
-            assert reads[0] <= 300 // 3, reads[0]
+            yield agent, session, conn
+
+
+async def stream_paced(
+    agent: FakeAgent, session: AgentSession, conn: SessionConnection, size: int
+) -> None:
+    """``size`` random bytes in paced 1 KiB messages: all arrive, all are acknowledged."""
+    blob = os.urandom(size)
+    sender = asyncio.create_task(send_paced(agent, session, blob, 1024))
+    assert await receive_bytes(conn, len(blob)) == blob
+    await sender
+    await settle(agent, session)
+
+
+async def test_a_paced_stream_is_acknowledged_in_batches() -> None:
+    async with prompted(ConnectionConfig(receive_coalesce=0.008)) as (agent, session, conn):
+        assert session.ws is not None
+        reads = count_reads(session.ws)
+        await stream_paced(agent, session, conn, 300 * 1024)
+        assert session.channel.stats["acked"] >= 301
+        assert session.channel.stats["retransmitted"] == 0
+        assert conn.receive_holds > 0
+        # One wakeup per batch of acks, not one per message.
+        assert reads[0] <= 300 // 3, reads[0]
 
 
 async def test_isolated_frames_and_fast_streams_are_not_held() -> None:
-    config = ConnectionConfig(receive_coalesce=0.008)
-    async with FakeAgent(handshake=False, echo=False, prompt=b"$ ") as agent:
-        info = agent.start_session()
-        session = agent.sessions[info.session_id]
-        async with SessionConnection(info, agent, config=config) as conn:
-            assert await receive_bytes(conn, 2) == b"$ "
-            for i in range(5):  # keystroke echoes, well apart
-                await asyncio.sleep(0.05)
-                agent.send_output(session, b"%d" % i)
-                assert await receive_bytes(conn, 1) == b"%d" % i
-            assert conn.receive_holds == 0
-            blob = os.urandom(4 * 1024 * 1024)
-            for start in range(0, len(blob), 32 * 1024):  # big messages, back to back
-                agent.send_output(session, blob[start : start + 32 * 1024])
-            assert await receive_bytes(conn, len(blob)) == blob
-            assert conn.receive_holds == 0
+    async with prompted(ConnectionConfig(receive_coalesce=0.008)) as (agent, session, conn):
+        for i in range(5):  # keystroke echoes, well apart
+            await asyncio.sleep(0.05)
+            agent.send_output(session, b"%d" % i)
+            assert await receive_bytes(conn, 1) == b"%d" % i
+        assert conn.receive_holds == 0
+        blob = os.urandom(4 * 1024 * 1024)
+        for start in range(0, len(blob), 32 * 1024):  # big messages, back to back
+            agent.send_output(session, blob[start : start + 32 * 1024])
+        assert await receive_bytes(conn, len(blob)) == blob
+        assert conn.receive_holds == 0
 
 
 async def test_coalescing_can_be_switched_off() -> None:
-    config = ConnectionConfig(receive_coalesce=0)
-    async with FakeAgent(handshake=False, echo=False, prompt=b"$ ") as agent:
-        info = agent.start_session()
-        session = agent.sessions[info.session_id]
-        async with SessionConnection(info, agent, config=config) as conn:
-            assert await receive_bytes(conn, 2) == b"$ "
-            blob = os.urandom(50 * 1024)
-            sender = asyncio.create_task(send_paced(agent, session, blob, 1024))
-            assert await receive_bytes(conn, len(blob)) == blob
-            await sender
-            await settle(agent, session)
-            assert conn.receive_holds == 0
+    async with prompted(ConnectionConfig(receive_coalesce=0)) as (agent, session, conn):
+        await stream_paced(agent, session, conn, 50 * 1024)
+        assert conn.receive_holds == 0
 
 
 async def test_default_coalescing_batches_a_paced_stream_without_retransmissions() -> None:
     """The default (longest hold 30 ms): few wakeups, and the agent never resends."""
-    async with FakeAgent(handshake=False, echo=False, prompt=b"$ ") as agent:
-        info = agent.start_session()
-        session = agent.sessions[info.session_id]
-        async with SessionConnection(info, agent) as conn:
-            assert await receive_bytes(conn, 2) == b"$ "
-            assert session.ws is not None
-            reads = count_reads(session.ws)
-            blob = os.urandom(500 * 1024)
-            sender = asyncio.create_task(send_paced(agent, session, blob, 1024))
-            assert await receive_bytes(conn, len(blob)) == blob
-            await sender
-            await settle(agent, session)
-            assert session.channel.stats["acked"] >= 501
-            assert session.channel.stats["retransmitted"] == 0
-            assert reads[0] <= 500 // 8, reads[0]
+    async with prompted() as (agent, session, conn):
+        assert session.ws is not None
+        reads = count_reads(session.ws)
+        await stream_paced(agent, session, conn, 500 * 1024)
+        assert session.channel.stats["acked"] >= 501
+        assert session.channel.stats["retransmitted"] == 0
+        assert reads[0] <= 500 // 8, reads[0]
 
 
 def test_hold_ramps_up_along_a_stream_and_stops_after_a_quiet_spell() -> None:
