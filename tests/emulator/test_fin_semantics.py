@@ -14,13 +14,16 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from ssmsh.cli.main import build_parser
 from ssmsh.emulator import EmulatorConfig
 from ssmsh.emulator.cli import build_config, configure_parser
+from ssmsh.protocol.constants import PayloadType
 from tests.conftest import scaled
+from tests.emulator.dcclient import DCClient, gateway_for, make_session
 from tests.emulator.test_cli import start
 from tests.tunnel.conftest import RunningForward, emulator, parse_cli
 from tests.tunnel.helpers import Handler, pattern, script_server
@@ -177,6 +180,48 @@ async def test_client_data_after_server_eof(monkeypatch: pytest.MonkeyPatch, mod
         # destination connection when the server's data ended, "late" was dropped.
         assert await rest == (b"late" if mode == "half-close" else b"")
         writer.close()
+
+
+# ------------------------------------------------ basic and stdio: no half-close
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("variant", ["basic", "stdio"])
+async def test_basic_and_stdio_close_when_the_destination_ends(mode: str, variant: str) -> None:
+    """As in the real agent, whatever ``agent_fin`` says: the destination's end of data
+    closes the whole connection (basic: the next data dials again; stdio: the session
+    ends), so nothing the client sends later reaches the old connection."""
+    rests: list[asyncio.Future[bytes]] = []
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        rest: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        rests.append(rest)
+        writer.write(b"bye")
+        writer.write_eof()  # done talking, still listening
+        rest.set_result(await read_to_end(reader))
+        writer.close()
+
+    config = EmulatorConfig(agent_fin="close" if mode == "close" else "half-close")
+    async with gateway_for(config) as gateway, script_server(server) as dest:
+        properties: dict[str, Any] = {"portNumber": str(dest), "host": "127.0.0.1"}
+        if variant == "basic":
+            properties["type"] = "LocalPortForwarding"
+        session = make_session(gateway.state, "Port", properties=properties, gateway=gateway)
+        # An old ClientVersion gets basic mode; stdio ignores it.
+        client = DCClient(session, client_version="1.1.0")
+        await client.connect()
+        try:
+            await client.wait_output(b"bye")
+            async with asyncio.timeout(scaled(5)):
+                assert await rests[0] == b""  # closed by the agent, not half-closed
+            if variant == "stdio":
+                assert (await client.wait_closed()).output == ""
+            else:
+                client.send(PayloadType.OUTPUT, b"late")
+                await client.wait_for(lambda: len(rests) == 2)  # a new connection
+                assert client.channel_closed is None
+        finally:
+            await client.close()
 
 
 # ------------------------------------------------------------------ (c) CLI
