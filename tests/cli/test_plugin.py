@@ -16,7 +16,7 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,34 +26,19 @@ import pytest
 
 from ssmsh.aws import AwsSettings
 from ssmsh.cli import plugin, plugin_args
-from ssmsh.emulator import DEFAULT_TARGET, Emulator, EmulatorConfig, SessionStatus, TargetRecord
+from ssmsh.emulator import DEFAULT_TARGET, Emulator, EmulatorConfig, SessionStatus
 from ssmsh.emulator.documents import DOCUMENTS, Parameter, SessionDocument
 from ssmsh.exceptions import TunnelError, UsageError
 from ssmsh.protocol import CLIENT_VERSION
 from tests.conftest import scaled
-from tests.tunnel.helpers import echo_server, script_server, send_all_and_read
+from tests.tunnel.helpers import echo_server, free_port, script_server, send_all_and_read
 
-from .harness import PROMPT, PROMPT_RE, PtyProcess, cli_env, run_cli
+from .conftest import KMS_KEY, KMS_TARGET, interrupt_with_ctrl_c
+from .harness import PROMPT_RE, PtyProcess, cli_env, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
-KMS_TARGET = "i-0123456789abcdef1"
 ENV_NAME = plugin_args.RESPONSE_ENV_PREFIX
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    config = EmulatorConfig(
-        environment={"PS1": PROMPT, "ENV": "/dev/null"},
-        shell="/bin/sh",
-        shell_exit_status=True,
-        targets=[
-            TargetRecord(DEFAULT_TARGET, name="web-1"),
-            TargetRecord(KMS_TARGET, name="secure-1", kms_key_id="alias/ssmsh-test"),
-        ],
-    )
-    async with Emulator(config) as emu:
-        yield emu
 
 
 async def start_session(emu: Emulator, **request: Any) -> tuple[dict[str, Any], list[str]]:
@@ -180,7 +165,7 @@ async def test_kms_shell_follows_a_non_aws_ssm_endpoint(emulator: Emulator) -> N
         assert await proc.wait() == 0
     finally:
         proc.close()
-    assert emulator.state.sessions[response["SessionId"]].kms_key_id == "alias/ssmsh-test"
+    assert emulator.state.sessions[response["SessionId"]].kms_key_id == KMS_KEY
 
 
 async def test_kms_endpoint_from_the_environment_wins(emulator: Emulator) -> None:
@@ -233,15 +218,7 @@ async def test_ctrl_c_interrupts_a_command_although_the_aws_cli_ignores_sigint(
     proc = PtyProcess(
         ["plugin", *args], command=["sh", "-c", ignore, "sh", sys.executable, "-m", "ssmsh"]
     )
-    try:
-        await proc.expect("Starting session")
-        await asyncio.sleep(0.3)
-        proc.send(b"\x03")
-        assert await proc.wait() == 130
-        assert "ssmsh: interrupted" in proc.text
-        assert proc.slave_attrs() == proc.initial_attrs
-    finally:
-        proc.close()
+    await interrupt_with_ctrl_c(proc)
     assert "Traceback" not in proc.text
     await wait_status(emulator, response["SessionId"], SessionStatus.TERMINATED)
 
@@ -307,12 +284,6 @@ async def test_ctrl_c_ends_forwarding_even_with_sigint_ignored_as_under_the_aws_
             ["plugin", *args], command=["sh", "-c", ignore, "sh", sys.executable, "-m", "ssmsh"]
         )
         await port_round_trip(proc, emulator, response["SessionId"])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_port_forwarding_on_the_requested_port(emulator: Emulator) -> None:

@@ -13,30 +13,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ssmsh.emulator import DEFAULT_TARGET, Emulator, EmulatorConfig, TargetRecord
+from ssmsh.emulator import DEFAULT_TARGET, Emulator, EmulatorConfig
 
+from .conftest import KMS_KEY, KMS_TARGET, interrupt_with_ctrl_c
 from .harness import PROMPT, PROMPT_RE, PtyProcess, run_cli
 
-KMS_TARGET = "i-0123456789abcdef1"
-KMS_KEY = "alias/ssmsh-test"
-
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    config = EmulatorConfig(
-        # a fixed, recognisable prompt for the emulated shell
-        environment={"PS1": PROMPT, "ENV": "/dev/null"},
-        shell="/bin/sh",
-        shell_exit_status=True,
-        targets=[
-            TargetRecord(DEFAULT_TARGET, name="web-1"),
-            TargetRecord(KMS_TARGET, name="secure-1", kms_key_id=KMS_KEY),
-        ],
-    )
-    async with Emulator(config) as emu:
-        yield emu
 
 
 @pytest.fixture
@@ -364,15 +346,7 @@ async def test_ctrl_c_without_tty_interrupts_ssmsh_and_terminates(emulator: Emul
     proc = PtyProcess(
         ["exec", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url, "--", "sleep 30"]
     )
-    try:
-        await proc.expect("Starting session")
-        await asyncio.sleep(0.5)
-        proc.send(b"\x03")
-        assert await proc.wait() == 130
-        assert "ssmsh: interrupted" in proc.text
-        assert proc.slave_attrs() == proc.initial_attrs
-    finally:
-        proc.close()
+    await interrupt_with_ctrl_c(proc)
     await asyncio.sleep(0.3)
     statuses = {s.status.value for s in emulator.state.sessions.values()}
     assert statuses <= {"Terminated", "Terminating"}
