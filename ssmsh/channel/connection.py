@@ -83,6 +83,18 @@ HOLD_GAP = 0.004
 HOLD_MAX_BATCH = 64 * 1024
 #: Most bytes of frames joined into one transport write.
 WRITE_BATCH = 64 * 1024
+#: The data channel's counters, in the order the end-of-session debug line shows them.
+STAT_NAMES = (
+    "sent",
+    "retransmitted",
+    "acked",
+    "stale_acks",
+    "delivered",
+    "duplicates",
+    "reordered",
+    "dropped",
+    "ignored",
+)
 
 
 def next_hold(previous: float, interval: float, size: int, limit: float) -> float:
@@ -211,6 +223,14 @@ class SessionConnection:
         self._hold_delay = 0.0  # the hold after the previous batch (0: none)
         #: Times reading was held back to coalesce received frames (for tests and benchmarks).
         self.receive_holds = 0
+        #: WebSocket message bytes received and sent (frame headers not counted).
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        #: WebSocket links the session was served over (the first, then one per reconnect).
+        self.links = 0
+        self._started_at = self._loop.time()
+        self._linked_at: float | None = None  # when the first link was up
+        self._skipping = False  # skip_handshake() is establishing the session
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
 
@@ -254,6 +274,7 @@ class SessionConnection:
         """Open the first link and start the driver. Raises if it cannot be opened."""
         if self._runner is not None:
             raise RuntimeError("start() was already called")
+        self._started_at = self._loop.time()
         ws = await self._reconnector.first_link()
         self._runner = asyncio.create_task(self._run(ws), name=f"ssmsh-{self.info.session_id}")
         self._reconnector.link_up()  # CONNECTED as soon as start() returns
@@ -355,8 +376,12 @@ class SessionConnection:
         established the session (see :meth:`ClientSession.skip_handshake`)."""
         if self._finished:
             return False
-        skipped = self.protocol.skip_handshake(self._loop.time())
-        self._after_protocol()
+        self._skipping = True  # for the debug line of SessionEstablished
+        try:
+            skipped = self.protocol.skip_handshake(self._loop.time())
+            self._after_protocol()
+        finally:
+            self._skipping = False
         return skipped
 
     async def send_input(self, data: bytes) -> None:
@@ -478,6 +503,9 @@ class SessionConnection:
     async def _serve(self, ws: FrameLink) -> str:
         """Drive one link until it is lost; returns why."""
         self._ws = ws
+        self.links += 1
+        if self._linked_at is None:
+            self._linked_at = self._loop.time()
         self.protocol.connection_made(self._loop.time())
         self._after_protocol()
         self._reconnector.link_up()
@@ -563,6 +591,7 @@ class SessionConnection:
             for data in frames:
                 size += len(data)
                 receive(data, now)
+            self.bytes_received += size
             self._after_protocol()
             if self.closed:
                 over.set_result(None)
@@ -612,7 +641,9 @@ class SessionConnection:
         try:
             while True:
                 while self._frames:
-                    await ws.send(self._frames.popleft())
+                    frame = self._frames.popleft()
+                    self.bytes_sent += len(frame)
+                    await ws.send(frame)
                 self._writer_active = False
                 self._frames_ready.clear()
                 await self._frames_ready.wait()
@@ -651,6 +682,7 @@ class SessionConnection:
                 size += len(frame)
                 batch.append(frame)
             transport.write(binary_frames(batch))
+            self.bytes_sent += size
 
     def _after_protocol(self) -> None:
         """Collect frames, events and the timer after any call into the protocol."""
@@ -677,6 +709,8 @@ class SessionConnection:
         elif isinstance(event, SessionEstablished):
             if not self._established.done():
                 self._established.set_result(event)
+                if logger.isEnabledFor(logging.DEBUG):
+                    self._log_established(event)
         elif isinstance(event, SessionFailed):
             self._finish(failure_exception(event))
         elif isinstance(event, Paused):
@@ -688,6 +722,57 @@ class SessionConnection:
             self._finish(None)
         else:
             self._push(event)  # type: ignore[arg-type]
+
+    def _log_established(self, event: SessionEstablished) -> None:
+        """One debug line on how the session started (never a token or a key)."""
+        now = self._loop.time()
+        linked = self._linked_at if self._linked_at is not None else now
+        if event.agent_version:
+            handshake = "full"
+        elif self._skipping:
+            handshake = "skipped"  # the client stopped waiting (see skip_handshake)
+        else:
+            handshake = "none"  # an agent without handshake: its first output started it
+        logger.debug(
+            "session %s established: type=%s agent=%s client=%s kms=%s handshake=%s "
+            "handshake_time=%.1fms connect_time=%.1fms",
+            self.info.session_id,
+            event.session_type,
+            event.agent_version or "-",
+            self.protocol.client_version,
+            "on" if event.encrypted else "off",
+            handshake,
+            (now - linked) * 1000,
+            (linked - self._started_at) * 1000,
+        )
+
+    def _log_stats(self) -> None:
+        """One debug line with the data channel's counters at the end of the session."""
+        channel = self.protocol.channel
+        stats = channel.stats
+        names = [*STAT_NAMES, *sorted(set(stats) - set(STAT_NAMES))]
+        counters = " ".join(f"{name}={stats[name]}" for name in names)
+        rtt = channel.rtt
+        srtt = f"{rtt.srtt * 1000:.1f}ms" if rtt.samples else "-"
+        reconnector = self._reconnector
+        logger.debug(
+            "session %s ended: duration=%.2fs links=%d reconnects=%d outages=%.2fs %s "
+            "unacked=%d receive_holds=%d bytes_in=%d bytes_out=%d srtt=%s rto=%.1fms "
+            "rtt_samples=%d",
+            self.info.session_id,
+            self._loop.time() - self._started_at,
+            self.links,
+            reconnector.reconnects,
+            sum(reconnector.outages),
+            counters,
+            channel.unacked,
+            self.receive_holds,
+            self.bytes_received,
+            self.bytes_sent,
+            srtt,
+            rtt.rto * 1000,
+            rtt.samples,
+        )
 
     def _push(self, event: SessionEvent) -> None:
         data = getattr(event, "data", None)
@@ -748,6 +833,8 @@ class SessionConnection:
         self._error = error
         if error is not None:
             logger.debug("session %s failed: %s", self.info.session_id, error)
+        if logger.isEnabledFor(logging.DEBUG):
+            self._log_stats()
         if not self._established.done():
             self._established.set_exception(
                 error or ChannelClosed("the session closed before it was established")

@@ -243,7 +243,20 @@ class Liveness:
     late while frames are still arriving does not count as silence; neither
     does any delay while ``is_paused()`` is true (the driver has stopped reading
     on purpose, so pongs wait in the socket buffer).
+
+    At debug level it logs pong round trips, but not all of them: the first of
+    the link, one that differs notably from the last one logged (see
+    :meth:`pong_received`) and every :attr:`PONG_LOG_EVERY`-th; and each late
+    pong that was excused.
     """
+
+    #: Log every this many pongs even if the round trip has not changed (5 min at 10 s).
+    PONG_LOG_EVERY = 30
+    #: A round trip is a notable change from the last one logged when it is this many
+    #: times larger or smaller...
+    PONG_LOG_RATIO = 2.0
+    #: ... and differs from it by at least this much (seconds): loopback jitter is not news.
+    PONG_LOG_MIN_CHANGE = 0.010
 
     def __init__(
         self,
@@ -260,6 +273,11 @@ class Liveness:
         self._on_alive = on_alive
         #: Set when the link was aborted for silence.
         self.verdict: str | None = None
+        #: Pongs received on this link, and the round trip of the last one (seconds).
+        self.pongs = 0
+        self.last_rtt: float | None = None
+        self._logged_rtt: float | None = None
+        self._logged_at = 0  # the pong count when a round trip was last logged
 
     async def run(self) -> None:
         """Run until the link dies (returns) or silence is detected (aborts it, returns)."""
@@ -282,7 +300,7 @@ class Liveness:
                 async with asyncio.timeout(self.config.ping_timeout):
                     await pong
             except TimeoutError:
-                if self._is_paused() or self._last_received() > sent_at:
+                if self._excused(loop.time(), sent_at):
                     continue
                 self.verdict = f"no reply to keepalive for {self.config.ping_timeout:g} s"
                 logger.info("link silent: %s; dropping it", self.verdict)
@@ -290,4 +308,45 @@ class Liveness:
                 return
             except ConnectionClosed:
                 return
+            self.pong_received(loop.time() - sent_at)
             self._on_alive()
+
+    def _excused(self, now: float, sent_at: float) -> bool:
+        """A late pong that is no sign of a dead link (logged at debug level)."""
+        if self._is_paused():
+            why = "reading is paused (the consumer is behind)"
+        elif (last := self._last_received()) > sent_at:
+            why = f"frames still arriving (the last {now - last:.1f} s ago)"
+        else:
+            return False
+        logger.debug(
+            "pong late (none within %g s) but the link is excused: %s",
+            self.config.ping_timeout,
+            why,
+        )
+        return True
+
+    def pong_received(self, rtt: float) -> bool:
+        """Count a pong that came ``rtt`` seconds after its ping; True if it was logged.
+
+        Logged (debug level): the first pong of the link; a round trip at least
+        :attr:`PONG_LOG_RATIO` times larger or smaller than the last one logged
+        and :attr:`PONG_LOG_MIN_CHANGE` away from it; every :attr:`PONG_LOG_EVERY`-th.
+        """
+        self.pongs += 1
+        self.last_rtt = rtt
+        logged = self._logged_rtt
+        if logged is None:
+            why = "first on this link"
+        elif abs(rtt - logged) >= self.PONG_LOG_MIN_CHANGE and (
+            rtt >= logged * self.PONG_LOG_RATIO or rtt * self.PONG_LOG_RATIO <= logged
+        ):
+            why = f"was {logged * 1000:.1f} ms"
+        elif self.pongs - self._logged_at >= self.PONG_LOG_EVERY:
+            why = f"{self.pongs} pongs on this link"
+        else:
+            return False
+        self._logged_rtt = rtt
+        self._logged_at = self.pongs
+        logger.debug("pong in %.1f ms (%s)", rtt * 1000, why)
+        return True

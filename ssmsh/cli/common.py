@@ -5,25 +5,31 @@
 tunables. :func:`open_session` resolves the target, starts the session (in an
 in-process emulator with ``--local``), opens a :class:`SessionConnection` and
 always closes it with TerminateSession, whatever happens inside the block.
+While it is starting, SIGINT, SIGTERM and SIGHUP end it cleanly
+(:class:`StartupSignals`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+import signal
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from ..aws import AwsSettings, SsmSessions, StaticCredentials
 from ..channel import ConnectionConfig, SessionConnection, SessionInfo
 from ..exceptions import UsageError
 from ..terminal.tty import Terminal
+from .errors import StartInterrupted
 
 __all__ = [
     "LOCAL_CREDENTIALS",
     "Reporter",
+    "StartupSignals",
     "add_common_options",
     "aws_settings",
     "connection_config",
@@ -34,6 +40,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: Credentials used with ``--local`` (the emulator accepts any well-formed signature).
 LOCAL_CREDENTIALS = StaticCredentials("AKIDSSMSHLOCAL000000", "ssmsh-local-emulator-secret")
@@ -176,6 +184,74 @@ def default_target(args: argparse.Namespace, target: str | None) -> str:
     raise UsageError("no target given (an instance id or Name tag; or use --local)")
 
 
+class StartupSignals:
+    """SIGINT, SIGTERM and SIGHUP while a session is starting.
+
+    Without this, SIGTERM and SIGHUP would kill ssmsh at once: no line, and a
+    session that StartSession had already created would be left to time out.
+    :meth:`install` routes them to the event loop; :meth:`guard` runs a step of
+    the start (a blocking AWS call, the WebSocket opening) and, when a signal
+    comes first, cancels it (nothing waits for a hung call) and raises
+    :class:`StartInterrupted`. A signal that is ignored (``nohup``, a background
+    job's SIGINT) stays ignored. :meth:`remove` puts the previous handlers back.
+    """
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self) -> None:
+        #: The first signal received (0: none).
+        self.signum = 0
+        self._caught = asyncio.Event()
+        self._installed: list[tuple[int, Any]] = []
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for name in self.NAMES:
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            try:
+                previous = signal.getsignal(signum)
+                if previous is signal.SIG_IGN:
+                    continue
+                loop.add_signal_handler(signum, self._on_signal, signum)
+            except (ValueError, RuntimeError, NotImplementedError):
+                continue  # not the main thread, or no signals here
+            self._installed.append((signum, previous))
+
+    def remove(self) -> None:
+        loop = asyncio.get_running_loop()
+        installed, self._installed = self._installed, []
+        for signum, previous in installed:
+            loop.remove_signal_handler(signum)
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signum, previous)  # e.g. asyncio.run's own SIGINT handler
+
+    def _on_signal(self, signum: int) -> None:
+        logger.debug("signal %d while starting the session", signum)
+        if not self.signum:
+            self.signum = signum
+        self._caught.set()
+
+    async def guard(self, step: Awaitable[_T]) -> _T:
+        """``step``'s result, unless a signal came (or comes) first: StartInterrupted."""
+        work = asyncio.ensure_future(step)
+        caught = asyncio.ensure_future(self._caught.wait())
+        try:
+            await asyncio.wait([work, caught], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            caught.cancel()
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+        if self.signum:
+            if not work.cancelled():
+                work.exception()  # whatever it was, the signal decides; mark it retrieved
+            raise StartInterrupted(self.signum)
+        return work.result()
+
+
 @contextlib.asynccontextmanager
 async def open_session(
     args: argparse.Namespace,
@@ -185,16 +261,39 @@ async def open_session(
     parameters: Mapping[str, Sequence[str]] | None = None,
     reason: str | None = None,
 ) -> AsyncIterator[tuple[SessionConnection, SessionInfo]]:
-    """Start a session and yield its open connection; TerminateSession on the way out."""
-    async with local_endpoint(args) as endpoint:
-        sessions = SsmSessions(aws_settings(args, endpoint))
-        target_id = await sessions.resolve_target(default_target(args, target))
-        info = await sessions.start_session(target_id, document, parameters, reason)
-        reporter.status(f"Starting session with SessionId: {info.session_id}")
-        conn = SessionConnection(info, sessions, config=connection_config(args))
-        try:
-            await conn.start()
-            yield conn, info
-        finally:
-            reporter.terminal.restore()
-            await conn.close(terminate=True)
+    """Start a session and yield its open connection; TerminateSession on the way out.
+
+    A signal before the connection is open (SIGINT, SIGTERM, SIGHUP) raises
+    :class:`StartInterrupted`, after TerminateSession if StartSession had answered.
+    """
+    config = connection_config(args)  # a bad option must not leave a session behind
+    signals = StartupSignals()
+    signals.install()
+    try:
+        async with local_endpoint(args) as endpoint:
+            sessions = SsmSessions(aws_settings(args, endpoint))
+            opened: list[SessionConnection] = []
+
+            async def start() -> None:
+                target_id = await sessions.resolve_target(default_target(args, target))
+                info = await sessions.start_session(target_id, document, parameters, reason)
+                reporter.status(f"Starting session with SessionId: {info.session_id}")
+                opened.append(SessionConnection(info, sessions, config=config))
+                await opened[0].start()
+
+            try:
+                await signals.guard(start())
+            except BaseException:
+                reporter.terminal.restore()
+                if opened:
+                    await opened[0].close(terminate=True)
+                raise
+            signals.remove()  # from here on, the session's own handling (bridge_session)
+            conn = opened[0]
+            try:
+                yield conn, conn.info
+            finally:
+                reporter.terminal.restore()
+                await conn.close(terminate=True)
+    finally:
+        signals.remove()

@@ -18,7 +18,7 @@ from ..terminal.bridge import BridgeResult, TerminalBridge
 from ..terminal.escape import parse_escape_char
 from ..terminal.tty import Terminal
 from .common import Reporter, add_common_options, open_session, parse_parameters
-from .errors import EXIT_FAILURE
+from .errors import EXIT_FAILURE, StartInterrupted
 
 __all__ = [
     "bridge_session",
@@ -196,7 +196,9 @@ async def bridge_session(
     """Bridge an open connection to this terminal until the session ends.
 
     SIGTERM and SIGHUP end it early: the terminal is restored, the error is
-    reported and None is returned (the caller's exit status is then 255).
+    reported and None is returned (the caller's exit status is then 255, as
+    with ssh). Before the session is established (the handshake), they raise
+    :class:`StartInterrupted` instead, as while the session was being opened.
     The connection is left open; the caller closes it (TerminateSession).
     """
     bridge = TerminalBridge(
@@ -220,6 +222,8 @@ async def bridge_session(
                     await run
     if killed.is_set():
         terminal.restore()
+        if not conn.protocol.established and not conn.closed:
+            raise StartInterrupted(killed.signum)
         reporter.error(f"killed by signal {killed.signum}; session terminated")
         return None
     return run.result()
@@ -252,7 +256,8 @@ class _Killed(asyncio.Event):
 
 @contextlib.contextmanager
 def _terminating_signals() -> Iterator[_Killed]:
-    """SIGTERM and SIGHUP end the session cleanly (terminal restored, TerminateSession)."""
+    """SIGTERM and SIGHUP end the session cleanly (terminal restored, TerminateSession),
+    unless they are ignored (``nohup``)."""
     loop = asyncio.get_running_loop()
     killed = _Killed()
     installed: list[tuple[int, Any]] = []
@@ -267,6 +272,8 @@ def _terminating_signals() -> Iterator[_Killed]:
             continue
         try:
             previous = signal.getsignal(signum)
+            if previous is signal.SIG_IGN:
+                continue  # nohup: a hangup is not meant to end the session
             loop.add_signal_handler(signum, on_signal, signum)
         except (ValueError, RuntimeError, NotImplementedError):
             continue

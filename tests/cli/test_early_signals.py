@@ -1,0 +1,235 @@
+"""SIGTERM, SIGHUP and SIGINT while ``ssmsh shell`` / ``exec`` are still starting.
+
+Each phase is held open by a server that stops answering at that point, and the
+signal is sent once the server has seen the client get there (no guessing with
+sleeps): StartSession in flight, the WebSocket being opened, the handshake.
+ssmsh must end at once with one line on stderr and 128 + the signal's number,
+no traceback, TerminateSession attempted when StartSession had answered, and
+the terminal as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from tests.channel.fakeagent import AgentSession, FakeAgent
+from tests.conftest import scaled
+
+from .harness import PtyProcess, cli_env
+from .scripted import ScriptedAws
+
+pytestmark = pytest.mark.timeout(60)
+
+TARGET = "i-0123456789abcdef0"
+STARTING = "while starting the session"
+
+
+class SilentServer:
+    """TCP on loopback that accepts connections, reads nothing and never answers."""
+
+    def __init__(self) -> None:
+        self.connected = asyncio.Event()
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> SilentServer:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        self.connected.set()
+
+
+class HungGatewayAgent(FakeAgent):
+    """StartSession answers; its StreamUrl leads to a server that never upgrades."""
+
+    def __init__(self, gateway: SilentServer) -> None:
+        super().__init__()
+        self.gateway = gateway
+
+    def url(self, session_id: str) -> str:
+        return f"ws://127.0.0.1:{self.gateway.port}/v1/data-channel/{session_id}"
+
+
+class MuteAgent(FakeAgent):
+    """The link opens, then the agent never says a word: the handshake never starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linked = asyncio.Event()
+
+    def _begin(self, session: AgentSession) -> None:
+        self.linked.set()
+
+
+def _default_signals() -> None:  # as started from a terminal, whatever the test runner ignores
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def _ignore_sighup() -> None:  # as under nohup
+    _default_signals()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+async def start_cli(
+    args: list[str], preexec: Callable[[], None] = _default_signals
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ssmsh",
+        *args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(),
+        preexec_fn=preexec,
+    )
+
+
+async def signal_when(
+    proc: asyncio.subprocess.Process, reached: asyncio.Event, signum: int
+) -> tuple[int, bytes, bytes]:
+    """Send ``signum`` once ``reached`` is set; (status, stdout, stderr), ended promptly."""
+    async with asyncio.timeout(scaled(20)):
+        waiting = asyncio.ensure_future(reached.wait())
+        ended = asyncio.ensure_future(proc.wait())
+        await asyncio.wait([waiting, ended], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+    if ended.done():
+        out, err = await proc.communicate()
+        raise AssertionError(f"ssmsh ended before the signal ({proc.returncode}): {err!r}")
+    await asyncio.sleep(0.05)  # the call is under way, not just its first packet
+    proc.send_signal(signum)
+    try:
+        async with asyncio.timeout(scaled(8)):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.communicate()
+        raise AssertionError(f"ssmsh did not end promptly after signal {signum}") from None
+    assert proc.returncode is not None
+    return proc.returncode, out, err
+
+
+def single_line(err: bytes) -> str:
+    text = err.decode()
+    assert "Traceback" not in text, text
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+@pytest.fixture
+async def silent() -> AsyncIterator[SilentServer]:
+    async with SilentServer() as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("signum", "command"),
+    [
+        (signal.SIGTERM, ["shell"]),
+        (signal.SIGTERM, ["exec", "--", "true"]),
+        (signal.SIGHUP, ["shell"]),
+        (signal.SIGINT, ["exec", "--", "true"]),
+    ],
+    ids=["TERM-shell", "TERM-exec", "HUP-shell", "INT-exec"],
+)
+async def test_signal_while_start_session_hangs(
+    silent: SilentServer, signum: int, command: list[str]
+) -> None:
+    args = [command[0], TARGET, "--endpoint-url", f"http://127.0.0.1:{silent.port}", *command[1:]]
+    proc = await start_cli(args)
+    status, out, err = await signal_when(proc, silent.connected, signum)
+    line = single_line(err)
+    if signum == signal.SIGINT:
+        assert line == "ssmsh: interrupted"
+    else:
+        assert line == f"ssmsh: killed by signal {signum} {STARTING}"
+    assert status == 128 + signum, (status, err)
+    assert out == b""
+
+
+async def test_sigterm_while_the_websocket_opens_terminates_the_session(
+    silent: SilentServer,
+) -> None:
+    agent = HungGatewayAgent(silent)
+    async with agent, ScriptedAws(agent) as aws:
+        proc = await start_cli(
+            ["exec", TARGET, "--endpoint-url", aws.endpoint_url, "--quiet", "--", "true"]
+        )
+        status, out, err = await signal_when(proc, silent.connected, signal.SIGTERM)
+        assert single_line(err) == f"ssmsh: killed by signal 15 {STARTING}"
+        assert status == 143
+        assert out == b""
+        assert aws.calls == ["StartSession", "TerminateSession"]
+        assert agent.terminate_calls == list(agent.sessions)
+
+
+async def test_sighup_during_the_handshake_terminates_the_session() -> None:
+    agent = MuteAgent()
+    async with agent, ScriptedAws(agent) as aws:
+        proc = await start_cli(
+            ["exec", TARGET, "--endpoint-url", aws.endpoint_url, "--quiet", "--", "true"]
+        )
+        status, out, err = await signal_when(proc, agent.linked, signal.SIGHUP)
+        assert single_line(err) == f"ssmsh: killed by signal 1 {STARTING}"
+        assert status == 129
+        assert out == b""
+        assert aws.calls == ["StartSession", "TerminateSession"]
+
+
+async def test_an_ignored_sighup_stays_ignored(silent: SilentServer) -> None:
+    args = ["shell", TARGET, "--endpoint-url", f"http://127.0.0.1:{silent.port}"]
+    proc = await start_cli(args, preexec=_ignore_sighup)
+    async with asyncio.timeout(scaled(20)):
+        await silent.connected.wait()
+    proc.send_signal(signal.SIGHUP)
+    await asyncio.sleep(scaled(0.5))
+    assert proc.returncode is None, "SIGHUP under nohup ended ssmsh"
+    status, out, err = await signal_when(proc, silent.connected, signal.SIGTERM)
+    assert single_line(err) == f"ssmsh: killed by signal 15 {STARTING}"
+    assert status == 143
+    assert out == b""
+
+
+async def test_sigterm_during_the_handshake_restores_the_terminal() -> None:
+    """A shell in a pty: raw mode is on while it waits for the handshake."""
+    agent = MuteAgent()
+    async with agent, ScriptedAws(agent) as aws:
+        shell = PtyProcess(["shell", TARGET, "--endpoint-url", aws.endpoint_url])
+        try:
+            async with asyncio.timeout(scaled(20)):
+                await agent.linked.wait()
+            await shell.expect("Starting session with SessionId: ")
+            async with asyncio.timeout(scaled(10)):  # the bridge puts the terminal in raw mode
+                while shell.slave_attrs() == shell.initial_attrs:
+                    await asyncio.sleep(0.01)
+            shell.proc.send_signal(signal.SIGTERM)
+            assert await shell.wait() == 143
+            assert shell.slave_attrs() == shell.initial_attrs
+            text = shell.text
+            assert "Traceback" not in text
+            assert text.count("ssmsh: ") == 1, text
+            assert f"ssmsh: killed by signal 15 {STARTING}" in text
+        finally:
+            shell.close()
+        assert aws.calls == ["StartSession", "TerminateSession"]
