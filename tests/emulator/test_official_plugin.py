@@ -338,6 +338,24 @@ def listening_port(out: Output) -> int:
     return int(match.group(1))
 
 
+@contextlib.contextmanager
+def port_forwarding(
+    emu: EmulatorThread, plugin: str, target: str = DEFAULT_TARGET
+) -> Iterator[tuple[str, PtyPlugin, int]]:
+    """The plugin forwarding a local port to an echo server: (session id, plugin, local port)."""
+    with echo_server() as echo_port:
+        session_id, argv = start_session(
+            emu,
+            plugin,
+            target,
+            "AWS-StartPortForwardingSession",
+            portNumber=str(echo_port),
+            localPortNumber="0",
+        )
+        with pty_plugin(argv) as proc:
+            yield session_id, proc, listening_port(proc.out)
+
+
 def mux_socket_path(session_id: str) -> Path:
     """Where the plugin puts its internal smux socket (Go's os.TempDir())."""
     tmp = Path(os.environ.get("TMPDIR") or "/tmp")
@@ -432,22 +450,12 @@ def test_shell_survives_gateway_closes_by_resuming(plugin: str) -> None:
 def test_killed_plugin_leaves_the_session_resumable(emu: EmulatorThread, plugin: str) -> None:
     # Only an explicit end (exit, TerminateSession flag or API) ends a session; a
     # client that vanishes can come back with ResumeSession, as with the real service.
-    with echo_server() as echo_port:
-        session_id, argv = start_session(
-            emu,
-            plugin,
-            DEFAULT_TARGET,
-            "AWS-StartPortForwardingSession",
-            portNumber=str(echo_port),
-            localPortNumber="0",
-        )
-        with pty_plugin(argv) as proc:
-            listening_port(proc.out)
-            wait_until(lambda: connected(emu, session_id), 10, "the plugin to connect")
-            proc.proc.kill()
-            proc.wait()
-            mux_socket_path(session_id).unlink(missing_ok=True)  # a killed plugin leaves it
-            wait_until(lambda: not connected(emu, session_id), 10, "the gateway to notice")
+    with port_forwarding(emu, plugin) as (session_id, proc, _):
+        wait_until(lambda: connected(emu, session_id), 10, "the plugin to connect")
+        proc.proc.kill()
+        proc.wait()
+        mux_socket_path(session_id).unlink(missing_ok=True)  # a killed plugin leaves it
+        wait_until(lambda: not connected(emu, session_id), 10, "the gateway to notice")
     time.sleep(scaled(0.5))
     assert session_status(emu, session_id) != SessionStatus.TERMINATED
     resumed = make_client("ssm", emu.endpoint_url).resume_session(SessionId=session_id)
@@ -460,44 +468,34 @@ def test_killed_plugin_leaves_the_session_resumable(emu: EmulatorThread, plugin:
 def test_port_forwarding_multiplexed_concurrent_connections(
     emu: EmulatorThread, plugin: str
 ) -> None:
-    with echo_server() as echo_port:
-        session_id, argv = start_session(
-            emu,
-            plugin,
-            DEFAULT_TARGET,
-            "AWS-StartPortForwardingSession",
-            portNumber=str(echo_port),
-            localPortNumber="0",
-        )
-        with pty_plugin(argv) as proc:
-            local_port = listening_port(proc.out)
-            proc.out.wait_for("Waiting for connections...")
-            payloads = [os.urandom(48 * 1024 + i) for i in range(8)]
-            results: list[bytes | None] = [None] * len(payloads)
+    with port_forwarding(emu, plugin) as (session_id, proc, local_port):
+        proc.out.wait_for("Waiting for connections...")
+        payloads = [os.urandom(48 * 1024 + i) for i in range(8)]
+        results: list[bytes | None] = [None] * len(payloads)
 
-            def run(i: int) -> None:
-                results[i] = echo_through(local_port, payloads[i])
+        def run(i: int) -> None:
+            results[i] = echo_through(local_port, payloads[i])
 
-            threads = [threading.Thread(target=run, args=(i,)) for i in range(len(payloads))]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=scaled(90))
-            assert results == payloads
-            agent = live_agent(emu, session_id)
-            assert isinstance(agent.plugin, MuxPortPlugin)
-            assert agent.plugin.opened == len(payloads)
-            # The agent keeps its smux keepalive only for plugins up to 1.2.331.0.
-            version = plugin_version(plugin)
-            assert agent.plugin.keepalive == (not client_wants_agent_keepalive_off(version))
-            mux_socket = mux_socket_path(session_id)
-            assert mux_socket.exists()
-            # Ctrl-C: the plugin sends the TerminateSession flag and exits.
-            os.kill(proc.proc.pid, signal.SIGINT)
-            assert proc.wait() == 0
-            proc.out.wait_for("Terminate signal received, exiting.")
-            proc.out.wait_for(f"Exiting session with sessionId: {session_id}.")
-            assert not mux_socket.exists()
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(payloads))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=scaled(90))
+        assert results == payloads
+        agent = live_agent(emu, session_id)
+        assert isinstance(agent.plugin, MuxPortPlugin)
+        assert agent.plugin.opened == len(payloads)
+        # The agent keeps its smux keepalive only for plugins up to 1.2.331.0.
+        version = plugin_version(plugin)
+        assert agent.plugin.keepalive == (not client_wants_agent_keepalive_off(version))
+        mux_socket = mux_socket_path(session_id)
+        assert mux_socket.exists()
+        # Ctrl-C: the plugin sends the TerminateSession flag and exits.
+        os.kill(proc.proc.pid, signal.SIGINT)
+        assert proc.wait() == 0
+        proc.out.wait_for("Terminate signal received, exiting.")
+        proc.out.wait_for(f"Exiting session with sessionId: {session_id}.")
+        assert not mux_socket.exists()
     wait_until(
         lambda: session_status(emu, session_id) == SessionStatus.TERMINATED,
         10,
@@ -526,25 +524,15 @@ def test_port_forwarding_refused_destination(emu: EmulatorThread, plugin: str) -
 
 def test_port_forwarding_basic_with_an_old_agent(emu: EmulatorThread, plugin: str) -> None:
     # Agents up to 3.0.196.0 had no smux: the plugin forwards one connection at a time.
-    with echo_server() as echo_port:
-        session_id, argv = start_session(
-            emu,
-            plugin,
-            OLD_AGENT_TARGET,
-            "AWS-StartPortForwardingSession",
-            portNumber=str(echo_port),
-            localPortNumber="0",
-        )
-        with pty_plugin(argv) as proc:
-            local_port = listening_port(proc.out)
-            for size in (10, 70_000, 3):
-                payload = os.urandom(size)
-                assert echo_through(local_port, payload) == payload
-            agent = live_agent(emu, session_id)
-            assert isinstance(agent.plugin, BasicPortPlugin)
-            os.kill(proc.proc.pid, signal.SIGINT)
-            assert proc.wait() == 0
-            proc.out.wait_for(f"Exiting session with sessionId: {session_id}.")
+    with port_forwarding(emu, plugin, OLD_AGENT_TARGET) as (session_id, proc, local_port):
+        for size in (10, 70_000, 3):
+            payload = os.urandom(size)
+            assert echo_through(local_port, payload) == payload
+        agent = live_agent(emu, session_id)
+        assert isinstance(agent.plugin, BasicPortPlugin)
+        os.kill(proc.proc.pid, signal.SIGINT)
+        assert proc.wait() == 0
+        proc.out.wait_for(f"Exiting session with sessionId: {session_id}.")
 
 
 def test_ssh_session_stdio(emu: EmulatorThread, plugin: str) -> None:
