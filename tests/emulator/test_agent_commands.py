@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
 from ssmsh.emulator.agent.commands import CommandPlugin, separate_output_requested
 from ssmsh.emulator.gateway import Gateway
-from ssmsh.protocol.constants import PayloadType
+from ssmsh.protocol.constants import CLIENT_VERSION, PayloadType
 from tests.emulator.dcclient import DCClient, gateway, make_session
 
 __all__ = ["gateway"]
@@ -19,59 +21,69 @@ __all__ = ["gateway"]
 SCRIPT = "sh -c 'echo out; echo err >&2; exit 7'"
 
 
-async def test_non_interactive_separates_stdout_stderr_and_exit_code(gateway: Gateway) -> None:
-    session = make_session(gateway.state, "NonInteractiveCommands", command=SCRIPT, gateway=gateway)
-    client = DCClient(session)
+@contextlib.asynccontextmanager
+async def connected(
+    gateway: Gateway,
+    session_type: str,
+    command: str,
+    *,
+    properties: dict[str, Any] | None = None,
+    client_version: str = CLIENT_VERSION,
+) -> AsyncIterator[DCClient]:
+    """A client connected to a new ``session_type`` session running ``command``."""
+    session = make_session(
+        gateway.state, session_type, command=command, properties=properties, gateway=gateway
+    )
+    client = DCClient(session, client_version=client_version)
     await client.connect()
-    closed = await client.wait_closed()
-    assert closed.output == ""
-    assert bytes(client.output) == b"out\n"
-    assert bytes(client.stderr) == b"err\n"
-    assert client.exit_codes == [7]
-    (request,) = client.handshake_requests
-    (action,) = request.requested_actions
-    assert action.action_parameters == {
-        "SessionType": "NonInteractiveCommands",
-        "Properties": None,
-    }
-    assert client.handshake_complete is not None
-    assert client.handshake_complete.customer_message == ""
-    # The exit code is the last data message, and its wire text is the agent's.
-    data = [m for m in client.agent_data_frames() if m.payload_type in (1, 11, 12)]
-    assert data[-1].payload_type == PayloadType.EXIT_CODE
-    assert data[-1].payload == b"EXIT_CODE: 7"
-    await client.close()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def test_non_interactive_separates_stdout_stderr_and_exit_code(gateway: Gateway) -> None:
+    async with connected(gateway, "NonInteractiveCommands", SCRIPT) as client:
+        closed = await client.wait_closed()
+        assert closed.output == ""
+        assert bytes(client.output) == b"out\n"
+        assert bytes(client.stderr) == b"err\n"
+        assert client.exit_codes == [7]
+        (request,) = client.handshake_requests
+        (action,) = request.requested_actions
+        assert action.action_parameters == {
+            "SessionType": "NonInteractiveCommands",
+            "Properties": None,
+        }
+        assert client.handshake_complete is not None
+        assert client.handshake_complete.customer_message == ""
+        # The exit code is the last data message, and its wire text is the agent's.
+        data = [m for m in client.agent_data_frames() if m.payload_type in (1, 11, 12)]
+        assert data[-1].payload_type == PayloadType.EXIT_CODE
+        assert data[-1].payload == b"EXIT_CODE: 7"
 
 
 async def test_old_client_gets_split_output_and_an_upgrade_notice(gateway: Gateway) -> None:
     # The official agent splits by the document alone; an old client only gets a notice.
-    session = make_session(gateway.state, "NonInteractiveCommands", command=SCRIPT, gateway=gateway)
-    client = DCClient(session, client_version="1.2.0.0")
-    await client.connect()
-    await client.wait_closed()
-    assert bytes(client.output) == b"out\n"
-    assert bytes(client.stderr) == b"err\n" and client.exit_codes == [7]
-    assert client.handshake_complete is not None
-    assert client.handshake_complete.customer_message.startswith(
-        "Please update session manager plugin version (minimum required version 1.2.312.0)"
-    )
-    await client.close()
+    async with connected(
+        gateway, "NonInteractiveCommands", SCRIPT, client_version="1.2.0.0"
+    ) as client:
+        await client.wait_closed()
+        assert bytes(client.output) == b"out\n"
+        assert bytes(client.stderr) == b"err\n" and client.exit_codes == [7]
+        assert client.handshake_complete is not None
+        assert client.handshake_complete.customer_message.startswith(
+            "Please update session manager plugin version (minimum required version 1.2.312.0)"
+        )
 
 
 async def test_document_can_turn_separation_off(gateway: Gateway) -> None:
-    session = make_session(
-        gateway.state,
-        "NonInteractiveCommands",
-        command=SCRIPT,
-        properties={"separateOutputStream": "false"},
-        gateway=gateway,
-    )
-    client = DCClient(session)
-    await client.connect()
-    await client.wait_closed()
-    assert sorted(bytes(client.output).splitlines()) == [b"err", b"out"]
-    assert client.exit_codes == []
-    await client.close()
+    async with connected(
+        gateway, "NonInteractiveCommands", SCRIPT, properties={"separateOutputStream": "false"}
+    ) as client:
+        await client.wait_closed()
+        assert sorted(bytes(client.output).splitlines()) == [b"err", b"out"]
+        assert client.exit_codes == []
 
 
 def test_separate_output_property_forms() -> None:
@@ -83,88 +95,56 @@ def test_separate_output_property_forms() -> None:
 
 
 async def test_ctrl_c_interrupts_the_command(gateway: Gateway) -> None:
-    session = make_session(
-        gateway.state, "NonInteractiveCommands", command="sleep 30", gateway=gateway
-    )
-    client = DCClient(session)
-    await client.connect()
-    await client.wait_ready()
-    agent = gateway.agent(session.session_id)
-    assert agent is not None
+    async with connected(gateway, "NonInteractiveCommands", "sleep 30") as client:
+        await client.wait_ready()
+        agent = gateway.agent(client.session.session_id)
+        assert agent is not None
 
-    def started() -> bool:
-        plugin = agent.plugin
-        return isinstance(plugin, CommandPlugin) and plugin.pid is not None
+        def started() -> bool:
+            plugin = agent.plugin
+            return isinstance(plugin, CommandPlugin) and plugin.pid is not None
 
-    # A Ctrl-C that arrives before the command exists has nothing to stop.
-    await client.wait_for(started)
-    client.send(PayloadType.OUTPUT, b"\x03")
-    await client.wait_closed()
-    assert client.exit_codes == [-1]  # killed by a signal, as Go reports it
-    await client.close()
+        # A Ctrl-C that arrives before the command exists has nothing to stop.
+        await client.wait_for(started)
+        client.send(PayloadType.OUTPUT, b"\x03")
+        await client.wait_closed()
+        assert client.exit_codes == [-1]  # killed by a signal, as Go reports it
 
 
 async def test_command_that_cannot_start(gateway: Gateway) -> None:
-    session = make_session(
-        gateway.state,
-        "NonInteractiveCommands",
-        command="/nonexistent/program --flag",
-        gateway=gateway,
-    )
-    client = DCClient(session)
-    await client.connect()
-    await client.wait_closed()
-    assert client.stderr.startswith(b"Error occurred starting the command: ")
-    assert client.exit_codes == [1]
-    await client.close()
+    async with connected(
+        gateway, "NonInteractiveCommands", "/nonexistent/program --flag"
+    ) as client:
+        await client.wait_closed()
+        assert client.stderr.startswith(b"Error occurred starting the command: ")
+        assert client.exit_codes == [1]
 
 
 async def test_unparsable_command_line(gateway: Gateway) -> None:
-    session = make_session(
-        gateway.state, "NonInteractiveCommands", command="echo 'unterminated", gateway=gateway
-    )
-    client = DCClient(session)
-    await client.connect()
-    await client.wait_closed()
-    assert client.stderr.startswith(b"Failed to parse commands input: ")
-    await client.close()
+    async with connected(gateway, "NonInteractiveCommands", "echo 'unterminated") as client:
+        await client.wait_closed()
+        assert client.stderr.startswith(b"Failed to parse commands input: ")
 
 
 async def test_interactive_command_runs_in_a_pty_without_handshake(gateway: Gateway) -> None:
-    session = make_session(
-        gateway.state, "InteractiveCommands", command="echo inter''active; tty", gateway=gateway
-    )
-    client = DCClient(session)
-    await client.connect()
-    closed = await client.wait_closed()
-    assert closed.output == ""
-    assert b"interactive\r\n/dev/" in client.output
-    assert client.handshake_requests == []
-    await client.close()
+    async with connected(gateway, "InteractiveCommands", "echo inter''active; tty") as client:
+        closed = await client.wait_closed()
+        assert closed.output == ""
+        assert b"interactive\r\n/dev/" in client.output
+        assert client.handshake_requests == []
 
 
 async def test_interactive_command_reads_input(gateway: Gateway) -> None:
-    session = make_session(
-        gateway.state,
-        "InteractiveCommands",
-        command='read line; echo "got:$line"',
-        gateway=gateway,
-    )
-    client = DCClient(session)
-    await client.connect()
-    client.send(PayloadType.OUTPUT, b"typed text\r")
-    await client.wait_closed()
-    assert b"got:typed text" in client.output
-    await client.close()
+    async with connected(gateway, "InteractiveCommands", 'read line; echo "got:$line"') as client:
+        client.send(PayloadType.OUTPUT, b"typed text\r")
+        await client.wait_closed()
+        assert b"got:typed text" in client.output
 
 
 async def test_empty_interactive_command_is_refused(gateway: Gateway) -> None:
-    session = make_session(gateway.state, "InteractiveCommands", command="  ", gateway=gateway)
-    client = DCClient(session)
-    await client.connect()
-    closed = await client.wait_closed()
-    assert closed.output == "Commands cannot be empty for session type InteractiveCommands"
-    await client.close()
+    async with connected(gateway, "InteractiveCommands", "  ") as client:
+        closed = await client.wait_closed()
+        assert closed.output == "Commands cannot be empty for session type InteractiveCommands"
 
 
 async def test_stopping_a_command_whose_output_is_backed_up_closes_its_pipes(
@@ -174,22 +154,19 @@ async def test_stopping_a_command_whose_output_is_backed_up_closes_its_pipes(
     # its pipes hold unread output (reading them is paused). Stopping must still
     # close our ends of them (and so the subprocess transport), not leave that to
     # the garbage collector ("unclosed transport" after the loop is gone).
-    session = make_session(gateway.state, "NonInteractiveCommands", command="yes", gateway=gateway)
-    client = DCClient(session)
-    await client.connect()
-    await client.wait_for(lambda: len(client.output) > 100_000, timeout=10)
-    agent = gateway.agent(session.session_id)
-    assert agent is not None and isinstance(agent.plugin, CommandPlugin)
-    pid = agent.plugin.pid
-    assert pid is not None
-    command_pipes = {pipe_of(f"/proc/{pid}/fd/1"), pipe_of(f"/proc/{pid}/fd/2")}
-    assert None not in command_pipes
-    assert command_pipes <= our_pipes()  # our ends are open while it runs
-    await gateway.state.terminate_session(session.session_id)
-    await client.wait_closed(timeout=10)
-    await agent.plugin.stop()  # idempotent; returns once everything is released
-    assert command_pipes.isdisjoint(our_pipes())
-    await client.close()
+    async with connected(gateway, "NonInteractiveCommands", "yes") as client:
+        await client.wait_for(lambda: len(client.output) > 100_000, timeout=10)
+        agent = gateway.agent(client.session.session_id)
+        assert agent is not None and isinstance(agent.plugin, CommandPlugin)
+        pid = agent.plugin.pid
+        assert pid is not None
+        command_pipes = {pipe_of(f"/proc/{pid}/fd/1"), pipe_of(f"/proc/{pid}/fd/2")}
+        assert None not in command_pipes
+        assert command_pipes <= our_pipes()  # our ends are open while it runs
+        await gateway.state.terminate_session(client.session.session_id)
+        await client.wait_closed(timeout=10)
+        await agent.plugin.stop()  # idempotent; returns once everything is released
+        assert command_pipes.isdisjoint(our_pipes())
 
 
 def pipe_of(path: str) -> str | None:
@@ -227,15 +204,10 @@ async def test_programs_get_default_signal_actions(
 ) -> None:
     # Ignored signals survive exec: without a reset, Ctrl-C would not stop the
     # programs of an emulator that ignores SIGINT.
-    session = make_session(
-        gateway.state, session_type, command="grep SigIgn /proc/self/status", gateway=gateway
-    )
-    client = DCClient(session)
-    await client.connect()
-    await client.wait_closed(timeout=10)
-    match = re.search(rb"SigIgn:\s*([0-9a-f]+)", bytes(client.output))
-    assert match, bytes(client.output)
-    ignored = int(match.group(1), 16)
-    assert ignored & (1 << (signal.SIGINT - 1)) == 0
-    assert ignored & (1 << (signal.SIGQUIT - 1)) == 0
-    await client.close()
+    async with connected(gateway, session_type, "grep SigIgn /proc/self/status") as client:
+        await client.wait_closed(timeout=10)
+        match = re.search(rb"SigIgn:\s*([0-9a-f]+)", bytes(client.output))
+        assert match, bytes(client.output)
+        ignored = int(match.group(1), 16)
+        assert ignored & (1 << (signal.SIGINT - 1)) == 0
+        assert ignored & (1 << (signal.SIGQUIT - 1)) == 0
