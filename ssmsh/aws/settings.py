@@ -1,6 +1,6 @@
 """Where AWS calls go and as whom: region, profile, endpoint, credentials.
 
-:class:`AwsSettings` holds what the command line said; boto3's usual resolution
+:class:`AwsSettings` holds what the command line said; the usual AWS resolution
 does the rest (environment, config files, SSO, instance roles,
 ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_SSM`` ...). Every call to
 :meth:`AwsSettings.new_session` resolves credentials afresh, which is what a

@@ -59,7 +59,11 @@ def add_common_options(parser: argparse.ArgumentParser, suppress: bool = False) 
         return argparse.SUPPRESS if suppress else value
 
     aws = parser.add_argument_group("AWS options")
-    aws.add_argument("--region", default=default(None), help="AWS region (default: boto3's)")
+    aws.add_argument(
+        "--region",
+        default=default(None),
+        help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the profile's)",
+    )
     aws.add_argument("--profile", default=default(None), help="AWS profile from ~/.aws/config")
     aws.add_argument(
         "--endpoint-url",

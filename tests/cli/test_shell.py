@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ssmsh.emulator import DEFAULT_TARGET, Emulator, EmulatorConfig
+from tests.conftest import scaled
 
 from .conftest import KMS_KEY, KMS_TARGET, interrupt_with_ctrl_c
 from .harness import PROMPT, PROMPT_RE, PtyProcess, run_cli
@@ -42,10 +43,16 @@ async def test_stty_size_at_start_and_after_resize(shell: PtyProcess) -> None:
     shell.send("stty size\r")
     await shell.expect(r"\r\n30 100\r\n")
     shell.resize(120, 40)
-    await asyncio.sleep(0.3)
-    mark = len(shell.text)
-    shell.send("stty size\r")
-    await shell.expect(r"\r\n40 120\r\n", start=mark)
+    # The resize travels as its own message; ask until the remote pty has it
+    # rather than guessing how long that takes.
+    async with asyncio.timeout(scaled(10)):
+        while True:
+            mark = len(shell.text)
+            shell.send("stty size\r")
+            match = await shell.expect(r"\r\n(\d+ \d+)\r\n", start=mark)
+            if match.group(1) == "40 120":
+                break
+            await asyncio.sleep(0.05)
 
 
 async def test_ctrl_c_interrupts_a_remote_sleep_and_the_session_lives_on(
