@@ -711,6 +711,8 @@ class SessionConnection:
                 self._established.set_result(event)
                 if logger.isEnabledFor(logging.DEBUG):
                     self._log_established(event)
+            elif logger.isEnabledFor(logging.DEBUG):
+                self._log_established(event)  # a handshake after skip_handshake()
         elif isinstance(event, SessionFailed):
             self._finish(failure_exception(event))
         elif isinstance(event, Paused):

@@ -170,6 +170,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         "destination connection, as the real agent does",
     )
     agent.add_argument(
+        "--handshake-delay",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait SECONDS before the HandshakeRequest (a slow agent); client data "
+        "meanwhile is ignored, as by the real agent",
+    )
+    agent.add_argument(
         "--token-ttl", type=_seconds, default=60.0, metavar="SECONDS", help="token lifetime"
     )
     faults = parser.add_argument_group("fault injection (data messages, both directions)")
@@ -249,6 +257,7 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         agent_version=args.agent_version,
         shell_exit_status=args.shell_exit_status,
         agent_fin=args.agent_fin,
+        handshake_delay=args.handshake_delay,
     )
 
 

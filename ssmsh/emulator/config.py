@@ -87,8 +87,14 @@ class EmulatorConfig:
     #: End of one direction of a port-forwarding smux stream (see :data:`AgentFin`):
     #: ``"half-close"`` (the default) or ``"close"``, the real agent's behaviour.
     agent_fin: AgentFin = "half-close"
+    #: Seconds a handshaking agent takes before its HandshakeRequest (a slow agent).
+    #: Client stream data meanwhile is acknowledged and ignored, as the real agent
+    #: ignores it until its handshake is complete.
+    handshake_delay: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.handshake_delay >= 0:
+            raise ValueError("handshake_delay must be a number of seconds >= 0")
         if self.agent_fin not in AGENT_FIN_MODES:
             raise ValueError(
                 f"agent_fin must be one of {', '.join(AGENT_FIN_MODES)}, not {self.agent_fin!r}"

@@ -12,6 +12,7 @@ The session goes through these states::
     AWAITING ─HandshakeRequest─▶ [KMS_PENDING ─data key─▶] RESPONDED ─Complete─▶ ESTABLISHED
     AWAITING ─first Output payload (an agent that skips the handshake)─────▶ ESTABLISHED
     AWAITING ─skip_handshake() (the caller gave up waiting)────────────────▶ ESTABLISHED
+    ESTABLISHED (skipped, nothing heard yet) ─HandshakeRequest─▶ [KMS_PENDING ▶] RESPONDED ▶ …
     any state ──fatal problem──▶ FAILED
 
 Rules, following protocol notes §7 and §8:
@@ -27,6 +28,11 @@ Rules, following protocol notes §7 and §8:
   never encrypted (the channel only encrypts Output).
 * Stream payloads that arrive before the session is established are buffered
   and released right after :class:`SessionEstablished`.
+* A handshake that comes after :meth:`~ClientSession.skip_handshake` (a slow
+  agent, not one without handshake) is answered late: the agent ignored what was
+  sent in the meantime (it takes no stream data before its handshake is
+  complete), so that is sent again after the HandshakeComplete, encrypted if
+  KMS is on, and :class:`SessionEstablished` comes a second time.
 * Bad remote input never raises: it is logged and ignored, or it ends the session
   with one :class:`SessionFailed`. After that, stream payloads from the agent and
   ``send_*`` calls are ignored; channel-level events (closed, paused) still come.
@@ -83,6 +89,8 @@ logger = logging.getLogger(__name__)
 
 #: Most stream payloads held while the handshake is still running.
 MAX_EARLY_PAYLOADS = 10_000
+#: Most bytes kept, after skip_handshake(), to send again if a handshake comes late.
+MAX_RESEND_AFTER_SKIP = 1 << 20
 _U32_MAX = 0xFFFFFFFF
 
 
@@ -217,6 +225,11 @@ class ClientSession:
         self._held: list[tuple[int, bytes]] = []
         self._events: list[SessionEvent] = []
         self._skipped_handshake = False
+        #: While a skipped handshake is unconfirmed (no stream data from the agent
+        #: yet): what was sent, to send again should the agent handshake after all.
+        self._sent_unconfirmed: list[tuple[int, bytes]] | None = None
+        self._sent_unconfirmed_bytes = 0
+        self._late_handshake = False
 
     # ------------------------------------------------------------ properties
 
@@ -290,6 +303,8 @@ class ClientSession:
         if self.failed:
             logger.debug("not sending payload type %d: the session has failed", payload_type)
         elif self.established:
+            if self._sent_unconfirmed is not None:
+                self._keep_for_resend(payload_type, payload)
             self.channel.send_data(payload_type, payload, now)
         else:
             # Nothing may precede the HandshakeResponse; hold until established.
@@ -306,15 +321,32 @@ class ClientSession:
         that came early is delivered. Does nothing and returns False once a
         handshake has begun or the session is established or failed.
 
-        If a HandshakeRequest arrives afterwards, the session fails (kind
-        ``handshake``): input went out ahead of the HandshakeResponse.
+        If a HandshakeRequest arrives before any stream data, the agent was only
+        slow: it is answered, and what was sent meanwhile (which such an agent
+        ignores) is sent again once the handshake is complete. A HandshakeRequest
+        after the agent's output, or after more than ``MAX_RESEND_AFTER_SKIP``
+        bytes were sent, ends the session (kind ``handshake``).
         """
         if self.state is not SessionState.AWAITING:
             return False
         self.session_type = implied_session_type(PayloadType.OUTPUT)
         self._skipped_handshake = True
+        self._sent_unconfirmed = []
+        for payload_type, payload in self._held:
+            self._keep_for_resend(payload_type, payload)
         self._establish(now)
         return True
+
+    def _keep_for_resend(self, payload_type: int, payload: bytes) -> None:
+        kept = self._sent_unconfirmed
+        if kept is None:
+            return
+        self._sent_unconfirmed_bytes += len(payload)
+        if self._sent_unconfirmed_bytes > MAX_RESEND_AFTER_SKIP:
+            # A silent program fed a lot: too much to keep. A late handshake now fails.
+            self._sent_unconfirmed = None
+        else:
+            kept.append((payload_type, payload))
 
     # ------------------------------------------------------------ KMS answers
 
@@ -373,6 +405,7 @@ class ClientSession:
         elif ptype == PayloadType.HANDSHAKE_COMPLETE:
             self._on_handshake_complete(event.payload, now)
         elif self.established:
+            self._sent_unconfirmed = None  # the agent took the skip: it talks without handshake
             self._deliver(event)
         elif self.state is SessionState.AWAITING and implied_session_type(ptype) is not None:
             # An agent that does not handshake: its first Output means a shell.
@@ -386,11 +419,26 @@ class ClientSession:
 
     def _on_handshake_request(self, payload: bytes, now: float) -> None:
         if self._skipped_handshake:
-            self._fail(
-                "the agent began a handshake after the client had stopped waiting for one",
-                "handshake",
+            resend = self._sent_unconfirmed
+            if resend is None:
+                self._fail(
+                    "the agent began a handshake after its output had started",
+                    "handshake",
+                )
+                return
+            # A slow agent after all: it ignored everything sent so far. Handshake
+            # now; that goes out again once the handshake is complete.
+            logger.debug(
+                "the agent began a handshake after the client had stopped waiting; "
+                "answering it and sending %d earlier messages again",
+                len(resend),
             )
-            return
+            self._skipped_handshake = False
+            self._late_handshake = True
+            self._sent_unconfirmed = None
+            self.session_type = None
+            self._held = [*resend, *self._held]
+            self.state = SessionState.AWAITING
         if self.state is not SessionState.AWAITING:
             logger.debug("ignoring a HandshakeRequest in state %s", self.state.value)
             return
@@ -456,6 +504,14 @@ class ClientSession:
             return
         if self.session_type is None:
             self._fail("unable to determine SessionType", "handshake")
+            return
+        shell = implied_session_type(PayloadType.OUTPUT)
+        if self._late_handshake and self.session_type != shell:
+            self._fail(
+                f"the agent started a {self.session_type} session after the client "
+                f"had gone ahead with a {shell} one",
+                "handshake",
+            )
             return
         self.customer_message = complete.customer_message
         self._establish(now)

@@ -10,10 +10,12 @@ import random
 import re
 import termios
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from ssmsh.emulator import DEFAULT_TARGET, Emulator, EmulatorConfig
+from ssmsh.terminal.bridge import HANDSHAKE_GRACE
 from tests.conftest import scaled
 
 from .conftest import KMS_KEY, KMS_TARGET, interrupt_with_ctrl_c
@@ -226,6 +228,30 @@ async def test_encrypted_session_works(emulator: Emulator) -> None:
         proc.close()
     session = next(s for s in emulator.state.sessions.values() if s.target_id == KMS_TARGET)
     assert session.kms_key_id == KMS_KEY
+
+
+async def test_keys_typed_before_a_slow_kms_handshake_are_not_lost(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    # The agent asks for its handshake only after ssmsh's 2 s grace: ssmsh has gone
+    # ahead with what was typed, which the agent ignores until its handshake is
+    # complete. ssmsh answers the late handshake and types it again, encrypted.
+    emulator.config.handshake_delay = HANDSHAKE_GRACE + scaled(1.0)
+    log = tmp_path / "debug.log"
+    proc = PtyProcess(
+        ["shell", KMS_TARGET, "--endpoint-url", emulator.endpoint_url, "-v", "--log-file", str(log)]
+    )
+    try:
+        await proc.expect("Starting session")
+        proc.send("echo typed-$((2+3))\r")
+        await proc.expect(r"typed-5\r\n", timeout=emulator.config.handshake_delay + 10)
+        proc.send("exit\r")
+        assert await proc.wait() == 0
+    finally:
+        proc.close()
+    debug = log.read_text()
+    assert "sending 2 earlier messages again" in debug  # the line and the terminal size
+    assert "kms=on handshake=full" in debug
 
 
 async def test_kms_key_unknown_to_kms_fails_clearly(emulator: Emulator) -> None:

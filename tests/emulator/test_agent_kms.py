@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import os
 
+import pytest
+
+from ssmsh.emulator import EmulatorConfig
+from ssmsh.emulator.cli import build_config, configure_parser
 from ssmsh.emulator.gateway import Gateway
 from ssmsh.emulator.kms import KmsService
 from ssmsh.protocol.constants import PayloadType
@@ -113,3 +118,29 @@ async def test_encrypted_non_interactive_command(gateway: Gateway) -> None:
     wire = [m.payload for m in client.agent_data_frames() if m.payload_type in (1, 11, 12)]
     assert all(b"visible" not in p and b"oops" not in p and b"EXIT" not in p for p in wire)
     await client.close()
+
+
+async def test_a_slow_agent_ignores_client_data_until_its_handshake_is_complete(
+    gateway: Gateway,
+) -> None:
+    gateway.config.handshake_delay = 0.3
+    session = make_session(gateway.state, kms_key_id=KEY, gateway=gateway)
+    client = DCClient(session, kms=gateway.state.kms)
+    await client.connect()
+    started = client.loop.time()
+    client.send(PayloadType.OUTPUT, b"echo ear''ly-input\n")  # in clear, before any request
+    await client.wait_ready()
+    assert client.loop.time() - started >= 0.3
+    client.send(PayloadType.OUTPUT, b"echo la''ter-input\n")
+    await client.wait_output(b"later-input")
+    assert b"early-input" not in client.output  # acknowledged and ignored
+    assert client.channel.unacked == 0
+    await client.close()
+
+
+def test_handshake_delay_is_checked_and_parsed() -> None:
+    with pytest.raises(ValueError, match="handshake_delay"):
+        EmulatorConfig(handshake_delay=-1)
+    parser = configure_parser(argparse.ArgumentParser())
+    assert build_config(parser.parse_args(["--handshake-delay", "2.5"])).handshake_delay == 2.5
+    assert build_config(parser.parse_args([])).handshake_delay == 0.0

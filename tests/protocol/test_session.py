@@ -30,6 +30,7 @@ from ssmsh.protocol.payloads import (
     encode_flag,
 )
 from ssmsh.protocol.session import (
+    MAX_RESEND_AFTER_SKIP,
     ChannelClosedByRemote,
     ClientSession,
     ExitCodeReceived,
@@ -203,18 +204,98 @@ def test_skip_handshake_is_refused_once_the_agent_spoke() -> None:
     assert not link2.client.skip_handshake(T0)
 
 
-def test_a_handshake_after_skipping_it_fails_clearly() -> None:
-    # Input already went out ahead of the HandshakeResponse: the agent cannot take
-    # it, so the session must end with a reason instead of hanging.
+def shell_request(kms: bool = False) -> bytes:
+    return HandshakeRequest.for_session(
+        "3.3.1142.0", "Standard_Stream", None, KEY_ARN if kms else None
+    ).encode()
+
+
+def test_a_handshake_after_skipping_it_is_answered_and_input_sent_again() -> None:
+    # A slow agent, not one without handshake: it drops stream data until its
+    # handshake is complete, so what went out during the skip goes out again.
+    link = Link()
+    link.client.send_input(b"typed early\r", T0)
+    assert link.client.skip_handshake(T0)
+    link.client.send_size(120, 40, T0)
+    link.pump()
+    assert link.agent.of_type(PayloadType.OUTPUT) == [b"typed early\r"]
+    link.agent.payloads.clear()  # what the real agent ignores
+
+    link.agent.send(PayloadType.HANDSHAKE_REQUEST, shell_request())
+    assert link.pump() == []
+    assert link.client.state is SessionState.RESPONDED and not link.client.writable
+    link.client.send_input(b"while responding", T0)  # held, not sent
+    (response,) = link.agent.payloads
+    assert response.payload_type == PayloadType.HANDSHAKE_RESPONSE
+    assert response.sequence_number == 2  # after the two ignored messages
+
+    link.agent.send(PayloadType.HANDSHAKE_COMPLETE, complete("late"))
+    assert link.pump() == [SessionEstablished("Standard_Stream", None, "3.3.1142.0", "late", False)]
+    assert [(p.payload_type, p.payload) for p in link.agent.payloads[1:]] == [
+        (PayloadType.OUTPUT, b"typed early\r"),
+        (PayloadType.SIZE, b'{"cols":120,"rows":40}'),
+        (PayloadType.OUTPUT, b"while responding"),
+    ]
+    assert link.client.writable
+    link.agent.send(PayloadType.OUTPUT, b"$ ")
+    assert link.pump() == [OutputReceived(b"$ ")]
+
+
+def test_a_late_kms_handshake_sends_the_early_input_again_encrypted() -> None:
+    link = Link()
+    assert link.client.skip_handshake(T0)
+    link.client.send_input(b"secret", T0)
+    link.pump()
+    link.agent.payloads.clear()
+    link.agent.send(PayloadType.HANDSHAKE_REQUEST, shell_request(kms=True))
+    assert link.pump() == [KmsKeyRequested(KEY_ARN)]
+    link.client.provide_data_key(DATA_KEY, BLOB, T0)
+    link.pump()
+    link.agent.channel.cipher = agent_key = Encrypter.for_agent(DATA_KEY)
+    link.agent.send(PayloadType.HANDSHAKE_COMPLETE, complete())
+    (established,) = of(link.pump(), SessionEstablished)
+    assert established.encrypted
+    resent = [m for m in link.agent.frames if m.payload_type == PayloadType.OUTPUT][-1]
+    assert b"secret" not in resent.payload
+    assert agent_key.decrypt(resent.payload) == b"secret"
+
+
+def test_a_handshake_after_the_agent_spoke_without_one_fails_clearly() -> None:
+    # The agent showed it does not handshake (its output came); a HandshakeRequest
+    # now is a protocol breach, and the session ends with a reason.
     link = Link()
     link.client.skip_handshake(T0)
     link.client.send_input(b"data", T0)
+    link.agent.send(PayloadType.OUTPUT, b"data")
     link.pump()
     link.agent.send(PayloadType.HANDSHAKE_REQUEST, port_request())
     (failed,) = of(link.pump(), SessionFailed)
     assert failed.kind == "handshake"
     assert "handshake" in failed.reason
     assert link.client.failed
+
+
+def test_a_late_handshake_for_another_session_type_fails() -> None:
+    link = Link()
+    link.client.skip_handshake(T0)
+    link.pump()
+    link.agent.send(PayloadType.HANDSHAKE_REQUEST, port_request())
+    link.pump()
+    link.agent.send(PayloadType.HANDSHAKE_COMPLETE, complete())
+    (failed,) = of(link.pump(), SessionFailed)
+    assert failed.kind == "handshake" and "Port session" in failed.reason
+
+
+def test_too_much_input_after_a_skip_is_not_kept_for_a_late_handshake() -> None:
+    link = Link()
+    link.client.skip_handshake(T0)
+    chunk = b"x" * 1024
+    for _ in range(MAX_RESEND_AFTER_SKIP // len(chunk) + 1):
+        link.client.send_input(chunk, T0)
+        link.pump()
+    link.agent.send(PayloadType.HANDSHAKE_REQUEST, shell_request())
+    (failed,) = of(link.pump(), SessionFailed)
+    assert failed.kind == "handshake"
 
 
 def test_first_non_output_payload_waits_for_output() -> None:

@@ -243,6 +243,10 @@ class Agent:
                 started=self.now(),
             )
             self._handshake_waiter = self._loop.create_future()
+            if self.config.handshake_delay:
+                await asyncio.sleep(self.config.handshake_delay)
+                if self._ending:
+                    return
             self.send(PayloadType.HANDSHAKE_REQUEST, self.handshake.request_payload())
             try:
                 async with asyncio.timeout(HANDSHAKE_TIMEOUT):
