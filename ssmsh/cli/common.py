@@ -240,20 +240,29 @@ class StartupSignals:
     async def guard(self, step: Awaitable[_T]) -> _T:
         """``step``'s result, unless a signal came (or comes) first: StartInterrupted."""
         work = asyncio.ensure_future(step)
-        caught = asyncio.ensure_future(self._caught.wait())
-        try:
-            await asyncio.wait([work, caught], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            caught.cancel()
-            if not work.done():
-                work.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await work
+        await unless_set(work, self._caught)
         if self.signum:
             if not work.cancelled():
                 work.exception()  # whatever it was, the signal decides; mark it retrieved
             raise StartInterrupted(self.signum)
         return work.result()
+
+
+async def unless_set(work: asyncio.Future[Any], event: asyncio.Event) -> None:
+    """Wait for ``work`` to finish or ``event`` to be set, whichever comes first.
+
+    ``work`` is cancelled (and awaited) if it is not done by then, also when
+    this wait itself is cancelled.
+    """
+    stop = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait([work, stop], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
 
 
 @contextlib.asynccontextmanager

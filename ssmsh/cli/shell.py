@@ -17,7 +17,7 @@ from ..exceptions import UsageError
 from ..terminal.bridge import BridgeResult, TerminalBridge
 from ..terminal.escape import parse_escape_char
 from ..terminal.tty import Terminal
-from .common import Reporter, add_common_options, open_session, parse_parameters
+from .common import Reporter, add_common_options, open_session, parse_parameters, unless_set
 from .errors import EXIT_FAILURE, StartInterrupted
 
 __all__ = [
@@ -211,15 +211,7 @@ async def bridge_session(
     )
     with _terminating_signals() as killed:
         run = asyncio.ensure_future(bridge.run())
-        kill = asyncio.ensure_future(killed.wait())
-        try:
-            await asyncio.wait([run, kill], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            kill.cancel()
-            if not run.done():
-                run.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await run
+        await unless_set(run, killed)
     if killed.is_set():
         terminal.restore()
         if not conn.protocol.established and not conn.closed:
