@@ -31,7 +31,7 @@ from ssmsh.emulator.documents import DOCUMENTS, Parameter, SessionDocument
 from ssmsh.exceptions import TunnelError, UsageError
 from ssmsh.protocol import CLIENT_VERSION
 from tests.conftest import scaled
-from tests.tunnel.helpers import echo_server, free_port, script_server, send_all_and_read
+from tests.tunnel.helpers import echo_server, exchange, free_port, script_server
 
 from .conftest import KMS_KEY, KMS_TARGET, interrupt_with_ctrl_c
 from .harness import PROMPT_RE, PtyProcess, cli_env, run_cli
@@ -366,7 +366,7 @@ async def test_port_forwarding_to_a_unix_socket(
         try:
             await proc.expect(rf"Unix socket {re.escape(path)} opened for sessionId")
             assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-            assert await send_all_and_read(None, path, b"through a socket") == b"through a socket"
+            assert await exchange(None, path, b"through a socket") == b"through a socket"
             proc.send(b"\x03")
             assert await proc.wait() == 0
         finally:
@@ -683,7 +683,7 @@ async def test_aws_cli_start_session_uses_the_symlinked_plugin(
         try:
             match = await proc.expect(r"Port (\d+) opened", timeout=30)
             port = int(match.group(1))
-            assert await send_all_and_read("127.0.0.1", port, b"aws-cli") == b"aws-cli"
+            assert await exchange("127.0.0.1", port, b"aws-cli") == b"aws-cli"
             proc.send(b"\x03")
             assert await proc.wait(timeout=30) == 0
         finally:

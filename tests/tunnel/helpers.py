@@ -259,6 +259,41 @@ async def send_all_and_read(
     return b"".join(parts)
 
 
+async def exchange(
+    host: str | None, port: int | str, payload: bytes, *, chunk: int = 1 << 16
+) -> bytes:
+    """Connect, send ``payload`` while reading its echo, close once all came back.
+
+    No half-close: this works whatever the agent does with an end of data (the
+    real agent closes the whole destination connection on the first one; see
+    ``EmulatorConfig.agent_fin``). Returns what was read, short if EOF came early.
+    """
+    if isinstance(port, str):
+        reader, writer = await asyncio.open_unix_connection(port, limit=1 << 18)
+    else:
+        reader, writer = await asyncio.open_connection(host, port, limit=1 << 18)
+
+    async def send() -> None:
+        view = memoryview(payload)
+        for start in range(0, len(payload), chunk):
+            writer.write(view[start : start + chunk])
+            await writer.drain()
+
+    sender = asyncio.create_task(send())
+    received = bytearray()
+    try:
+        while len(received) < len(payload):
+            data = await reader.read(min(1 << 18, len(payload) - len(received)))
+            if not data:
+                break
+            received += data
+        await sender
+    finally:
+        sender.cancel()
+        writer.close()
+    return bytes(received)
+
+
 class MuxRig:
     """A MuxTunnel + MuxForwarder on a loopback listener, over a MuxAgent to ``dest_port``."""
 

@@ -17,7 +17,7 @@ from ssmsh.emulator import Emulator, SessionStatus
 from tests.conftest import scaled
 
 from .conftest import emulator
-from .helpers import echo_server, pattern, script_server, send_all_and_read
+from .helpers import echo_server, exchange, pattern, script_server
 
 TARGET = "i-0123456789abcdef0"
 
@@ -52,8 +52,8 @@ async def test_ctrl_c_ends_cleanly(tmp_path: Path) -> None:
             await read_lines_until(proc.stderr, "ready (multiplexed", 2, lines)
             listening = next(ln for ln in lines if "listening on 127" in ln)
             port = int(re.search(r"127\.0\.0\.1:(\d+)", listening).group(1))  # type: ignore[union-attr]
-            assert await send_all_and_read("127.0.0.1", port, b"tcp") == b"tcp"
-            assert await send_all_and_read(None, sock_path, b"unix") == b"unix"
+            assert await exchange("127.0.0.1", port, b"tcp") == b"tcp"
+            assert await exchange(None, sock_path, b"unix") == b"unix"
             # An open, idle connection at the time of Ctrl-C.
             _reader, writer = await asyncio.open_connection("127.0.0.1", port)
             proc.send_signal(signal.SIGINT)

@@ -14,37 +14,56 @@ import pytest
 
 from ssmsh.cli.errors import EXIT_FAILURE
 from ssmsh.emulator import EmulatorConfig
+from ssmsh.emulator.config import AgentFin
 from ssmsh.protocol.constants import Flag
 from ssmsh.tunnel.spec import DOCUMENT_PORT, DOCUMENT_REMOTE_HOST
 from tests.conftest import scaled
 
 from .conftest import RunningForward, emulator, parse_cli
-from .helpers import echo_server, free_port, pattern, script_server, send_all_and_read
+from .helpers import (
+    echo_server,
+    exchange,
+    free_port,
+    pattern,
+    script_server,
+    send_all_and_read,
+)
 
 TARGET = "i-0123456789abcdef0"
 
+#: The data tests run with both ends of data an agent may implement: the
+#: emulator's default half-close, and the real agent's close (EmulatorConfig.agent_fin).
+#: Their clients read everything back before closing, so both must pass.
+both_fin_modes = pytest.mark.parametrize("agent_fin", ["half-close", "close"])
 
-async def test_64_mib_each_way_on_one_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+
+@both_fin_modes
+async def test_64_mib_each_way_on_one_connection(
+    monkeypatch: pytest.MonkeyPatch, agent_fin: AgentFin
+) -> None:
     payload = pattern(64 * 1024 * 1024, 64)
-    async with emulator() as emu, echo_server() as dest:
+    async with emulator(EmulatorConfig(agent_fin=agent_fin)) as emu, echo_server() as dest:
         args = parse_cli(emu, "forward", TARGET, f"0:{dest}")
         async with RunningForward(args, monkeypatch) as fwd:
             (port,) = await fwd.ports()
             async with asyncio.timeout(scaled(40)):
-                echoed = await send_all_and_read("127.0.0.1", port, payload, chunk=1 << 18)
+                echoed = await exchange("127.0.0.1", port, payload, chunk=1 << 18)
     assert len(echoed) == len(payload)
     assert hashlib.sha256(echoed).hexdigest() == hashlib.sha256(payload).hexdigest()
 
 
-async def test_200_concurrent_connections_all_intact(monkeypatch: pytest.MonkeyPatch) -> None:
+@both_fin_modes
+async def test_200_concurrent_connections_all_intact(
+    monkeypatch: pytest.MonkeyPatch, agent_fin: AgentFin
+) -> None:
     payloads = [pattern(2000 + 131 * i, 1000 + i) for i in range(200)]
-    async with emulator() as emu, echo_server() as dest:
+    async with emulator(EmulatorConfig(agent_fin=agent_fin)) as emu, echo_server() as dest:
         args = parse_cli(emu, "forward", TARGET, f"0:{dest}")
         async with RunningForward(args, monkeypatch) as fwd:
             (port,) = await fwd.ports()
             async with asyncio.timeout(scaled(30)):
                 results = await asyncio.gather(
-                    *(send_all_and_read("127.0.0.1", port, p, chunk=8192) for p in payloads)
+                    *(exchange("127.0.0.1", port, p, chunk=8192) for p in payloads)
                 )
             sessions = emu.state.active_sessions()
     assert results == payloads
@@ -70,7 +89,7 @@ async def test_refused_port_fails_one_connection_listener_stays_up(
                 await fwd.wait_line(f"#{attempt + 1}: the agent could not connect to localhost:")
             # The other forward, in its own session, was never disturbed.
             async with asyncio.timeout(scaled(5)):
-                assert await send_all_and_read("127.0.0.1", good_port, b"fine") == b"fine"
+                assert await exchange("127.0.0.1", good_port, b"fine") == b"fine"
             assert fwd.task is not None and not fwd.task.done()
 
 
@@ -105,7 +124,10 @@ async def test_half_close_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
                 writer.close()
 
 
-async def test_stalled_local_reader_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+@both_fin_modes
+async def test_stalled_local_reader_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch, agent_fin: AgentFin
+) -> None:
     big = pattern(24 * 1024 * 1024, 5)
 
     async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -120,7 +142,7 @@ async def test_stalled_local_reader_loses_nothing(monkeypatch: pytest.MonkeyPatc
                 await writer.drain()
         writer.close()
 
-    async with emulator() as emu, script_server(server) as dest:
+    async with emulator(EmulatorConfig(agent_fin=agent_fin)) as emu, script_server(server) as dest:
         args = parse_cli(emu, "forward", TARGET, f"0:{dest}")
         async with RunningForward(args, monkeypatch) as fwd:
             (port,) = await fwd.ports()
@@ -138,7 +160,7 @@ async def test_stalled_local_reader_loses_nothing(monkeypatch: pytest.MonkeyPatc
             assert hashlib.sha256(received).digest() == hashlib.sha256(big).digest()
             slow_writer.close()
             async with asyncio.timeout(scaled(5)):
-                assert await send_all_and_read("127.0.0.1", port, b"Eok") == b"Eok"
+                assert await exchange("127.0.0.1", port, b"Eok") == b"Eok"
 
 
 async def test_localport_zero_is_printed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,7 +170,7 @@ async def test_localport_zero_is_printed(monkeypatch: pytest.MonkeyPatch) -> Non
             (address,) = await fwd.addresses()
             host, port = address.rsplit(":", 1)
             assert host == "127.0.0.1" and int(port) > 0
-            assert await send_all_and_read(host, int(port), b"zero") == b"zero"
+            assert await exchange(host, int(port), b"zero") == b"zero"
         assert fwd.lines[0] == f"listening on 127.0.0.1:{port} for localhost:{dest}"
 
 
@@ -161,7 +183,7 @@ async def test_unix_socket_0600_and_removed(
         async with RunningForward(args, monkeypatch) as fwd:
             await fwd.addresses()
             assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-            assert await send_all_and_read(None, path, b"unix") == b"unix"
+            assert await exchange(None, path, b"unix") == b"unix"
             assert await fwd.stop() is None
         assert not os.path.exists(path)
         session = next(iter(emu.state.sessions.values()))
@@ -174,7 +196,7 @@ async def test_remote_host_document(monkeypatch: pytest.MonkeyPatch) -> None:
         args = parse_cli(emu, "forward", TARGET, f"0:127.0.0.1:{dest}")
         async with RunningForward(args, monkeypatch) as fwd:
             (port,) = await fwd.ports()
-            assert await send_all_and_read("127.0.0.1", port, b"via host") == b"via host"
+            assert await exchange("127.0.0.1", port, b"via host") == b"via host"
         (session,) = emu.state.sessions.values()
         assert session.document_name == DOCUMENT_REMOTE_HOST
         assert session.parameters["host"] == ["127.0.0.1"]
@@ -258,16 +280,19 @@ async def test_session_closed_remotely_ends_forward(monkeypatch: pytest.MonkeyPa
             assert await asyncio.wait_for(fwd.task, scaled(10)) == EXIT_FAILURE
 
 
-async def test_transfer_survives_websocket_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
+@both_fin_modes
+async def test_transfer_survives_websocket_reconnects(
+    monkeypatch: pytest.MonkeyPatch, agent_fin: AgentFin
+) -> None:
     from ssmsh.emulator.faults import FaultConfig
 
     payload = pattern(24 * 1024 * 1024, 77)
-    config = EmulatorConfig(faults=FaultConfig(close_every=0.15))
+    config = EmulatorConfig(faults=FaultConfig(close_every=0.15), agent_fin=agent_fin)
     async with emulator(config) as emu, echo_server() as dest:
         args = parse_cli(emu, "forward", TARGET, f"0:{dest}")
         async with RunningForward(args, monkeypatch) as fwd:
             (port,) = await fwd.ports()
             async with asyncio.timeout(scaled(40)):
-                echoed = await send_all_and_read("127.0.0.1", port, payload, chunk=1 << 16)
+                echoed = await exchange("127.0.0.1", port, payload, chunk=1 << 16)
             assert emu.faults.counters["closed"] >= 1
     assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
