@@ -172,16 +172,19 @@ class SessionConnection:
     * :meth:`send_input`, :meth:`send_size`, :meth:`send_flag` — wait for the
       handshake and for room in the send window, then queue the data;
     * :meth:`receive` / ``async for`` — OutputReceived, StderrReceived,
-      ExitCodeReceived, FlagReceived and finally ChannelClosedByRemote;
+      ExitCodeReceived, FlagReceived and finally ChannelClosedByRemote; also a
+      second SessionEstablished if a handshake comes after :meth:`skip_handshake`;
     * :attr:`state`, :meth:`add_state_listener`, :meth:`state_changes` — connection state;
     * :meth:`drain`, :attr:`unacked` — wait until the agent acknowledged everything;
     * :meth:`close` — terminate (TerminateSession API) and release everything;
     * :meth:`wait_closed` — wait for the end; raises the failure if there was one;
       :attr:`closed`, :attr:`error` tell how it ended.
 
-    Received data is acknowledged at once and buffered for :meth:`receive` up to
-    ``config.max_receive_buffer`` bytes; beyond that the driver stops reading the
-    WebSocket (backpressure) without mistaking the pause for a dead link.
+    Received data is acknowledged promptly (small messages streaming in are
+    acknowledged per batch, see ``ConnectionConfig.receive_coalesce``) and
+    buffered for :meth:`receive` up to ``config.max_receive_buffer`` bytes; beyond
+    that the driver stops reading the WebSocket (backpressure) without mistaking
+    the pause for a dead link.
 
     Failures (:class:`ReconnectFailed`, :class:`HandshakeError`,
     :class:`EncryptionError`, :class:`RemoteProtocolError`, :class:`AwsError`...)
@@ -711,8 +714,10 @@ class SessionConnection:
                 self._established.set_result(event)
                 if logger.isEnabledFor(logging.DEBUG):
                     self._log_established(event)
-            elif logger.isEnabledFor(logging.DEBUG):
-                self._log_established(event)  # a handshake after skip_handshake()
+            else:  # a handshake after skip_handshake(): the reader may show its message
+                if logger.isEnabledFor(logging.DEBUG):
+                    self._log_established(event)
+                self._push(event)
         elif isinstance(event, SessionFailed):
             self._finish(failure_exception(event))
         elif isinstance(event, Paused):

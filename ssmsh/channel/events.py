@@ -18,6 +18,7 @@ from ..protocol.session import (
     ExitCodeReceived,
     FlagReceived,
     OutputReceived,
+    SessionEstablished,
     SessionFailed,
     StderrReceived,
 )
@@ -33,9 +34,16 @@ __all__ = [
 ]
 
 #: Events yielded by ``SessionConnection.receive()`` / ``async for``.
-#: ChannelClosedByRemote, when it comes, is the last one.
+#: ChannelClosedByRemote, when it comes, is the last one. SessionEstablished
+#: comes only for a handshake that followed ``skip_handshake()`` (the first one
+#: is :meth:`SessionConnection.wait_established`'s result).
 SessionEvent = (
-    OutputReceived | StderrReceived | ExitCodeReceived | FlagReceived | ChannelClosedByRemote
+    OutputReceived
+    | StderrReceived
+    | ExitCodeReceived
+    | FlagReceived
+    | ChannelClosedByRemote
+    | SessionEstablished
 )
 
 _KINDS: dict[str, type[SsmshError]] = {

@@ -223,6 +223,10 @@ class TerminalBridge:
                 self._exit_code = event.code
             elif isinstance(event, FlagReceived):
                 logger.debug("flag %d from the agent", event.flag)
+            elif isinstance(event, SessionEstablished):
+                # The agent's handshake came after input had gone ahead without it.
+                if event.customer_message:
+                    self.status(event.customer_message)
             elif isinstance(event, ChannelClosedByRemote):
                 return BridgeResult(self._exit_code, True, event.output)
 

@@ -245,6 +245,7 @@ async def test_keys_typed_before_a_slow_kms_handshake_are_not_lost(
         await proc.expect("Starting session")
         proc.send("echo typed-$((2+3))\r")
         await proc.expect(r"typed-5\r\n", timeout=emulator.config.handshake_delay + 10)
+        assert "This session is encrypted using AWS KMS." in proc.text  # said late, but said
         proc.send("exit\r")
         assert await proc.wait() == 0
     finally:
