@@ -10,6 +10,9 @@ SIGTERM, SIGHUP) ends every session cleanly: Flag TerminateSession, the
 TerminateSession API, listeners closed, socket files removed, exit status 0.
 If any session ends on its own (closed by the remote end, agent gone, link
 lost for good) the others are ended too and the status is 255, as for ssh.
+With ``--persist``, a session that the remote end closed (idle timeout, maximum
+duration, TerminateSession) is replaced instead: its listener stays, and the
+next connection to it starts a new session.
 
 What it shares with ``ssmsh proxy`` and plugin mode is in :mod:`.portsession`;
 plugin mode also serves its listener with :func:`serve_sessions`.
@@ -20,11 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from ..aws import SsmSessions
-from ..channel import ConnectionConfig, SessionConnection
-from ..exceptions import ChannelClosed, SsmshError, UsageError
+from ..channel import ConnectionConfig
+from ..exceptions import ChannelClosed, SsmshError, TunnelError, UsageError
 from ..tunnel.channel import TunnelConfig
 from ..tunnel.listeners import Listener, open_listener
 from ..tunnel.session import ForwardSession, HandlerGate, closed_message
@@ -92,6 +94,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         dest="tunnel_verbose",
         action="store_true",
         help="print a line when each connection opens and closes (bytes, duration)",
+    )
+    parser.add_argument(
+        "--persist",
+        action="store_true",
+        help="when the remote end closes a session (idle timeout, maximum session duration, "
+        "terminated), keep listening and start a new session for the next connection",
     )
     add_tunnel_options(parser)
     parser.set_defaults(func=run)
@@ -162,14 +170,36 @@ async def _forward(
             for address in listener.public:
                 report(f"warning: {address} accepts connections from other machines")
         async with session_service(args) as aws:
-            sessions = await unless_stopped(
-                _start_all(aws, target, specs, listeners, gates, config, channel_config, verbose),
-                stop,
-            )
+            target_id = await unless_stopped(aws.resolve_target(target), stop)
+            if target_id is None:
+                return EXIT_OK
+
+            async def start(index: int) -> ForwardSession:
+                spec, listener, gate = specs[index], listeners[index], gates[index]
+                connection = await open_connection(
+                    aws,
+                    target_id,
+                    spec.document_name,
+                    spec.document_parameters(listener.port),
+                    channel_config,
+                    config,
+                )
+                return ForwardSession(
+                    connection,
+                    listener,
+                    gate,
+                    remote_label=f"{spec.remote_label} via {target_id}",
+                    report=report,
+                    verbose=verbose,
+                    config=config,
+                )
+
+            sessions = await unless_stopped(_start_all(start, len(specs)), stop)
             if sessions is None:
                 return EXIT_OK
+            renew = start if getattr(args, "persist", False) else None
             try:
-                return await serve_sessions(sessions, stop)
+                return await serve_sessions(sessions, stop, renew)
             finally:
                 await asyncio.gather(*(s.terminate() for s in sessions), return_exceptions=True)
     finally:
@@ -180,68 +210,42 @@ async def _forward(
 
 
 async def _start_all(
-    aws: SsmSessions,
-    target: str,
-    specs: Sequence[ForwardSpec],
-    listeners: Sequence[Listener],
-    gates: Sequence[HandlerGate],
-    config: TunnelConfig,
-    channel_config: ConnectionConfig,
-    verbose: bool,
+    start: Callable[[int], Awaitable[ForwardSession]], count: int
 ) -> list[ForwardSession]:
-    target_id = await aws.resolve_target(target)
-    results = await asyncio.gather(
-        *(
-            open_connection(
-                aws,
-                target_id,
-                spec.document_name,
-                spec.document_parameters(listener.port),
-                channel_config,
-                config,
-            )
-            for spec, listener in zip(specs, listeners, strict=True)
-        ),
-        return_exceptions=True,
-    )
-    connections = [r for r in results if isinstance(r, SessionConnection)]
+    """All sessions at once; if one cannot start, those that did are ended."""
+    results = await asyncio.gather(*(start(i) for i in range(count)), return_exceptions=True)
+    sessions = [r for r in results if isinstance(r, ForwardSession)]
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
-        await asyncio.gather(*(c.close(terminate=True) for c in connections))
+        await asyncio.gather(*(s.connection.close(terminate=True) for s in sessions))
         raise failures[0]
-    return [
-        ForwardSession(
-            connection,
-            listener,
-            gate,
-            remote_label=f"{spec.remote_label} via {target_id}",
-            report=report,
-            verbose=verbose,
-            config=config,
-        )
-        for connection, listener, gate, spec in zip(
-            connections, listeners, gates, specs, strict=True
-        )
-    ]
+    return sessions
 
 
-async def serve_sessions(sessions: Sequence[ForwardSession], stop: asyncio.Event) -> int:
+async def serve_sessions(
+    sessions: list[ForwardSession],
+    stop: asyncio.Event,
+    renew: Callable[[int], Awaitable[ForwardSession]] | None = None,
+) -> int:
     """Run established-or-not forward sessions until ``stop`` (0) or one of them ends (255).
 
+    With ``renew``, a session the remote end closed is replaced in ``sessions``
+    by ``renew(index)``, called when the next connection comes to its listener.
     The caller terminates the sessions afterwards (:meth:`ForwardSession.terminate`).
     """
-    runners: dict[asyncio.Future[object], ForwardSession] = {
-        asyncio.ensure_future(session.run()): session for session in sessions
+    runners: dict[asyncio.Future[object], int] = {
+        asyncio.ensure_future(_serve(sessions, index, renew)): index
+        for index in range(len(sessions))
     }
     stopping: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
     try:
         done, _ = await asyncio.wait({stopping, *runners}, return_when=asyncio.FIRST_COMPLETED)
         status = EXIT_OK
         for task in done:
-            session = runners.get(task)
-            if session is not None:
+            index = runners.get(task)
+            if index is not None:
                 status = EXIT_FAILURE
-                _report_end(session, task.exception())
+                _report_end(sessions[index], task.exception())
         if status == EXIT_OK and any(s.log.verbose for s in sessions):
             report("stopping")
         return status
@@ -250,6 +254,39 @@ async def serve_sessions(sessions: Sequence[ForwardSession], stop: asyncio.Event
         for task in runners:
             task.cancel()
         await asyncio.gather(stopping, *runners, return_exceptions=True)
+
+
+async def _serve(
+    sessions: list[ForwardSession],
+    index: int,
+    renew: Callable[[int], Awaitable[ForwardSession]] | None,
+) -> None:
+    """Serve ``sessions[index]``; with ``renew``, replace it whenever the remote end closes it."""
+    while True:
+        session = sessions[index]
+        try:
+            await session.run()
+        except ChannelClosed as exc:
+            if renew is None:
+                raise
+            reason = closed_message(exc).rstrip(".")
+        else:
+            if renew is None:
+                return
+            reason = "the session ended"
+        session.gate.reset()  # connections from now on wait for the next session
+        report(
+            f"{session.listener.label}: session {session.session_id} ended: {reason}; "
+            "the next connection starts a new one"
+        )
+        await session.release()
+        await session.gate.wait_demand()
+        try:
+            sessions[index] = await renew(index)
+        except SsmshError as exc:
+            raise TunnelError(f"cannot start a new session: {exc}") from None
+        if not session.log.verbose:
+            report(f"{session.listener.label}: new session {sessions[index].session_id}")
 
 
 def _report_end(session: ForwardSession, exc: BaseException | None) -> None:

@@ -163,10 +163,21 @@ class HandlerGate:
             asyncio.get_running_loop().create_future()
         )
         self._waiting: set[asyncio.StreamWriter] = set()
+        self._demand = asyncio.Event()
 
     def open(self, handler: ConnectionHandler) -> None:
         if not self._handler.done():
             self._handler.set_result(handler)
+
+    def reset(self) -> None:
+        """After :meth:`fail`: connections from now on wait for the next :meth:`open`."""
+        if self._handler.done():
+            self._handler = asyncio.get_running_loop().create_future()
+        self._demand.clear()
+
+    async def wait_demand(self) -> None:
+        """Until a connection has come in since the last :meth:`reset`."""
+        await self._demand.wait()
 
     def fail(self) -> None:
         """No handler will come: drop waiting and future connections."""
@@ -177,6 +188,7 @@ class HandlerGate:
 
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._waiting.add(writer)
+        self._demand.set()
         try:
             handler = await asyncio.shield(self._handler)
         except asyncio.CancelledError:
@@ -264,6 +276,11 @@ class ForwardSession:
             self.gate.fail()
             if self._abort is not None:
                 self._abort()
+
+    async def release(self) -> None:
+        """After :meth:`run` ended: let go of the session; the listener stays. Never raises."""
+        with contextlib.suppress(Exception):
+            await self.connection.close(terminate=True)
 
     async def terminate(self, timeout: float = 2.0) -> None:
         """End the session from our side (Ctrl-C): flag, API, sockets. Never raises."""

@@ -296,3 +296,41 @@ async def test_transfer_survives_websocket_reconnects(
                 echoed = await exchange("127.0.0.1", port, payload, chunk=1 << 16)
             assert emu.faults.counters["closed"] >= 1
     assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
+
+
+async def test_persist_starts_a_new_session_after_an_idle_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = EmulatorConfig(idle_timeout=0.5)
+    async with emulator(config) as emu, echo_server() as dest:
+        args = parse_cli(emu, "forward", TARGET, f"0:{dest}", "--persist")
+        async with RunningForward(args, monkeypatch) as fwd:
+            (port,) = await fwd.ports()
+            async with asyncio.timeout(scaled(10)):
+                assert await exchange("127.0.0.1", port, b"first") == b"first"
+            await fwd.wait_line("the next connection starts a new one")  # idle: ended
+            first, *others = emu.state.sessions.values()
+            assert first.ended and others == []  # no session until someone connects
+            async with asyncio.timeout(scaled(10)):
+                assert await exchange("127.0.0.1", port, b"second") == b"second"
+            await fwd.wait_line("new session ")
+            assert fwd.task is not None and not fwd.task.done()
+            first, second = emu.state.sessions.values()
+            assert first.session_id in "\n".join(fwd.lines)
+            assert f"new session {second.session_id}" in fwd.lines[-1]
+
+
+async def test_persist_ends_on_a_dead_agent_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only a session the remote end closed is replaced; other failures still end forward.
+    async with emulator() as emu, echo_server() as dest:
+        argv = ["forward", TARGET, f"0:{dest}", "--persist", "--agent-timeout", "1", "-v"]
+        async with RunningForward(parse_cli(emu, *argv), monkeypatch) as fwd:
+            (port,) = await fwd.ports()
+            await fwd.ready()
+            emu.faults.stop_acking = True
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"anyone?")
+            await fwd.wait_line("the agent stopped responding", timeout=15)
+            assert fwd.task is not None
+            assert await asyncio.wait_for(fwd.task, scaled(10)) == EXIT_FAILURE
+            writer.close()
