@@ -49,6 +49,12 @@ async def read_until(conn: SessionConnection, needle: bytes, timeout: float = 5)
     return got
 
 
+def state_of(conn: SessionConnection) -> ConnectionState:
+    """``conn.state`` read anew: mypy keeps the attribute narrowed by an earlier assert
+    across the awaits that change it."""
+    return conn.state
+
+
 async def wait_for(predicate, timeout: float = 5) -> None:  # type: ignore[no-untyped-def]
     async with asyncio.timeout(scaled(timeout)):
         while not predicate():
@@ -71,7 +77,7 @@ async def test_establish_echo_and_size(handshake: bool, kms: str | None) -> None
             assert bytes(session.received) == b"echo hi\r"
             assert conn.state is ConnectionState.CONNECTED
         assert agent.terminate_calls == [info.session_id]
-        assert conn.state is ConnectionState.CLOSED
+        assert state_of(conn) is ConnectionState.CLOSED
         assert agent.headers_seen[0].get("X-Test-Signed") == "yes"
         assert session.client_ids == [CLIENT_ID]
 

@@ -19,6 +19,7 @@ from ssmsh.channel import (
     StateChange,
 )
 from ssmsh.emulator import DEFAULT_TARGET, Emulator, EmulatorConfig, SessionStatus
+from ssmsh.emulator.gateway import Gateway
 from ssmsh.exceptions import ReconnectFailed
 from tests.conftest import scaled
 
@@ -47,6 +48,13 @@ def service(emulator: Emulator, creds: StaticCredentials = CREDS) -> SsmSessions
         region="us-east-1", endpoint_url=emulator.endpoint_url, credentials=creds
     )
     return SsmSessions(settings)
+
+
+def gateway(emulator: Emulator) -> Gateway:
+    """The emulator's gateway with its fault injection (``Emulator.gateway`` is the protocol)."""
+    gw = emulator.gateway
+    assert isinstance(gw, Gateway)
+    return gw
 
 
 async def collect(conn: SessionConnection, pattern: bytes, timeout: float = 20) -> bytes:
@@ -92,7 +100,7 @@ async def test_every_line_once_in_order_across_forced_reconnects(emulator: Emula
             await asyncio.sleep(0.05)
             recovered = sum(1 for c in changes if c.outage is not None)
             if conn.state is ConnectionState.CONNECTED and recovered == closes:
-                closes += emulator.gateway.close_connections(conn.info.session_id)
+                closes += gateway(emulator).close_connections(conn.info.session_id)
 
     async with conn:
         await collect(conn, rb"\$ ")
@@ -113,7 +121,7 @@ async def test_every_line_once_in_order_across_forced_reconnects(emulator: Emula
         numbers = [int(line) for line in lines if line.isdigit()]
         assert numbers == list(range(1, count + 1))
         # keystrokes typed during an outage arrive after it
-        emulator.gateway.close_connections(conn.info.session_id)
+        gateway(emulator).close_connections(conn.info.session_id)
         await conn.send_input(b"echo typed-$((3*3))\r")
         await collect(conn, rb"typed-9")
     assert closes >= 5
@@ -128,7 +136,7 @@ async def test_silence_is_detected_and_recovered(emulator: Emulator) -> None:
     async with conn:
         await collect(conn, rb"\$ ")
         loop = asyncio.get_running_loop()
-        emulator.gateway.set_silent(True)
+        gateway(emulator).set_silent(True)
         start_time = loop.time()
         async with asyncio.timeout(scaled(5)):
             while conn.state is not ConnectionState.RECONNECTING:
@@ -136,7 +144,7 @@ async def test_silence_is_detected_and_recovered(emulator: Emulator) -> None:
         detected = loop.time() - start_time
         assert detected < scaled(0.3 + 0.3 + 0.5)
         assert any("no reply to keepalive" in c.reason for c in changes)
-        emulator.gateway.set_silent(False)
+        gateway(emulator).set_silent(False)
         await conn.send_input(b"echo back-$((2+3))\r")
         await collect(conn, rb"back-5")
 
@@ -146,11 +154,11 @@ async def test_pause_publication_loses_nothing(emulator: Emulator) -> None:
     conn = await start(emulator, sessions)
     async with conn:
         await collect(conn, rb"\$ ")
-        emulator.gateway.pause_publication(conn.info.session_id)
+        gateway(emulator).pause_publication(conn.info.session_id)
         await asyncio.sleep(0.1)
         await conn.send_input(b"echo held-while-paused\r")
         await asyncio.sleep(0.5)
-        emulator.gateway.resume_publication(conn.info.session_id)
+        gateway(emulator).resume_publication(conn.info.session_id)
         await collect(conn, rb"held-while-paused\r\n")
 
 
@@ -160,7 +168,7 @@ async def test_refused_resume_ends_cleanly(emulator: Emulator) -> None:
     async with conn:
         await collect(conn, rb"\$ ")
         emulator.faults.refuse_resume = True
-        emulator.gateway.close_connections(conn.info.session_id, abrupt=True)
+        gateway(emulator).close_connections(conn.info.session_id, abrupt=True)
         with pytest.raises(ReconnectFailed, match="access denied by AWS for ResumeSession"):
             await asyncio.wait_for(conn.wait_closed(), scaled(10))
         assert conn.state is ConnectionState.CLOSED
@@ -197,7 +205,7 @@ async def test_rotated_credentials_still_resume() -> None:
             sessions.settings = AwsSettings(
                 region="us-east-1", endpoint_url=emulator.endpoint_url, credentials=new
             )
-            emulator.gateway.close_connections(conn.info.session_id)
+            gateway(emulator).close_connections(conn.info.session_id)
             await conn.send_input(b"echo rotated-ok\r")
             await collect(conn, rb"rotated-ok\r\n")
             # the resume resolved the new credentials, and the upgrade was signed with them

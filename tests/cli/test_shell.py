@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ssmsh.emulator import DEFAULT_TARGET, Emulator, EmulatorConfig
+from ssmsh.emulator.gateway import Gateway
 from ssmsh.terminal.bridge import HANDSHAKE_GRACE
 from tests.conftest import scaled
 
@@ -22,6 +23,13 @@ from .conftest import KMS_KEY, KMS_TARGET, interrupt_with_ctrl_c
 from .harness import PROMPT, PROMPT_RE, PtyProcess, run_cli
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def gateway(emulator: Emulator) -> Gateway:
+    """The emulator's gateway with its fault injection (``Emulator.gateway`` is the protocol)."""
+    gw = emulator.gateway
+    assert isinstance(gw, Gateway)
+    return gw
 
 
 @pytest.fixture
@@ -89,8 +97,9 @@ async def test_normal_exit_is_zero_and_restores_the_terminal(shell: PtyProcess) 
 async def test_escape_dot_leaves_and_restores_the_terminal(
     shell: PtyProcess, emulator: Emulator
 ) -> None:
-    raw = shell.slave_attrs()
-    assert not raw[3] & termios.ICANON  # raw mode while connected
+    lflag = shell.slave_attrs()[3]
+    assert isinstance(lflag, int)
+    assert not lflag & termios.ICANON  # raw mode while connected
     shell.send("\r~.")
     assert await shell.wait() == 255
     assert shell.slave_attrs() == shell.initial_attrs
@@ -401,7 +410,7 @@ async def test_session_expired_during_an_outage(emulator: Emulator) -> None:
         await proc.expect(PROMPT_RE)
         session_id = next(iter(emulator.state.sessions))
         emulator.state.end_session(session_id, "Session timed out.")  # it expires...
-        emulator.gateway.close_connections(session_id, abrupt=True)  # ...as the link drops
+        gateway(emulator).close_connections(session_id, abrupt=True)  # ...as the link drops
         assert await proc.wait() == 255
         assert proc.slave_attrs() == proc.initial_attrs
         await proc.expect(r"ssmsh: connection failed: session \S+ timed out or was terminated")

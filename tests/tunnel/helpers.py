@@ -142,13 +142,13 @@ class MuxAgent:
             sid = event.stream_id
             # Dial inline, as the agent does: later frames wait behind the dial.
             try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                reader, opened = await asyncio.open_connection("127.0.0.1", self.port)
             except OSError:
                 await self.end.send_flag(Flag.CONNECT_TO_PORT_ERROR)
                 self.session.close_stream(sid)
                 self.wakeup.set()
                 return
-            self.writers[sid] = writer
+            self.writers[sid] = opened
             task = asyncio.create_task(self._pump(sid, reader))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)

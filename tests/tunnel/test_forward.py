@@ -213,10 +213,10 @@ async def test_non_loopback_bind_is_reported(monkeypatch: pytest.MonkeyPatch) ->
 
 
 async def test_basic_mode_for_old_agents(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ssmsh.emulator.agent import port
+    from ssmsh.emulator.agent import port as port_plugin
 
     # An agent this old has no smux at all (the emulator picks by client version only).
-    monkeypatch.setattr(port, "client_supports_smux", lambda version: False)
+    monkeypatch.setattr(port_plugin, "client_supports_smux", lambda version: False)
     payload = pattern(2 * 1024 * 1024, 11)
     async with emulator(EmulatorConfig(agent_version="3.0.196.0")) as emu, echo_server() as dest:
         args = parse_cli(emu, "forward", TARGET, f"0:{dest}", "-v")
@@ -233,14 +233,16 @@ async def test_basic_mode_for_old_agents(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 async def test_stop_sends_terminate_session_flag(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ssmsh.emulator.agent import port_mux
+    from ssmsh.emulator.agent import port, port_mux
+    from ssmsh.emulator.agent.plugin import PluginHost
 
     flags: list[int | None] = []
-    original = port_mux.handle_flag
+    # port_mux calls port.handle_flag under its own name: the patch goes on port_mux.
+    original = port.handle_flag
 
-    def record(host: object, payload: bytes) -> int | None:
+    def record(host: PluginHost, payload: bytes) -> int | None:
         flags.append(int.from_bytes(payload, "big"))
-        return original(host, payload)  # type: ignore[arg-type]
+        return original(host, payload)
 
     monkeypatch.setattr(port_mux, "handle_flag", record)
     async with emulator() as emu, echo_server() as dest:

@@ -10,7 +10,7 @@ import pytest
 
 from ssmsh.exceptions import ChannelClosed, TunnelError
 from ssmsh.protocol.constants import PayloadType
-from ssmsh.protocol.smux import SmuxSession
+from ssmsh.protocol.smux import SmuxSession, StreamData
 from ssmsh.tunnel.channel import TunnelConfig
 from ssmsh.tunnel.mux import MuxTunnel
 from tests.conftest import scaled
@@ -235,7 +235,7 @@ async def test_round_robin_between_streams() -> None:
             _, payload = await link.agent.receive()
             server.receive_data(payload, 0.0)
             for event in server.events_received():
-                if hasattr(event, "data"):
+                if isinstance(event, StreamData):
                     order.append(event.stream_id)
     # The small stream is served within the first rounds, not after all of the big one.
     assert order.index(second.id) <= 1
