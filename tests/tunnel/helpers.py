@@ -234,20 +234,30 @@ def random_bytes(size: int) -> bytes:
     return os.urandom(size)
 
 
+async def _connect(
+    host: str | None, port: int | str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """TCP to ``host``:``port``, or Unix when ``port`` is a path."""
+    if isinstance(port, str):
+        return await asyncio.open_unix_connection(port, limit=1 << 18)
+    return await asyncio.open_connection(host, port, limit=1 << 18)
+
+
+async def _send_all(writer: asyncio.StreamWriter, payload: bytes, chunk: int) -> None:
+    view = memoryview(payload)
+    for start in range(0, len(payload), chunk):
+        writer.write(view[start : start + chunk])
+        await writer.drain()
+
+
 async def send_all_and_read(
     host: str | None, port: int | str, payload: bytes, *, chunk: int = 1 << 16
 ) -> bytes:
     """Connect, send ``payload``, half-close, read until EOF; TCP or (port=path) Unix."""
-    if isinstance(port, str):
-        reader, writer = await asyncio.open_unix_connection(port, limit=1 << 18)
-    else:
-        reader, writer = await asyncio.open_connection(host, port, limit=1 << 18)
+    reader, writer = await _connect(host, port)
 
     async def send() -> None:
-        view = memoryview(payload)
-        for start in range(0, len(payload), chunk):
-            writer.write(view[start : start + chunk])
-            await writer.drain()
+        await _send_all(writer, payload, chunk)
         writer.write_eof()
 
     sender = asyncio.create_task(send())
@@ -268,18 +278,8 @@ async def exchange(
     real agent closes the whole destination connection on the first one; see
     ``EmulatorConfig.agent_fin``). Returns what was read, short if EOF came early.
     """
-    if isinstance(port, str):
-        reader, writer = await asyncio.open_unix_connection(port, limit=1 << 18)
-    else:
-        reader, writer = await asyncio.open_connection(host, port, limit=1 << 18)
-
-    async def send() -> None:
-        view = memoryview(payload)
-        for start in range(0, len(payload), chunk):
-            writer.write(view[start : start + chunk])
-            await writer.drain()
-
-    sender = asyncio.create_task(send())
+    reader, writer = await _connect(host, port)
+    sender = asyncio.create_task(_send_all(writer, payload, chunk))
     received = bytearray()
     try:
         while len(received) < len(payload):
