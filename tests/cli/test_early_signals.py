@@ -233,3 +233,66 @@ async def test_sigterm_during_the_handshake_restores_the_terminal() -> None:
         finally:
             shell.close()
         assert aws.calls == ["StartSession", "TerminateSession"]
+
+
+# ------------------------------------------------------------- while importing
+
+_CTRL_C_DURING_IMPORT = """
+import builtins, os, signal, sys
+from ssmsh.cli import entry
+
+real_import = builtins.__import__
+
+def import_then_ctrl_c(name, globals=None, locals=None, fromlist=(), level=0):
+    if level == 1 and name == "main":  # entry's "from .main import main": the slow part
+        os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C came in the middle of it
+    return real_import(name, globals, locals, fromlist, level)
+
+builtins.__import__ = import_then_ctrl_c
+sys.exit(entry.main(["--version"]))
+"""
+
+
+def test_ctrl_c_while_the_command_line_is_imported_is_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_DURING_IMPORT],
+        capture_output=True,
+        timeout=scaled(30),
+        env=cli_env(None),
+    )
+    assert (proc.returncode, proc.stderr, proc.stdout) == (130, b"ssmsh: interrupted\n", b"")
+
+
+def test_ctrl_c_before_the_session_handles_it_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssmsh.cli import entry, main
+
+    def interrupted(argv: list[str] | None = None) -> int:
+        raise KeyboardInterrupt  # e.g. while the arguments are parsed
+
+    monkeypatch.setattr(main, "main", interrupted)
+    assert entry.main([]) == 130
+    assert capsys.readouterr().err == "ssmsh: interrupted\n"
+
+
+def test_an_ignored_sigint_stays_ignored_while_importing() -> None:
+    # `nohup ssmsh ... &`: SIGINT is ignored, and the import guard must not undo that.
+    code = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "from ssmsh.cli import entry\n"
+        "import builtins, os\n"
+        "real = builtins.__import__\n"
+        "def hook(name, *args, **kwargs):\n"
+        "    if name == 'main' and kwargs.get('level', args[3] if len(args) > 3 else 0) == 1:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = hook\n"
+        "sys.exit(entry.main(['--version']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=scaled(30), env=cli_env(None)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert b"interrupted" not in proc.stderr

@@ -77,7 +77,7 @@ def plugin_launcher(tmp_path: Path) -> Path:
     if not program.exists():  # not installed as a console script: an equivalent launcher
         program = tmp_path / "ssmsh"
         program.write_text(
-            f"#!{sys.executable}\nimport sys\nfrom ssmsh.cli.main import main\nsys.exit(main())\n"
+            f"#!{sys.executable}\nimport sys\nfrom ssmsh.cli.entry import main\nsys.exit(main())\n"
         )
         program.chmod(0o755)
     bin_dir = tmp_path / "bin"
