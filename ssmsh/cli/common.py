@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -133,14 +134,36 @@ def connection_config(args: argparse.Namespace) -> ConnectionConfig:
     )
 
 
-def parse_parameters(items: Sequence[str] | None) -> dict[str, list[str]]:
-    """``KEY=VALUE`` options -> StartSession Parameters (repeated keys accumulate)."""
+def parse_parameters(
+    items: Sequence[str] | None, document_json: str | None = None
+) -> dict[str, list[str]]:
+    """``KEY=VALUE`` options and an AWS-CLI-style ``--parameters`` JSON object ->
+    StartSession Parameters (repeated keys accumulate, the JSON's first)."""
     parameters: dict[str, list[str]] = {}
+    if document_json is not None:
+        parameters = _json_parameters(document_json)
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--parameter expects KEY=VALUE, got {item!r}")
         parameters.setdefault(key, []).append(value)
+    return parameters
+
+
+def _json_parameters(text: str) -> dict[str, list[str]]:
+    example = 'e.g. \'{"command":["top"]}\''
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--parameters is not JSON ({exc}); {example}") from None
+    if not isinstance(document, dict):
+        raise UsageError(f"--parameters expects a JSON object; {example}")
+    parameters: dict[str, list[str]] = {}
+    for key, value in document.items():
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str) for v in values):
+            raise UsageError(f"--parameters: {key!r} must be a string or a list of strings")
+        parameters[key] = list(values)
     return parameters
 
 

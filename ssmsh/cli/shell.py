@@ -44,12 +44,22 @@ def configure_shell(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "target", nargs="?", help="instance id (i-..., mi-...) or Name tag; default with --local"
     )
-    parser.add_argument("--document", metavar="NAME", help="session document (default: shell)")
+    parser.add_argument(
+        "--document",
+        "--document-name",
+        metavar="NAME",
+        help="session document (default: shell)",
+    )
     parser.add_argument(
         "--parameter",
         action="append",
         metavar="KEY=VALUE",
         help="document parameter (repeatable; repeated keys make a list)",
+    )
+    parser.add_argument(
+        "--parameters",
+        metavar="JSON",
+        help='document parameters as for the AWS CLI: \'{"command":["top"]}\'',
     )
     parser.add_argument("--reason", metavar="TEXT", help="reason recorded with the session")
     _escape_option(parser)
@@ -118,7 +128,7 @@ def refuse_port_document(document: str | None) -> None:
 
 async def run_shell(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
     refuse_port_document(args.document)
-    parameters = parse_parameters(args.parameter)
+    parameters = parse_parameters(args.parameter, args.parameters)
     return await _run(
         args,
         terminal,

@@ -190,6 +190,10 @@ async def test_usage_errors(emulator: Emulator) -> None:
         ["shell", "--parameter", "novalue", "--endpoint-url", emulator.endpoint_url],
         "--parameter expects KEY=VALUE",
     )
+    url = ["--endpoint-url", emulator.endpoint_url]
+    await fails(["shell", "--parameters", "{nope", *url], "--parameters is not JSON")
+    await fails(["shell", "--parameters", '["top"]', *url], "--parameters expects a JSON object")
+    await fails(["shell", "--parameters", '{"n": [1]}', *url], "'n' must be a string or a list")
     await fails(["shell"], "no target given")
     await fails(["exec", "--", "true"], "no target given")
     await fails(["exec", "--local"], "needs a command")

@@ -450,3 +450,25 @@ async def test_status_lines_after_output_without_a_newline_start_a_line(
         assert_line_starts_with(proc, "Exiting session with sessionId: ")
     finally:
         proc.close()
+
+
+async def test_aws_cli_style_document_name_and_parameters(emulator: Emulator) -> None:
+    # What `aws ssm start-session` users type works the same here.
+    document = ["--document-name", "AWS-StartInteractiveCommand"]
+    parameters = ["--parameters", '{"command": ["echo from-$((40+2))"]}']
+    code, out, err = await run_cli(
+        ["shell", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url, *document, *parameters],
+        stdin=b"",
+    )
+    assert code == 0, err
+    assert b"from-42" in out
+    (session,) = emulator.state.sessions.values()
+    assert session.document_name == "AWS-StartInteractiveCommand"
+    assert session.parameters == {"command": ["echo from-$((40+2))"]}
+
+
+def test_parameters_json_and_key_value_options_merge() -> None:
+    from ssmsh.cli.common import parse_parameters
+
+    merged = parse_parameters(["b=3", "a=2"], '{"a": ["1"], "c": "x"}')
+    assert merged == {"a": ["1", "2"], "c": ["x"], "b": ["3"]}
