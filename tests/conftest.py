@@ -12,6 +12,15 @@ import pytest
 
 TIMEOUT_FACTOR = float(os.environ.get("SSMSH_TIMEOUT_FACTOR", "1") or "1")
 
+# Every test talks to loopback only. A proxy set for the machine (HTTPS_PROXY on
+# a CI runner...) would take that traffic away; the tests that want a proxy set
+# their own.
+_PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+_PROXY_VARIABLES |= {"ws_proxy", "wss_proxy", "socks_proxy"}
+for _name in list(os.environ):
+    if _name.lower() in _PROXY_VARIABLES:
+        del os.environ[_name]
+
 
 def scaled(seconds: float) -> float:
     """A timeout scaled by the environment's factor."""

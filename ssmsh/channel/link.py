@@ -28,11 +28,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
+    InvalidProxy,
     InvalidStatus,
     InvalidURI,
+    ProxyError,
 )
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Event
+from websockets.proxy import get_proxy
+from websockets.uri import parse_uri
 
 try:
     from websockets.speedups import apply_mask
@@ -163,6 +167,23 @@ def _where(url: str) -> str:
     return parts.netloc or url.split("?", 1)[0]
 
 
+def proxy_for(url: str) -> str | None:
+    """The proxy websockets will use for ``url`` (HTTPS_PROXY, ALL_PROXY, NO_PROXY...),
+    as ``scheme://host:port`` without any credentials; None when it connects directly."""
+    try:
+        proxy = get_proxy(parse_uri(url))
+    except (InvalidURI, ValueError):
+        return None
+    if proxy is None:
+        return None
+    parts = urlsplit(proxy)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
 async def open_link(
     url: str,
     token: str,
@@ -175,6 +196,10 @@ async def open_link(
     Raises :class:`LinkError` with a one-line, secret-free message on failure.
     """
     where = _where(url)
+    proxy = proxy_for(url)
+    if proxy is not None:
+        logger.debug("connecting to %s through the proxy %s", where, proxy)
+        where = f"{where} (through the proxy {proxy})"
     try:
         ws = await connect(
             url,
@@ -196,6 +221,14 @@ async def open_link(
         ) from None
     except InvalidURI:
         raise LinkError(f"invalid stream URL for host {where}", fatal=True) from None
+    except InvalidProxy as exc:
+        raise LinkError(f"invalid proxy setting: {exc}", fatal=True) from None
+    except ProxyError as exc:
+        raise LinkError(f"the proxy refused the connection to {where}: {exc}") from None
+    except ImportError:  # a SOCKS proxy without python-socks installed
+        raise LinkError(
+            f"connecting to {where} needs the python-socks package", fatal=True
+        ) from None
     except InvalidHandshake as exc:
         raise LinkError(f"WebSocket handshake with {where} failed: {exc}") from None
     except TimeoutError:

@@ -192,10 +192,20 @@ async def local_endpoint(args: argparse.Namespace) -> AsyncIterator[str | None]:
         raise UsageError("--local and --endpoint-url cannot be used together")
     from ..emulator import Emulator, EmulatorConfig
 
+    # The emulator is on loopback, in this process: no proxy can reach it.
+    _bypass_proxies_for_loopback()
     # ssh-like exit statuses for shells, which the real agent does not report
     async with Emulator(EmulatorConfig(shell_exit_status=True)) as emulator:
         logger.debug("local emulator at %s", emulator.endpoint_url)
         yield emulator.endpoint_url
+
+
+def _bypass_proxies_for_loopback() -> None:
+    """Add the loopback names to NO_PROXY (read by botocore and websockets alike)."""
+    loopback = ["127.0.0.1", "localhost", "::1"]
+    for name in ("NO_PROXY", "no_proxy"):
+        current = [h.strip() for h in os.environ.get(name, "").split(",") if h.strip()]
+        os.environ[name] = ",".join(current + [h for h in loopback if h not in current])
 
 
 def default_target(args: argparse.Namespace, target: str | None) -> str:
