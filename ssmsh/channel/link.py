@@ -29,6 +29,7 @@ from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
     InvalidProxy,
+    InvalidProxyStatus,
     InvalidStatus,
     InvalidURI,
     ProxyError,
@@ -224,7 +225,11 @@ async def open_link(
     except InvalidProxy as exc:
         raise LinkError(f"invalid proxy setting: {exc}", fatal=True) from None
     except ProxyError as exc:
-        raise LinkError(f"the proxy refused the connection to {where}: {exc}") from None
+        # 403, 407: the proxy will say the same next time; 502, 503: it may not.
+        status = exc.response.status_code if isinstance(exc, InvalidProxyStatus) else 0
+        raise LinkError(
+            f"the proxy refused the connection to {where}: {exc}", fatal=400 <= status < 500
+        ) from None
     except ImportError:  # a SOCKS proxy without python-socks installed
         raise LinkError(
             f"connecting to {where} needs the python-socks package", fatal=True
