@@ -17,7 +17,7 @@ import struct
 import subprocess
 import sys
 import termios
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pyte
 
@@ -224,3 +224,24 @@ async def run_cli(
     await proc.wait()
     assert proc.returncode is not None
     return proc.returncode, out, err
+
+
+def default_signals() -> None:  # as started from a terminal, whatever the test runner ignores
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+async def start_cli(
+    args: list[str], preexec: Callable[[], None] = default_signals
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ssmsh",
+        *args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(),
+        preexec_fn=preexec,
+    )

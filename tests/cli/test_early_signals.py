@@ -14,14 +14,14 @@ import asyncio
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.channel.fakeagent import AgentSession, FakeAgent
 from tests.conftest import scaled
 
-from .harness import PtyProcess, cli_env
+from .harness import PtyProcess, cli_env, default_signals, start_cli
 from .scripted import ScriptedAws
 
 pytestmark = pytest.mark.timeout(60)
@@ -78,30 +78,9 @@ class MuteAgent(FakeAgent):
         self.linked.set()
 
 
-def _default_signals() -> None:  # as started from a terminal, whatever the test runner ignores
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
-
-
 def _ignore_sighup() -> None:  # as under nohup
-    _default_signals()
+    default_signals()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-
-async def start_cli(
-    args: list[str], preexec: Callable[[], None] = _default_signals
-) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ssmsh",
-        *args,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=cli_env(),
-        preexec_fn=preexec,
-    )
 
 
 async def signal_when(

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -20,7 +18,7 @@ from ssmsh.aws import AwsSettings, SsmSessions, StaticCredentials
 from ssmsh.exceptions import AwsError
 from tests.conftest import scaled
 
-from .harness import cli_env
+from .harness import start_cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,17 +41,7 @@ def _default_sigint() -> None:  # a CLI started from a terminal: Ctrl-C raises K
 @pytest.mark.parametrize("command", [["shell"], ["exec", "--", "true"]])
 async def test_ctrl_c_while_a_call_hangs(silent_endpoint: str, command: list[str]) -> None:
     args = [command[0], TARGET, "--endpoint-url", silent_endpoint, *command[1:]]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ssmsh",
-        *args,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=cli_env(),
-        preexec_fn=_default_sigint,
-    )
+    proc = await start_cli(args, preexec=_default_sigint)
     await asyncio.sleep(scaled(1.5))  # StartSession is under way (and hangs)
     assert proc.returncode is None, "ssmsh ended before the Ctrl-C"
     proc.send_signal(signal.SIGINT)
