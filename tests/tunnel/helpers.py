@@ -243,11 +243,15 @@ async def _connect(
     return await asyncio.open_connection(host, port, limit=1 << 18)
 
 
-async def _send_all(writer: asyncio.StreamWriter, payload: bytes, chunk: int) -> None:
+async def _send_all(
+    writer: asyncio.StreamWriter, payload: bytes, chunk: int, pause: float = 0.0
+) -> None:
     view = memoryview(payload)
     for start in range(0, len(payload), chunk):
         writer.write(view[start : start + chunk])
         await writer.drain()
+        if pause:
+            await asyncio.sleep(pause)
 
 
 async def send_all_and_read(
@@ -270,16 +274,22 @@ async def send_all_and_read(
 
 
 async def exchange(
-    host: str | None, port: int | str, payload: bytes, *, chunk: int = 1 << 16
+    host: str | None,
+    port: int | str,
+    payload: bytes,
+    *,
+    chunk: int = 1 << 16,
+    pause: float = 0.0,
 ) -> bytes:
     """Connect, send ``payload`` while reading its echo, close once all came back.
 
     No half-close: this works whatever the agent does with an end of data (the
     real agent closes the whole destination connection on the first one; see
     ``EmulatorConfig.agent_fin``). Returns what was read, short if EOF came early.
+    ``pause`` seconds between chunks make the transfer last at least that long.
     """
     reader, writer = await _connect(host, port)
-    sender = asyncio.create_task(_send_all(writer, payload, chunk))
+    sender = asyncio.create_task(_send_all(writer, payload, chunk, pause))
     received = bytearray()
     try:
         while len(received) < len(payload):
