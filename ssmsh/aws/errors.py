@@ -1,6 +1,6 @@
 """botocore exceptions mapped, once, to :class:`~ssmsh.exceptions.AwsError`.
 
-Everything that calls boto3 does so inside :func:`map_aws_errors`, so the rest
+Everything that calls botocore does so inside :func:`map_aws_errors`, so the rest
 of ssmsh only ever sees ``AwsError(message, code)`` with a one-line message a
 user can act on. Messages never contain credentials or tokens.
 """
@@ -48,7 +48,7 @@ def _one_line(text: str) -> str:
 
 
 def aws_error(exc: BaseException, operation: str = "AWS request") -> AwsError:
-    """The :class:`AwsError` for a botocore exception (or any exception from boto3)."""
+    """The :class:`AwsError` for a botocore exception (or any other exception of a call)."""
     if isinstance(exc, AwsError):
         return exc
     if isinstance(exc, boto.ClientError):
@@ -92,7 +92,7 @@ def aws_error(exc: BaseException, operation: str = "AWS request") -> AwsError:
 
 @contextlib.contextmanager
 def map_aws_errors(operation: str) -> Iterator[None]:
-    """Re-raise any boto3/botocore failure inside the block as :class:`AwsError`."""
+    """Re-raise any botocore failure inside the block as :class:`AwsError`."""
     try:
         yield
     except AwsError:

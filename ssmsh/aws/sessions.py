@@ -43,7 +43,7 @@ def run_in_daemon_thread(fn: Callable[[], _T], name: str = "ssmsh-worker") -> Aw
 
     Unlike :func:`asyncio.to_thread`, nothing waits for the thread: when the
     awaiting task is cancelled (Ctrl-C) the future is dropped and neither
-    ``asyncio.run`` nor the interpreter's exit joins a boto3 call that hangs.
+    ``asyncio.run`` nor the interpreter's exit joins an AWS call that hangs.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[_T] = loop.create_future()

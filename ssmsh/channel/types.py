@@ -4,7 +4,7 @@
 * :class:`StreamCredentials` — what ResumeSession returns.
 * :class:`DataKey` — a KMS data key (from :mod:`ssmsh.protocol.handshake`).
 * :class:`SessionService` — the AWS operations the driver needs, as a
-  :class:`typing.Protocol`. ``ssmsh.aws.SsmSessions`` implements it with boto3;
+  :class:`typing.Protocol`. ``ssmsh.aws.SsmSessions`` implements it with botocore;
   tests may implement it against a local server.
 * :class:`ConnectionState` and :class:`StateChange` — what observers of a
   :class:`~ssmsh.channel.SessionConnection` see.
