@@ -35,6 +35,10 @@ logger = logging.getLogger(__name__)
 #: Managed instance ids: EC2 (i-...) and hybrid activations (mi-...).
 INSTANCE_ID_RE = re.compile(r"^m?i-[0-9a-f]{8,17}$")
 
+#: How long a stopping ssmsh waits for a StartSession under way (and then for the
+#: TerminateSession of the session it made), so that no session is left open.
+ABANDONED_START_WAIT = 1.0
+
 _T = TypeVar("_T")
 
 
@@ -101,12 +105,29 @@ class SsmSessions:
             return str(client.meta.region_name)
         return self.settings.region
 
-    async def _call(self, operation: str, fn: Callable[[], _T]) -> _T:
+    def _submit(self, operation: str, fn: Callable[[], _T]) -> Awaitable[_T]:
         def run() -> _T:
             with map_aws_errors(operation):
                 return fn()
 
-        return await run_in_daemon_thread(run, name=f"ssmsh-aws-{operation}")
+        return run_in_daemon_thread(run, name=f"ssmsh-aws-{operation}")
+
+    async def _call(self, operation: str, fn: Callable[[], _T]) -> _T:
+        return await self._submit(operation, fn)
+
+    async def _end_abandoned_start(self, call: Awaitable[dict[str, Any]]) -> None:
+        """StartSession was under way when the caller gave up (Ctrl-C): give it a
+        moment to answer, and terminate the session it made, so none is left open."""
+        try:
+            async with asyncio.timeout(ABANDONED_START_WAIT):
+                response = await asyncio.shield(call)
+            session_id = response.get("SessionId")
+            if session_id:
+                async with asyncio.timeout(ABANDONED_START_WAIT):
+                    await self.terminate_session(str(session_id))
+                logger.debug("terminated session %s, which started as ssmsh stopped", session_id)
+        except (TimeoutError, AwsError) as exc:
+            logger.debug("StartSession abandoned: %s", exc or "no answer in time")
 
     # ------------------------------------------------------------ StartSession
 
@@ -160,7 +181,12 @@ class SsmSessions:
             result: dict[str, Any] = self._client("ssm").start_session(**kwargs)
             return result
 
-        response = await self._call("StartSession", start)
+        call = self._submit("StartSession", start)
+        try:
+            response = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            await self._end_abandoned_start(call)
+            raise
         try:
             session_id = str(response["SessionId"])
             stream = StreamCredentials(str(response["StreamUrl"]), str(response["TokenValue"]))

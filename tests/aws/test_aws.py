@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from botocore import exceptions as boto
 from botocore.credentials import ReadOnlyCredentials
 
 from ssmsh.aws import AwsSettings, SsmSessions, StaticCredentials, aws_error, is_presigned
+from ssmsh.aws.sessions import ABANDONED_START_WAIT
 from ssmsh.aws.signing import sign_upgrade
 from ssmsh.emulator import DEFAULT_TARGET, Emulator, EmulatorConfig, TargetRecord
 from ssmsh.emulator.sigv4 import verify_request
 from ssmsh.exceptions import AwsError, UsageError
+from tests.conftest import scaled
 
 CREDS = StaticCredentials("AKIDAWSLAYERTEST0001", "aws-layer-secret", "session-token-xyz")
 
@@ -162,3 +166,49 @@ async def test_signing_uses_the_session_credentials(emulator: Emulator) -> None:
     assert CREDS.access_key in headers["Authorization"]
     assert headers["X-Amz-Security-Token"] == CREDS.session_token
     assert await sessions.sign_stream_url(info.stream.stream_url + "&X-Amz-Signature=x") == {}
+
+
+async def test_a_start_session_given_up_on_is_terminated_when_it_answers(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while StartSession is under way: the session it makes is not left open."""
+    api = emulator.api
+    started = asyncio.Event()
+    original = api.start_session
+
+    async def slow_start(body: Any, request: Any) -> Any:
+        started.set()
+        await asyncio.sleep(0.3)  # the answer comes after the caller gave up
+        return await original(body, request)
+
+    monkeypatch.setitem(api._operations, "AmazonSSM.StartSession", slow_start)
+    sessions = sessions_for(emulator)
+    task = asyncio.create_task(sessions.start_session(DEFAULT_TARGET))
+    await asyncio.wait_for(started.wait(), scaled(10))
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (session,) = emulator.state.sessions.values()
+    assert session.ended  # terminated before the cancellation went on
+
+
+async def test_a_start_session_that_never_answers_delays_the_stop_briefly(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = emulator.api
+    started = asyncio.Event()
+
+    async def hung(body: Any, request: Any) -> Any:
+        started.set()
+        await asyncio.sleep(3600)
+
+    monkeypatch.setitem(api._operations, "AmazonSSM.StartSession", hung)
+    sessions = sessions_for(emulator)
+    task = asyncio.create_task(sessions.start_session(DEFAULT_TARGET))
+    await asyncio.wait_for(started.wait(), scaled(10))
+    loop = asyncio.get_running_loop()
+    stopped_at = loop.time()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert loop.time() - stopped_at < ABANDONED_START_WAIT + scaled(1)
