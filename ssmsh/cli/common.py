@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..aws import AwsSettings, SsmSessions, StaticCredentials
@@ -221,6 +221,38 @@ def default_target(args: argparse.Namespace, target: str | None) -> str:
     raise UsageError("no target given (an instance id or Name tag; or use --local)")
 
 
+def install_signal_handlers(
+    names: Sequence[str], handler: Callable[[int], None]
+) -> list[tuple[int, Any]]:
+    """Route the named signals to ``handler(signum)`` on the running loop, except
+    those that are ignored (``nohup``, a background job's SIGINT), which stay so.
+    Returns what :func:`restore_signal_handlers` puts back."""
+    loop = asyncio.get_running_loop()
+    installed: list[tuple[int, Any]] = []
+    for name in names:
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        try:
+            previous = signal.getsignal(signum)
+            if previous is signal.SIG_IGN:
+                continue
+            loop.add_signal_handler(signum, handler, signum)
+        except (ValueError, RuntimeError, NotImplementedError):
+            continue  # not the main thread, or no signals here
+        installed.append((signum, previous))
+    return installed
+
+
+def restore_signal_handlers(installed: Sequence[tuple[int, Any]]) -> None:
+    """Undo :func:`install_signal_handlers`: the previous handlers come back."""
+    loop = asyncio.get_running_loop()
+    for signum, previous in installed:
+        loop.remove_signal_handler(signum)
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signum, previous)  # e.g. asyncio.run's own SIGINT handler
+
+
 class StartupSignals:
     """SIGINT, SIGTERM and SIGHUP while a session is starting.
 
@@ -242,27 +274,11 @@ class StartupSignals:
         self._installed: list[tuple[int, Any]] = []
 
     def install(self) -> None:
-        loop = asyncio.get_running_loop()
-        for name in self.NAMES:
-            signum = getattr(signal, name, None)
-            if signum is None:
-                continue
-            try:
-                previous = signal.getsignal(signum)
-                if previous is signal.SIG_IGN:
-                    continue
-                loop.add_signal_handler(signum, self._on_signal, signum)
-            except (ValueError, RuntimeError, NotImplementedError):
-                continue  # not the main thread, or no signals here
-            self._installed.append((signum, previous))
+        self._installed += install_signal_handlers(self.NAMES, self._on_signal)
 
     def remove(self) -> None:
-        loop = asyncio.get_running_loop()
         installed, self._installed = self._installed, []
-        for signum, previous in installed:
-            loop.remove_signal_handler(signum)
-            with contextlib.suppress(ValueError, TypeError):
-                signal.signal(signum, previous)  # e.g. asyncio.run's own SIGINT handler
+        restore_signal_handlers(installed)
 
     def _on_signal(self, signum: int) -> None:
         logger.debug("signal %d while starting the session", signum)

@@ -8,16 +8,22 @@ import contextlib
 import logging
 import re
 import shlex
-import signal
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
 
 from ..channel import SessionConnection
 from ..exceptions import UsageError
 from ..terminal.bridge import BridgeResult, TerminalBridge
 from ..terminal.escape import parse_escape_char
 from ..terminal.tty import Terminal
-from .common import Reporter, add_common_options, open_session, parse_parameters, unless_set
+from .common import (
+    Reporter,
+    add_common_options,
+    install_signal_handlers,
+    open_session,
+    parse_parameters,
+    restore_signal_handlers,
+    unless_set,
+)
 from .errors import EXIT_FAILURE, StartInterrupted
 
 __all__ = [
@@ -260,30 +266,15 @@ class _Killed(asyncio.Event):
 def _terminating_signals() -> Iterator[_Killed]:
     """SIGTERM and SIGHUP end the session cleanly (terminal restored, TerminateSession),
     unless they are ignored (``nohup``)."""
-    loop = asyncio.get_running_loop()
     killed = _Killed()
-    installed: list[tuple[int, Any]] = []
 
     def on_signal(signum: int) -> None:
         killed.signum = signum
         killed.set()
 
-    for name in ("SIGTERM", "SIGHUP"):
-        signum = getattr(signal, name, None)
-        if signum is None:
-            continue
-        try:
-            previous = signal.getsignal(signum)
-            if previous is signal.SIG_IGN:
-                continue  # nohup: a hangup is not meant to end the session
-            loop.add_signal_handler(signum, on_signal, signum)
-        except (ValueError, RuntimeError, NotImplementedError):
-            continue
-        installed.append((signum, previous))
+    # An ignored SIGHUP (nohup) stays ignored: a hangup is not meant to end the session.
+    installed = install_signal_handlers(("SIGTERM", "SIGHUP"), on_signal)
     try:
         yield killed
     finally:
-        for signum, previous in installed:
-            loop.remove_signal_handler(signum)
-            with contextlib.suppress(ValueError, TypeError):
-                signal.signal(signum, previous)
+        restore_signal_handlers(installed)
