@@ -20,6 +20,7 @@ from ssmsh.protocol.constants import CLIENT_VERSION
 from tests.conftest import scaled
 
 from .fakeagent import DATA_KEY, AgentSession, FakeAgent
+from .test_connection import read_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -77,22 +78,12 @@ def key_forms(key: bytes) -> list[str]:
 
 async def echo_round_trips(conn: SessionConnection, count: int) -> None:
     """Send ``count`` inputs one by one and read each echo back (after the prompt)."""
-    got = b""
     async with asyncio.timeout(scaled(10)):
-        while b"$ " not in got:
-            event = await conn.receive()
-            assert event is not None
-            if isinstance(event, OutputReceived):
-                got += event.data
+        await read_until(conn, b"$ ")
         for index in range(count):
             line = f"line {index}\r".encode()
             await conn.send_input(line)
-            got = b""
-            while line not in got:
-                event = await conn.receive()
-                assert event is not None
-                if isinstance(event, OutputReceived):
-                    got += event.data
+            await read_until(conn, line)
         assert await conn.drain(scaled(5))
 
 
@@ -205,13 +196,7 @@ async def test_reconnect_counts_links_and_logs_each_links_first_pong(
 
 async def echo_round_trips_after_reconnect(conn: SessionConnection) -> None:
     await conn.send_input(b"again\r")
-    got = b""
-    async with asyncio.timeout(scaled(10)):
-        while b"again\r" not in got:
-            event = await conn.receive()
-            assert event is not None
-            if isinstance(event, OutputReceived):
-                got += event.data
+    await read_until(conn, b"again\r", timeout=10)
 
 
 async def test_late_pong_while_paused_is_excused_and_logged(

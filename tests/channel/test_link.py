@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from websockets.asyncio.client import connect
@@ -52,6 +54,21 @@ def test_binary_frames_header_length_encoding(size: int) -> None:
     assert len(wire) == header + size
 
 
+@contextlib.asynccontextmanager
+async def frame_link_to(
+    handler: Callable[[ServerConnection], Awaitable[None]],
+) -> AsyncIterator[FrameLink]:
+    """A FrameLink client connected to a loopback websockets server running ``handler``."""
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        ws = await connect(f"ws://127.0.0.1:{port}", create_connection=FrameLink)
+        assert isinstance(ws, FrameLink)
+        try:
+            yield ws
+        finally:
+            await ws.close()
+
+
 async def test_frame_link_delivers_every_kind_of_data_message_in_order() -> None:
     sent = asyncio.Event()
 
@@ -64,24 +81,18 @@ async def test_frame_link_delivers_every_kind_of_data_message_in_order() -> None
         sent.set()
         await ws.wait_closed()
 
-    async with serve(handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        ws = await connect(f"ws://127.0.0.1:{port}", create_connection=FrameLink)
-        assert isinstance(ws, FrameLink)
-        try:
-            async with asyncio.timeout(scaled(5)):
-                await sent.wait()
-                await asyncio.sleep(0.05)  # everything arrived before a handler is set
-            batches: list[list[bytes]] = []
-            ws.handler = batches.append
-            assert [m for batch in batches for m in batch] == [
-                b"first",
-                b"frag-mented-binary",
-                b"text",
-                b"last",
-            ]
-        finally:
-            await ws.close()
+    async with frame_link_to(handler) as ws:
+        async with asyncio.timeout(scaled(5)):
+            await sent.wait()
+            await asyncio.sleep(0.05)  # everything arrived before a handler is set
+        batches: list[list[bytes]] = []
+        ws.handler = batches.append
+        assert [m for batch in batches for m in batch] == [
+            b"first",
+            b"frag-mented-binary",
+            b"text",
+            b"last",
+        ]
 
 
 async def test_frame_link_passes_frames_per_read_to_the_handler() -> None:
@@ -93,27 +104,21 @@ async def test_frame_link_passes_frames_per_read_to_the_handler() -> None:
             await ws.send(b"%d" % i)
         await ws.wait_closed()
 
-    async with serve(handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        ws = await connect(f"ws://127.0.0.1:{port}", create_connection=FrameLink)
-        assert isinstance(ws, FrameLink)
-        try:
-            got: list[bytes] = []
-            calls = [0]
+    async with frame_link_to(handler) as ws:
+        got: list[bytes] = []
+        calls = [0]
 
-            def on_frames(frames: list[bytes]) -> None:
-                calls[0] += 1
-                got.extend(frames)
+        def on_frames(frames: list[bytes]) -> None:
+            calls[0] += 1
+            got.extend(frames)
 
-            ws.handler = on_frames
-            go.set()
-            async with asyncio.timeout(scaled(5)):
-                while len(got) < 50:
-                    await asyncio.sleep(0.01)
-            assert got == [b"%d" % i for i in range(50)]
-            assert calls[0] < 50  # several frames per call
-            pong = await ws.ping()  # control frames still work
-            async with asyncio.timeout(scaled(5)):
-                await pong
-        finally:
-            await ws.close()
+        ws.handler = on_frames
+        go.set()
+        async with asyncio.timeout(scaled(5)):
+            while len(got) < 50:
+                await asyncio.sleep(0.01)
+        assert got == [b"%d" % i for i in range(50)]
+        assert calls[0] < 50  # several frames per call
+        pong = await ws.ping()  # control frames still work
+        async with asyncio.timeout(scaled(5)):
+            await pong

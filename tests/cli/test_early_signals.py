@@ -147,33 +147,32 @@ async def test_signal_while_start_session_hangs(
     assert out == b""
 
 
+async def killed_after_start_session(aws: ScriptedAws, reached: asyncio.Event, signum: int) -> None:
+    """``ssmsh exec`` gets ``signum`` once ``reached``: one line, 128 + signum, and the
+    session StartSession made is terminated."""
+    proc = await start_cli(
+        ["exec", TARGET, "--endpoint-url", aws.endpoint_url, "--quiet", "--", "true"]
+    )
+    status, out, err = await signal_when(proc, reached, signum)
+    assert single_line(err) == f"ssmsh: killed by signal {signum} {STARTING}"
+    assert status == 128 + signum
+    assert out == b""
+    assert aws.calls == ["StartSession", "TerminateSession"]
+
+
 async def test_sigterm_while_the_websocket_opens_terminates_the_session(
     silent: SilentServer,
 ) -> None:
     agent = HungGatewayAgent(silent)
     async with agent, ScriptedAws(agent) as aws:
-        proc = await start_cli(
-            ["exec", TARGET, "--endpoint-url", aws.endpoint_url, "--quiet", "--", "true"]
-        )
-        status, out, err = await signal_when(proc, silent.connected, signal.SIGTERM)
-        assert single_line(err) == f"ssmsh: killed by signal 15 {STARTING}"
-        assert status == 143
-        assert out == b""
-        assert aws.calls == ["StartSession", "TerminateSession"]
+        await killed_after_start_session(aws, silent.connected, signal.SIGTERM)
         assert agent.terminate_calls == list(agent.sessions)
 
 
 async def test_sighup_during_the_handshake_terminates_the_session() -> None:
     agent = MuteAgent()
     async with agent, ScriptedAws(agent) as aws:
-        proc = await start_cli(
-            ["exec", TARGET, "--endpoint-url", aws.endpoint_url, "--quiet", "--", "true"]
-        )
-        status, out, err = await signal_when(proc, agent.linked, signal.SIGHUP)
-        assert single_line(err) == f"ssmsh: killed by signal 1 {STARTING}"
-        assert status == 129
-        assert out == b""
-        assert aws.calls == ["StartSession", "TerminateSession"]
+        await killed_after_start_session(aws, agent.linked, signal.SIGHUP)
 
 
 async def test_an_ignored_sighup_stays_ignored(silent: SilentServer) -> None:

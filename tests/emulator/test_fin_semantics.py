@@ -25,22 +25,14 @@ from ssmsh.protocol.constants import PayloadType
 from tests.conftest import scaled
 from tests.emulator.dcclient import DCClient, gateway_for, make_session
 from tests.emulator.test_cli import start
-from tests.tunnel.conftest import RunningForward, emulator, parse_cli
+from tests.tunnel.conftest import RunningForward, aws_test_env, emulator, parse_cli
 from tests.tunnel.helpers import Handler, pattern, script_server
 
 TARGET = "i-0123456789abcdef0"
 MODES = ("half-close", "close")
 RESET = b"<reset>"
 
-
-@pytest.fixture(autouse=True)
-def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Credentials for signing requests to the emulator; nothing reaches AWS."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSSMSHTEST0000000")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "ssmsh-test-secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSM"):
-        monkeypatch.delenv(name, raising=False)
+__all__ = ["aws_test_env"]  # autouse: signing credentials for the emulator
 
 
 @contextlib.asynccontextmanager

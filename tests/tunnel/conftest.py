@@ -17,7 +17,7 @@ from tests.conftest import scaled
 
 
 @pytest.fixture(autouse=True)
-def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def aws_test_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Credentials for signing requests to the emulator; nothing reaches AWS."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSSMSHTEST0000000")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "ssmsh-test-secret")
