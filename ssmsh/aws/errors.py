@@ -14,7 +14,7 @@ from botocore import exceptions as boto
 
 from ..exceptions import AwsError
 
-__all__ = ["aws_error", "map_aws_errors"]
+__all__ = ["EVERY_CALL_CODES", "affects_every_call", "aws_error", "map_aws_errors"]
 
 #: Extra advice appended to service errors, by error code.
 _ADVICE = {
@@ -32,6 +32,35 @@ _ADVICE = {
     "InvalidDocument": "the document does not exist or cannot be used for sessions",
     "ThrottlingException": "AWS is throttling requests; try again in a moment",
 }
+
+
+#: Codes of failures that are not about one request's arguments: the endpoint,
+#: the credentials, the configuration, throttling. The next call would fail alike.
+EVERY_CALL_CODES = frozenset(
+    {
+        "",  # a failure outside botocore's own (a malformed endpoint URL...)
+        "EndpointConnectionError",
+        "Timeout",
+        "NoCredentials",
+        "NoRegion",
+        "NoProfile",
+        "SSOToken",
+        "Credentials",
+        "ExpiredTokenException",
+        "ExpiredToken",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "ThrottlingException",
+    }
+)
+
+
+def affects_every_call(error: AwsError) -> bool:
+    """True when ``error`` would recur for any other request (see :data:`EVERY_CALL_CODES`),
+    so that a command working through several ids should stop rather than repeat it."""
+    return error.code in EVERY_CALL_CODES
 
 
 def _describe(code: str, message: str, operation: str) -> str:

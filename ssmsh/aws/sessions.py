@@ -1,6 +1,7 @@
 """The Session Manager API through botocore: :class:`SsmSessions`.
 
-It starts sessions (after resolving the target), and implements
+It starts sessions (after resolving the target), lists managed instances and
+sessions (every page), asks for connection statuses, and implements
 :class:`ssmsh.channel.SessionService` for the channel driver: ResumeSession
 with freshly resolved credentials on every call, TerminateSession, KMS
 GenerateDataKey with the session's encryption context, and SigV4 signing of
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import botocore.session
+from botocore import xform_name
 
 from ..channel.types import SessionInfo, StreamCredentials
 from ..exceptions import AwsError, UsageError
@@ -38,6 +40,11 @@ INSTANCE_ID_RE = re.compile(r"^m?i-[0-9a-f]{8,17}$")
 #: How long a stopping ssmsh waits for a StartSession under way (and then for the
 #: TerminateSession of the session it made), so that no session is left open.
 ABANDONED_START_WAIT = 1.0
+
+#: Page sizes: the largest each operation allows (fewer round trips).
+INSTANCE_PAGE_SIZE = 50
+PROPERTIES_PAGE_SIZE = 1000
+SESSION_PAGE_SIZE = 200
 
 _T = TypeVar("_T")
 
@@ -140,16 +147,7 @@ class SsmSessions:
         if INSTANCE_ID_RE.match(target) or target.startswith(("ecs:", "arn:")):
             return target
 
-        def lookup() -> list[dict[str, Any]]:
-            ssm = self._client("ssm")
-            found: list[dict[str, Any]] = []
-            paginator = ssm.get_paginator("describe_instance_information")
-            pages = paginator.paginate(Filters=[{"Key": "tag:Name", "Values": [target]}])
-            for page in pages:
-                found.extend(page.get("InstanceInformationList", []))
-            return found
-
-        matches = await self._call("DescribeInstanceInformation", lookup)
+        matches = await self.describe_instances([{"Key": "tag:Name", "Values": [target]}])
         if not matches:
             raise UsageError(
                 f"no managed instance named {target!r} "
@@ -195,6 +193,70 @@ class SsmSessions:
         if not session_id or not stream.stream_url or not stream.token_value:
             raise AwsError("StartSession returned an empty session", "InvalidResponse")
         return SessionInfo(session_id, target, stream)
+
+    # ------------------------------------------------------------ listings
+
+    async def describe_instances(
+        self, filters: Sequence[Mapping[str, Any]] = ()
+    ) -> list[dict[str, Any]]:
+        """DescribeInstanceInformation, every page: the managed instances matching
+        ``filters`` (``{"Key": "PingStatus" | "tag:NAME" | ..., "Values": [...]}``)."""
+        kwargs: dict[str, Any] = {"PaginationConfig": {"PageSize": INSTANCE_PAGE_SIZE}}
+        if filters:
+            kwargs["Filters"] = [dict(f) for f in filters]
+        operation = "DescribeInstanceInformation"
+        return await self._paginate(operation, "InstanceInformationList", kwargs)
+
+    async def instance_names(self) -> dict[str, str]:
+        """Instance id -> ``Name`` tag of every managed instance that has one.
+
+        DescribeInstanceInformation does not return tags; DescribeInstanceProperties
+        (what the Systems Manager console lists nodes with) does: one call per 1000
+        instances, no second service or permission family.
+        """
+        kwargs: dict[str, Any] = {"PaginationConfig": {"PageSize": PROPERTIES_PAGE_SIZE}}
+        found = await self._paginate("DescribeInstanceProperties", "InstanceProperties", kwargs)
+        return {str(i["InstanceId"]): str(i["Name"]) for i in found if i.get("Name")}
+
+    async def describe_sessions(
+        self,
+        state: str = "Active",
+        filters: Sequence[Mapping[str, str]] = (),
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """DescribeSessions for ``state`` ("Active" or "History"), following NextToken
+        until done or ``limit`` sessions. ``filters``: ``{"key": ..., "value": ...}``."""
+        config: dict[str, int] = {"PageSize": min(limit or SESSION_PAGE_SIZE, SESSION_PAGE_SIZE)}
+        if limit:
+            config["MaxItems"] = limit
+        kwargs: dict[str, Any] = {"State": state, "PaginationConfig": config}
+        if filters:
+            kwargs["Filters"] = [dict(f) for f in filters]
+        return await self._paginate("DescribeSessions", "Sessions", kwargs)
+
+    async def connection_status(self, target: str) -> str:
+        """GetConnectionStatus for an instance id: "connected" or "notconnected"."""
+
+        def get() -> dict[str, Any]:
+            result: dict[str, Any] = self._client("ssm").get_connection_status(Target=target)
+            return result
+
+        response = await self._call("GetConnectionStatus", get)
+        return str(response.get("Status") or "")
+
+    async def _paginate(
+        self, operation: str, result_key: str, kwargs: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Every item of ``result_key`` over the pages of an SSM operation (NextToken)."""
+        name = xform_name(operation)
+
+        def collect() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
+            for page in self._client("ssm").get_paginator(name).paginate(**kwargs):
+                found.extend(page.get(result_key, []))
+            return found
+
+        return await self._call(operation, collect)
 
     # ------------------------------------------------------------ SessionService
 

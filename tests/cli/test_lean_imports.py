@@ -1,4 +1,5 @@
-"""forward and proxy do not load what only shells, KMS, boto3 resources or the emulator need."""
+"""forward, proxy and the listing commands do not load what only shells, KMS, boto3
+resources or the emulator need."""
 
 from __future__ import annotations
 
@@ -26,9 +27,15 @@ def loaded(*argv: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "argv", [["forward", "i-0123456789abcdef0", "0:22"], ["proxy", "i-0123456789abcdef0", "22"]]
+    "argv",
+    [
+        ["forward", "i-0123456789abcdef0", "0:22"],
+        ["proxy", "i-0123456789abcdef0", "22"],
+        ["sessions", "--history"],
+        ["ls", "--online"],
+    ],
 )
-def test_port_commands_stay_lean(argv: list[str]) -> None:
+def test_commands_stay_lean(argv: list[str]) -> None:
     assert loaded(*argv) == ""
 
 
