@@ -156,9 +156,10 @@ async def process(
 
 
 async def start_emulator(pacing: bool) -> tuple[asyncio.subprocess.Process, str, object]:
-    argv = [sys.executable, "-m", "ssmsh", "emulator"]
-    if pacing:
-        argv.append("--agent-pacing")
+    # The emulator paces like the real agent by default; the unpaced run says so. Half-close
+    # as in the figures of earlier sessions (the transfers end with one).
+    argv = [sys.executable, "-m", "ssmsh", "emulator", "--agent-fin", "half-close"]
+    argv.append("--agent-pacing" if pacing else "--no-agent-pacing")
     manager = process(*argv)
     proc = await manager.__aenter__()
     assert proc.stdout is not None

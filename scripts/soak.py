@@ -335,6 +335,8 @@ class Soak:
             environment={"PS1": PROMPT, "ENV": "/dev/null"},
             faults=self.faults(),
             agent_pacing=a.agent_pacing,
+            # The transfers end with a half-close, which the official agent does not keep.
+            agent_fin="half-close",
         )
         started = time.monotonic()
         async with Emulator(config) as emulator:

@@ -7,8 +7,11 @@ for slow or loaded machines.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
+
+from ssmsh.emulator.config import EmulatorConfig
 
 TIMEOUT_FACTOR = float(os.environ.get("SSMSH_TIMEOUT_FACTOR", "1") or "1")
 
@@ -20,6 +23,14 @@ _PROXY_VARIABLES |= {"ws_proxy", "wss_proxy", "socks_proxy"}
 for _name in list(os.environ):
     if _name.lower() in _PROXY_VARIABLES:
         del os.environ[_name]
+
+
+def bulk_config(**changes: Any) -> EmulatorConfig:
+    """The emulator's defaults, unpaced: for tests that move megabytes, which the official
+    agent's pace (1 KiB per message, 1 ms apart: ~600 KiB/s) would only make slow. A
+    deliberate, named divergence; the conformance tier and the paced tests keep the pace."""
+    settings: dict[str, Any] = {"agent_pacing": False, **changes}
+    return EmulatorConfig(**settings)
 
 
 def scaled(seconds: float) -> float:

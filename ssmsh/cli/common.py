@@ -194,8 +194,8 @@ async def local_endpoint(args: argparse.Namespace) -> AsyncIterator[str | None]:
 
     # The emulator is on loopback, in this process: no proxy can reach it.
     _bypass_proxies_for_loopback()
-    # ssh-like exit statuses for shells, which the real agent does not report
-    async with Emulator(EmulatorConfig(shell_exit_status=True)) as emulator:
+    # The emulator's defaults: the official agent's behaviour, message for message.
+    async with Emulator(EmulatorConfig()) as emulator:
         logger.debug("local emulator at %s", emulator.endpoint_url)
         yield emulator.endpoint_url
 

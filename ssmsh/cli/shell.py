@@ -7,11 +7,11 @@ import asyncio
 import contextlib
 import logging
 import re
-import shlex
 from collections.abc import Iterator, Mapping, Sequence
 
 from ..channel import SessionConnection
 from ..exceptions import UsageError
+from ..protocol.status_trailer import new_marker, wrap_command
 from ..terminal.bridge import BridgeResult, TerminalBridge
 from ..terminal.escape import parse_escape_char
 from ..terminal.tty import Terminal
@@ -152,12 +152,14 @@ async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Repor
     if not command:
         raise UsageError("exec needs a command: ssmsh exec [TARGET] -- COMMAND...")
     line = " ".join(command)  # joined with spaces, as ssh does
-    if args.tty:
-        document = INTERACTIVE_DOCUMENT  # the agent runs it in a pty under sh -c
-    else:
-        document = NON_INTERACTIVE_DOCUMENT  # the agent splits it and execs it directly
-        if not args.no_shell:
-            line = shlex.join(["sh", "-c", line])
+    # The official agent reports no exit status with these documents: the command's
+    # own output carries it back (see ssmsh.protocol.status_trailer).
+    marker = None if args.no_shell else new_marker()
+    # With -t the agent runs the line in a pty under sh -c; without, it splits the
+    # line into words and executes them directly.
+    document = INTERACTIVE_DOCUMENT if args.tty else NON_INTERACTIVE_DOCUMENT
+    if marker is not None:
+        line = wrap_command(line, marker, tty=args.tty)
     return await _run(
         args,
         terminal,
@@ -167,6 +169,8 @@ async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Repor
         parameters={"command": [line]},
         reason=args.reason,
         interactive=args.tty,
+        status_marker=marker,
+        status_expected=True,
     )
 
 
@@ -180,6 +184,8 @@ async def _run(
     parameters: Mapping[str, Sequence[str]],
     reason: str | None,
     interactive: bool,
+    status_marker: str | None = None,
+    status_expected: bool = False,
 ) -> int:
     try:
         escape_char = parse_escape_char(args.escape)
@@ -194,10 +200,11 @@ async def _run(
             escape_char=escape_char,
             # A non-interactive command gets an empty stdin from the agent: send nothing.
             send_stdin=interactive,
+            status_marker=status_marker,
         )
     if result is None:
         return EXIT_FAILURE
-    return finish(result, info.session_id, reporter)
+    return finish(result, info.session_id, reporter, status_expected=status_expected)
 
 
 async def bridge_session(
@@ -208,6 +215,7 @@ async def bridge_session(
     interactive: bool,
     escape_char: int | None,
     send_stdin: bool,
+    status_marker: str | None = None,
 ) -> BridgeResult | None:
     """Bridge an open connection to this terminal until the session ends.
 
@@ -224,6 +232,7 @@ async def bridge_session(
         escape_char=escape_char,
         status=reporter.status,
         send_stdin=send_stdin,
+        status_marker=status_marker,
     )
     with _terminating_signals() as killed:
         run = asyncio.ensure_future(bridge.run())
@@ -237,25 +246,44 @@ async def bridge_session(
     return run.result()
 
 
-def finish(result: BridgeResult, session_id: str, reporter: Reporter) -> int:
-    """The exit status for how a bridged session ended; prints the closing line."""
+def finish(
+    result: BridgeResult, session_id: str, reporter: Reporter, *, status_expected: bool = False
+) -> int:
+    """The exit status for how a bridged session ended; prints the closing line.
+
+    The status is the agent's ExitCode when it sent one, else the one the command's
+    trailer carried. With ``status_expected`` (``exec``) and neither, the status is
+    unknown: one line says so and the result is 255, never a made-up 0.
+    """
     if result.broken_pipe:
         return EXIT_BROKEN_PIPE
     if result.disconnected:
         reporter.status(f"Connection to session {session_id} closed.")
         return EXIT_FAILURE
-    code = result.exit_code
+    code = result.exit_code if result.exit_code is not None else result.trailer_status
     if code is None and result.closed_output:
         match = _CLOSED_EXIT_RE.search(result.closed_output)
         if match:
-            code = int(match.group(1))
+            code = _bounded_int(match.group(1))
     if result.closed_output and (code is None or code == 0):
         reporter.status(f"SessionId: {session_id} : {result.closed_output}")
     else:
         reporter.status(f"Exiting session with sessionId: {session_id}.")
     if code is None:
+        if status_expected:
+            why = f" ({result.closed_output})" if result.closed_output else ""
+            reporter.error(
+                f"the remote exit status is unknown: the session ended before the command "
+                f"reported it{why}"
+            )
+            return EXIT_FAILURE
         return 0
     return code & 0xFF if code >= 0 else EXIT_FAILURE
+
+
+def _bounded_int(text: str) -> int | None:
+    """An exit status from text, or None when it is no plausible status."""
+    return int(text) if len(text.lstrip("-")) <= 10 else None
 
 
 class _Killed(asyncio.Event):

@@ -149,8 +149,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     agent.add_argument("--max-session-duration", type=_seconds, metavar="SECONDS")
     agent.add_argument(
         "--agent-pacing",
-        action="store_true",
-        help="send like the real agent: 1 KiB reads and 1 ms pause per message",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="send like the real agent: 1 KiB reads and 1 ms pause per message (default); "
+        "--no-agent-pacing sends port data up to 32 KiB per message without pauses",
+    )
+    agent.add_argument(
+        "--pty-start-delay",
+        type=_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="wait before reading a shell's first output, as the real agent does (default 1)",
     )
     agent.add_argument(
         "--agent-version", default=DEFAULT_AGENT_VERSION, help="AgentVersion to report"
@@ -164,10 +173,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     agent.add_argument(
         "--agent-fin",
         choices=AGENT_FIN_MODES,
-        default="half-close",
+        default="close",
         help="a port-forwarding connection's end of data in one direction (smux FIN): "
-        "half-close keeps the other direction open (default); close closes the whole "
-        "destination connection, as the real agent does",
+        "close closes the whole destination connection, as the real agent does (default); "
+        "half-close keeps the other direction open",
     )
     agent.add_argument(
         "--handshake-delay",
@@ -256,6 +265,7 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         faults=faults,
         agent_version=args.agent_version,
         shell_exit_status=args.shell_exit_status,
+        pty_start_delay=args.pty_start_delay,
         agent_fin=args.agent_fin,
         handshake_delay=args.handshake_delay,
     )

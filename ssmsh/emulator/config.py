@@ -70,23 +70,33 @@ class EmulatorConfig:
     idle_timeout: float | None = None
     #: Seconds after which the agent ends any session (None: no limit).
     max_session_duration: float | None = None
-    #: Reproduce the real agent's send pattern (1 KiB reads, 1 ms pause per message).
-    agent_pacing: bool = False
+    #: The real agent's send pattern (1 KiB reads, 1 ms pause per message), as
+    #: ``protocol/traces/port-mux-download-96k.jsonl`` shows. False is a deliberate
+    #: divergence for tests that move a lot of data: up to 32 KiB per port message, no pause.
+    agent_pacing: bool = True
     #: Lifetime in seconds of a StartSession/ResumeSession token for OpenDataChannel.
     token_ttl: float = 60.0
     #: Fault injection settings (see :mod:`ssmsh.emulator.faults`); None: no faults.
     faults: FaultConfig | None = None
     #: AgentVersion the emulated agent reports (handshake, DescribeInstanceInformation).
     agent_version: str = DEFAULT_AGENT_VERSION
-    #: Send a shell's non-zero exit status as an ExitCode payload (the real agent does not).
+    #: Send a shell's non-zero exit status as an ExitCode payload. A divergence: the real
+    #: agent never does (``protocol/traces/shell-exit-3.jsonl``,
+    #: ``interactive-command-exit-5.jsonl``); clients must not rely on it.
     shell_exit_status: bool = False
+    #: Seconds a shell or InteractiveCommands session waits after starting its program
+    #: before it reads the pty: the real agent waits 1 s (its first Output comes ~1.0 s
+    #: after it connects, ``protocol/traces/shell-exit-3.jsonl``); input typed meanwhile
+    #: reaches the program. 0 is a divergence for fast tests.
+    pty_start_delay: float = 1.0
     #: Extra environment variables for session programs (shells, commands), set over
     #: the emulator's own environment (from which prompt and virtualenv settings are
     #: removed, as a real agent's login shell would not see them).
     environment: dict[str, str] = dataclasses.field(default_factory=dict)
     #: End of one direction of a port-forwarding smux stream (see :data:`AgentFin`):
-    #: ``"half-close"`` (the default) or ``"close"``, the real agent's behaviour.
-    agent_fin: AgentFin = "half-close"
+    #: ``"close"`` (the default), the real agent's behaviour, or ``"half-close"``, a
+    #: divergence that keeps the other direction open (TCP semantics).
+    agent_fin: AgentFin = "close"
     #: Seconds a handshaking agent takes before its HandshakeRequest (a slow agent).
     #: Client stream data meanwhile is acknowledged and ignored, as the real agent
     #: ignores it until its handshake is complete.
@@ -95,6 +105,8 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if not self.handshake_delay >= 0:
             raise ValueError("handshake_delay must be a number of seconds >= 0")
+        if not self.pty_start_delay >= 0:
+            raise ValueError("pty_start_delay must be a number of seconds >= 0")
         if self.agent_fin not in AGENT_FIN_MODES:
             raise ValueError(
                 f"agent_fin must be one of {', '.join(AGENT_FIN_MODES)}, not {self.agent_fin!r}"

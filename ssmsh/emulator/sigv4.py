@@ -1,4 +1,4 @@
-"""AWS Signature Version 4: parse, verify (and, for tests, produce) signed requests.
+"""AWS Signature Version 4: parse and verify signed requests.
 
 Used by the API server (services ``ssm`` and ``kms``) and by the message gateway for
 the WebSocket upgrade (service ``ssmmessages``, ``GET`` with an empty body). Failures
@@ -25,7 +25,6 @@ __all__ = [
     "SigV4Error",
     "SignatureInfo",
     "canonical_request",
-    "sign_headers",
     "signing_key",
     "string_to_sign",
     "verify_request",
@@ -342,52 +341,3 @@ def verify_request(
                 if hmac.compare_digest(_signature(secret, info, canonical), info.signature):
                     return dataclasses.replace(info, verified=True)
     raise SigV4Error("InvalidSignatureException", _MISMATCH)
-
-
-def sign_headers(
-    method: str,
-    url: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    access_key: str,
-    secret: str,
-    region: str,
-    service: str,
-    *,
-    security_token: str | None = None,
-    now: float | None = None,
-) -> dict[str, str]:
-    """Headers to add to a request so that it carries a valid SigV4 signature.
-
-    ``url`` is the full URL (its host goes into the signed ``host`` header).
-    A small signer for tests and tools; clients should use botocore's.
-    """
-    split = urlsplit(url)
-    when = dt.datetime.now(dt.UTC) if now is None else dt.datetime.fromtimestamp(now, dt.UTC)
-    amz_date = when.strftime(_AMZ_DATE)
-    extra = {"host": split.netloc, "x-amz-date": amz_date}
-    if security_token is not None:
-        extra["x-amz-security-token"] = security_token
-    all_headers = _header_map({**headers, **extra})
-    signed = sorted(all_headers)
-    info = SignatureInfo(
-        access_key, amz_date[:8], region, service, amz_date, tuple(signed), "", None, False, False
-    )
-    canonical = canonical_request(
-        method,
-        _canonical_uri(split.path, True),
-        _canonical_query(split.query, False),
-        all_headers,
-        signed,
-        hashlib.sha256(body).hexdigest(),
-    )
-    signature = _signature(secret, info, canonical)
-    scope = f"{info.date}/{region}/{service}/aws4_request"
-    result = {"Host": split.netloc, "X-Amz-Date": amz_date}
-    if security_token is not None:
-        result["X-Amz-Security-Token"] = security_token
-    result["Authorization"] = (
-        f"{ALGORITHM} Credential={access_key}/{scope}, SignedHeaders={';'.join(signed)}, "
-        f"Signature={signature}"
-    )
-    return result

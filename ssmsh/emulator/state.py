@@ -1,6 +1,6 @@
 """In-memory state of the emulator: targets, documents, sessions and tokens.
 
-Shared by the API server (``api.py``) and the message gateway (``gateway.py``).
+Shared by the API (``api/``) and the message gateway (``gateway.py``).
 This module does no I/O. Service-level refusals raise
 :class:`~ssmsh.emulator.errors.ServiceError` with the code the real service uses.
 """
@@ -16,7 +16,15 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from .documents import resolve_document
+from .documents import (
+    DEFAULT_DOCUMENT,
+    DOCUMENTS,
+    DocumentStore,
+    ResolvedDocument,
+    document_name,
+    missing_document,
+    resolve_session,
+)
 from .errors import ServiceError
 from .kms import ACCOUNT_ID, KmsService
 
@@ -117,6 +125,14 @@ class SessionRecord:
     stream_url: str = ""
     #: Why the session ended, shown to the client in channel_closed.
     end_reason: str = ""
+    #: The document's whole ``properties`` with ``{{ parameter }}`` placeholders filled in
+    #: (command documents: ``{"linux": {"commands": ..., "runAsElevated": ...}, ...}``,
+    #: possibly with ``separateOutputStream``; Port documents: the same as ``properties``).
+    document_properties: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The session's effective preferences (idleSessionTimeout, maxSessionDuration,
+    #: runAsEnabled, runAsDefaultUser, shellProfile, kmsKeyId, s3..., cloudWatch...): the
+    #: account's SSM-SessionManagerRunShell inputs, overridden by the document's own.
+    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def ended(self) -> bool:
@@ -147,6 +163,8 @@ class EmulatorState:
         self.max_session_duration = max_session_duration
         #: KMS keys: the configured ones and every target's forced key.
         self.kms = KmsService(region, kms_keys)
+        #: SSM documents: the AWS-owned ones and the account's.
+        self.documents = DocumentStore(ACCOUNT_ID, region)
         self.targets: dict[str, TargetRecord] = {}
         for target in targets if targets is not None else [TargetRecord(DEFAULT_TARGET)]:
             self.add_target(target)
@@ -245,7 +263,17 @@ class EmulatorState:
         record = self.targets.get(target)
         if record is None or record.ping_status != ONLINE:
             raise ServiceError("TargetNotConnected", f"{target} is not connected.")
-        document = resolve_document(document_name, parameters)
+        document = self.session_document(document_name, parameters, record.platform_type)
+        kms_key_id = record.kms_key_id or str(document.inputs.get("kmsKeyId") or "") or None
+        if kms_key_id and kms_key_id != record.kms_key_id:
+            try:
+                self.kms.add_key(kms_key_id)  # the preferences' key is one KMS knows
+            except ValueError:
+                raise ServiceError(
+                    "InvalidDocument",
+                    f"Document {document.name} names KMS key {kms_key_id!r}, which is not a "
+                    "key id, key ARN or alias.",
+                ) from None
         when = time.time() if now is None else now
         session = SessionRecord(
             session_id=self.new_session_id(owner_name),
@@ -255,15 +283,65 @@ class EmulatorState:
             properties=document.properties,
             parameters=document.parameters,
             command=document.command,
-            kms_key_id=record.kms_key_id,
+            kms_key_id=kms_key_id,
             reason=reason,
             owner=f"arn:aws:iam::{ACCOUNT_ID}:user/{owner_name}",
             start_date=when,
+            document_properties=document.document_properties,
+            inputs=document.inputs,
         )
         session.stream_url = self.stream_url_for(session.session_id, base_url)
         self.issue_token(session, when)
         self.sessions[session.session_id] = session
         return session
+
+    def session_document(
+        self,
+        name: str | None,
+        parameters: Mapping[str, list[str]] | None = None,
+        platform: str = "Linux",
+    ) -> ResolvedDocument:
+        """The Session document StartSession names, applied to its Parameters.
+
+        Sessions use a document's latest version: AWS's guide changes the account's
+        preferences with UpdateDocument alone (its sample answer keeps DefaultVersion 1
+        while LatestVersion becomes 2), so the service must read ``$LATEST``. Looks in the
+        document store (AWS-owned and the account's documents, by name or
+        ARN), then in the built-in short-form documents (``documents.DOCUMENTS``).
+        Raises ``InvalidDocument`` for an unknown or non-Session document and
+        ``InvalidParameters`` for bad parameters.
+        """
+        doc_name = document_name(name) if name else DEFAULT_DOCUMENT
+        stored = self.documents.find(doc_name)
+        if stored is not None:
+            if stored.document_type != "Session":
+                raise ServiceError(
+                    "InvalidDocument",
+                    f"Document {stored.name} is a {stored.document_type} document; "
+                    "StartSession needs a Session document.",
+                )
+            data: Mapping[str, Any] = stored.version("$LATEST").data
+        elif doc_name in DOCUMENTS:
+            data = DOCUMENTS[doc_name].content()
+        else:
+            raise missing_document(doc_name)
+        preferences = None if doc_name == DEFAULT_DOCUMENT else self.preferences()
+        return resolve_session(
+            doc_name, data, parameters, preferences=preferences, platform=platform
+        )
+
+    def preferences(self) -> dict[str, Any] | None:
+        """The account's Session Manager preferences (SSM-SessionManagerRunShell's inputs).
+
+        None (the built-in defaults) while that document does not exist.
+        """
+        stored = self.documents.find(DEFAULT_DOCUMENT)
+        if stored is None:
+            return None
+        try:
+            return resolve_session(DEFAULT_DOCUMENT, stored.version("$LATEST").data).inputs
+        except ServiceError:  # a parameter without a default: nothing to fill it with
+            return None
 
     def resume_session(
         self, session_id: str, *, base_url: str | None = None, now: float | None = None

@@ -4,7 +4,8 @@
   messages without any pause); reading stops while the send window is full;
 * output goes to stdout, StdErr payloads to stderr, written by a worker thread
   so a slow reader (``| less``) never blocks the event loop;
-* the real size is sent right after the handshake and on every change;
+* the real size is sent right after the handshake and on every change; keys
+  typed before that wait for it;
 * ssh-style escapes (``~.``, ``~?``, ``~~``, ``~^Z``) right after Enter;
 * stdin at EOF (a pipe or a file) does not end the session: a pty session
   (shell, ``exec -t``) is sent the terminal's end of input, as if typed (Ctrl-D;
@@ -42,6 +43,7 @@ from ..channel import (
 from ..exceptions import ChannelClosed, HandshakeError
 from ..protocol.constants import SessionType
 from ..protocol.session import SessionEstablished
+from ..protocol.status_trailer import TrailerFilter
 from .escape import EscapeAction, EscapeFilter, escape_help
 from .tty import Terminal, write_all
 
@@ -72,6 +74,9 @@ class BridgeResult:
     disconnected: bool = False
     #: stdout was closed by its reader (``| head``): the session was abandoned.
     broken_pipe: bool = False
+    #: The status the command's own trailer carried (see :mod:`ssmsh.protocol.status_trailer`);
+    #: None when no trailer was expected or none came.
+    trailer_status: int | None = None
 
 
 class TerminalBridge:
@@ -95,6 +100,7 @@ class TerminalBridge:
         escape_char: int | None = ord("~"),
         status: Callable[[str], None] | None = None,
         send_stdin: bool = True,
+        status_marker: str | None = None,
         notice_delay: float = 1.0,
         repeat_interval: float = 30.0,
         handshake_grace: float | None = HANDSHAKE_GRACE,
@@ -106,6 +112,8 @@ class TerminalBridge:
         self.escape_char = escape_char
         self._status = status
         self.send_stdin = send_stdin
+        #: Output carries an exit-status trailer with this marker (``ssmsh exec``).
+        self._trailer = TrailerFilter(status_marker) if status_marker else None
         self._loop = asyncio.get_running_loop()
         self._disconnect = asyncio.Event()
         self._exit_code: int | None = None
@@ -121,6 +129,9 @@ class TerminalBridge:
         self.handshake_grace = handshake_grace
         self._started = self._loop.time()
         self._may_send = False
+        #: Set once the terminal size went out (or none will): typed-ahead keys wait
+        #: for it, so that the remote program never sees them at the default 80x24.
+        self._size_sent = asyncio.Event()
         self._sent_line_end = True  # the last input byte sent ended a line (or none was sent)
 
     def status(self, text: str) -> None:
@@ -167,6 +178,7 @@ class TerminalBridge:
                     # output side has the verdict, this is no failure.
                     with contextlib.suppress(ChannelClosed):
                         await self.conn.send_size(*size)
+                self._size_sent.set()
                 watch = (
                     self.terminal.watch_size(self._on_resize)
                     if self.interactive
@@ -190,7 +202,11 @@ class TerminalBridge:
                 logger.debug("input stopped: %r", exc)
         if disconnected or output is None:
             return BridgeResult(
-                self._exit_code, False, disconnected=True, broken_pipe=self._broken_pipe
+                self._exit_code,
+                False,
+                disconnected=True,
+                broken_pipe=self._broken_pipe,
+                trailer_status=self._trailer_status,
             )
         return output.result()
 
@@ -214,9 +230,12 @@ class TerminalBridge:
         while True:
             event = await self.conn.receive()
             if event is None:
-                return BridgeResult(self._exit_code, False)
+                await self._end_of_output(stdout)
+                return BridgeResult(self._exit_code, False, trailer_status=self._trailer_status)
             if isinstance(event, OutputReceived):
-                await self._write(stdout, event.data)
+                data = self._trailer.feed(event.data) if self._trailer else event.data
+                if data:
+                    await self._write(stdout, data)
             elif isinstance(event, StderrReceived):
                 await self._write(stderr, event.data)
             elif isinstance(event, ExitCodeReceived):
@@ -228,7 +247,19 @@ class TerminalBridge:
                 if event.customer_message:
                     self.status(event.customer_message)
             elif isinstance(event, ChannelClosedByRemote):
-                return BridgeResult(self._exit_code, True, event.output)
+                await self._end_of_output(stdout)
+                return BridgeResult(
+                    self._exit_code, True, event.output, trailer_status=self._trailer_status
+                )
+
+    async def _end_of_output(self, stdout: int) -> None:
+        """Output is over: what the trailer filter held back goes out."""
+        if self._trailer is not None and (rest := self._trailer.finish()):
+            await self._write(stdout, rest)
+
+    @property
+    def _trailer_status(self) -> int | None:
+        return self._trailer.status if self._trailer is not None else None
 
     async def _write(self, fd: int, data: bytes) -> None:
         self.terminal.wrote(data, fd)
@@ -286,6 +317,8 @@ class TerminalBridge:
                 if self.conn.skip_handshake():
                     logger.debug("nothing from the agent after %g s: no handshake, it seems", grace)
         await self.conn.wait_established()
+        if self.interactive:
+            await self._size_sent.wait()
         self._may_send = True
 
     async def _read(self, fd: int) -> bytes:

@@ -23,7 +23,6 @@ async def emulator() -> AsyncIterator[Emulator]:
         # a fixed, recognisable prompt for the emulated shell
         environment={"PS1": PROMPT, "ENV": "/dev/null"},
         shell="/bin/sh",
-        shell_exit_status=True,
         targets=[
             TargetRecord(DEFAULT_TARGET, name="web-1"),
             TargetRecord(KMS_TARGET, name="secure-1", kms_key_id=KMS_KEY),

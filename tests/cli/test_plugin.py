@@ -97,14 +97,15 @@ async def wait_status(emu: Emulator, session_id: str, status: SessionStatus) -> 
 
 
 async def shell_round_trip(proc: PtyProcess, emu: Emulator, session_id: str) -> None:
-    """Echo through the shell, then leave with ``exit 3``: status 3, session over."""
+    """Echo through the shell, then leave with ``exit 3``: session over, status 0 (the
+    official agent reports no status for shells, protocol/traces/shell-exit-3)."""
     try:
         await proc.expect(PROMPT_RE)
         assert f"Starting session with SessionId: {session_id}" in proc.text
         proc.send("echo plug-$((40+2))-in\r")
         await proc.expect(r"plug-42-in\r\n")
         proc.send("exit 3\r")
-        assert await proc.wait() == 3
+        assert await proc.wait() == 0
         assert proc.slave_attrs() == proc.initial_attrs  # terminal restored
     finally:
         proc.close()
@@ -193,16 +194,65 @@ async def test_legacy_four_arguments(emulator: Emulator) -> None:
     assert err.decode().count("\n") == 1 and "legacy" in err.decode(), err
 
 
+def ssm_client(emu: Emulator) -> Any:
+    return boto3.client(
+        "ssm",
+        region_name="us-east-1",
+        endpoint_url=emu.endpoint_url,
+        aws_access_key_id="AKIDTESTTESTTESTTEST",
+        aws_secret_access_key="test-secret",
+    )
+
+
+#: A NonInteractiveCommands document that asks the agent for separate streams and a status.
+SEPARATE_DOCUMENT = {
+    "schemaVersion": "1.0",
+    "description": "One command, stdout and stderr apart, with its exit status.",
+    "sessionType": "NonInteractiveCommands",
+    "parameters": {"command": {"type": "String", "description": "The command line."}},
+    "properties": {
+        "linux": {"commands": "{{ command }}", "runAsElevated": False, "separateOutputStream": True}
+    },
+}
+
+
 async def test_non_interactive_command_keeps_streams_and_status(emulator: Emulator) -> None:
+    """With a document that sets separateOutputStream, the agent reports both."""
+
+    def create() -> None:
+        ssm_client(emulator).create_document(
+            Name="Test-SeparateStreams",
+            DocumentType="Session",
+            Content=json.dumps(SEPARATE_DOCUMENT),
+        )
+
+    await asyncio.to_thread(create)
     _, args = await start_session(
         emulator,
-        DocumentName="AWS-StartNonInteractiveCommand",
+        DocumentName="Test-SeparateStreams",
         Parameters={"command": ["sh -c 'echo out; echo err >&2; exit 4'"]},
     )
     status, out, err = await run_cli(["plugin", *args], stdin=None)
     assert status == 4
     assert out == b"out\n"
     assert b"err\n" in err and b"Starting session" in err
+
+
+async def test_aws_non_interactive_document_merges_streams_and_reports_no_status(
+    emulator: Emulator,
+) -> None:
+    """AWS-StartNonInteractiveCommand, as the official agent runs it: one merged stream and
+    no status (protocol/traces/noninteractive-default-exit-5). In plugin mode ssmsh did not
+    choose the command, so it cannot add a status of its own: it exits 0, as the official
+    plugin does."""
+    _, args = await start_session(
+        emulator,
+        DocumentName="AWS-StartNonInteractiveCommand",
+        Parameters={"command": ["sh -c 'echo out; echo err >&2; exit 4'"]},
+    )
+    status, out, err = await run_cli(["plugin", *args], stdin=None)
+    assert (status, out) == (0, b"out\nerr\n")
+    assert b"err" not in err
 
 
 async def test_ctrl_c_interrupts_a_command_although_the_aws_cli_ignores_sigint(

@@ -82,9 +82,9 @@ async def test_ctrl_c_interrupts_a_remote_sleep_and_the_session_lives_on(
     assert shell.proc.poll() is None
 
 
-async def test_exit_status_is_the_remote_one(shell: PtyProcess) -> None:
-    shell.send("exit 3\r")
-    assert await shell.wait() == 3
+async def test_a_shell_ends_with_0_as_the_agent_reports_no_status(shell: PtyProcess) -> None:
+    shell.send("exit 3\r")  # protocol/traces/shell-exit-3: the 3 appears nowhere
+    assert await shell.wait() == 0
     assert "Exiting session with sessionId" in shell.text
 
 
@@ -160,15 +160,21 @@ async def test_piped_input_to_a_pty_command_ends_with_the_input(emulator: Emulat
     assert out.replace(b"\r\n", b"\n").count(b"hi\n") == 2, out  # the pty's echo and cat's
 
 
-async def test_piped_stdin_exit_status(emulator: Emulator) -> None:
-    code, _, err = await run_cli(
-        ["shell", "web-1", "--endpoint-url", emulator.endpoint_url, "-q"], stdin=b"exit 7\n"
-    )
+async def test_piped_stdin_exit_status_when_the_agent_reports_one() -> None:
+    # A divergence, asked for: the official agent never reports a shell's status.
+    config = EmulatorConfig(shell="/bin/sh", shell_exit_status=True)
+    async with Emulator(config) as reporting:
+        code, _, err = await run_cli(
+            ["shell", DEFAULT_TARGET, "--endpoint-url", reporting.endpoint_url, "-q"],
+            stdin=b"exit 7\n",
+        )
     assert code == 7, err
     assert err == b""  # --quiet: no status lines
 
 
-async def test_exec_separates_streams_and_returns_the_code(emulator: Emulator) -> None:
+async def test_exec_returns_the_code_with_the_aws_document(emulator: Emulator) -> None:
+    """AWS-StartNonInteractiveCommand reports no status and merges the streams (as the
+    official agent does); the status still comes back, through ssmsh's own wrapper."""
     code, out, err = await run_cli(
         [
             "exec",
@@ -180,9 +186,8 @@ async def test_exec_separates_streams_and_returns_the_code(emulator: Emulator) -
         ]
     )
     assert code == 5
-    assert out == b"out\n"
-    assert b"err\n" in err
-    assert b"out" not in err
+    assert out == b"out\nerr\n"
+    assert b"out" not in err and b"err\n" not in err and b"ssmsh-status" not in out
 
 
 async def test_exec_target_is_optional_with_local_or_ssmsh_target(emulator: Emulator) -> None:
@@ -364,6 +369,44 @@ async def test_debug_log_has_no_secrets(emulator: Emulator, tmp_path: object) ->
     assert b"DEBUG" not in err  # the log went to the file
 
 
+@pytest.mark.parametrize(
+    ("args", "status", "stdout"),
+    [
+        # The four rows of issue 11: the official agent reports 0 for each; ssmsh the truth.
+        (["--", "sh -c 'echo out; echo err >&2; exit 5'"], 5, b"out\nerr\n"),
+        (["--", "false"], 1, b""),
+        (["-t", "--", "sh -c 'exit 7'"], 7, b""),
+        (["--", "printf 'no newline \\000\\377'; exit 3"], 3, b"no newline \x00\xff"),
+        (["-t", "--", "printf 'tty\\n'; exit 0"], 0, b"tty\r\n"),
+    ],
+)
+async def test_exec_status_against_the_emulators_defaults(
+    emulator: Emulator, args: list[str], status: int, stdout: bytes
+) -> None:
+    code, out, err = await run_cli(
+        ["exec", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url, *args]
+    )
+    assert (code, out) == (status, stdout), err
+    assert b"ssmsh-status" not in out + err
+
+
+async def test_exec_says_when_the_status_is_unknown(emulator: Emulator) -> None:
+    """--no-shell: no wrapper, and AWS's document reports no status: never a made-up 0."""
+    code, _, err = await run_cli(
+        [
+            "exec",
+            DEFAULT_TARGET,
+            "--endpoint-url",
+            emulator.endpoint_url,
+            "--no-shell",
+            "--",
+            "true",
+        ]
+    )
+    assert code == 255
+    assert b"the remote exit status is unknown" in err
+
+
 async def test_local_needs_no_aws_setup(tmp_path: object) -> None:
     import pathlib
 
@@ -380,8 +423,9 @@ async def test_local_needs_no_aws_setup(tmp_path: object) -> None:
         ["exec", "--local", DEFAULT_TARGET, "--", "echo local-ok; exit 6"], env=env
     )
     assert (code, out) == (6, b"local-ok\n"), err
+    # The official agent reports no status for a shell: the session ended normally.
     code, out, err = await run_cli(["shell", "--local", "-q"], stdin=b"exit 4\n", env=env)
-    assert code == 4, err
+    assert code == 0, err
 
 
 async def test_ctrl_c_without_tty_interrupts_ssmsh_and_terminates(emulator: Emulator) -> None:

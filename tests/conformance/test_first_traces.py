@@ -1,4 +1,4 @@
-"""Replays of real recordings (``protocol/traces``) against the emulator's agent.
+"""Replays of the first set of real recordings (``protocol/traces``) against the emulator's agent.
 
 Each trace is a session between the official plugin 1.2.677.0 and the official
 agent 3.3.1142.0. The replay sends the recorded client payloads through the

@@ -42,8 +42,22 @@ async def connected(
         await client.close()
 
 
-async def test_non_interactive_separates_stdout_stderr_and_exit_code(gateway: Gateway) -> None:
+#: A document that asks for separate streams (AWS-StartNonInteractiveCommand does not).
+SEPARATE = {"linux": {"commands": "{{ command }}", "separateOutputStream": "true"}}
+
+
+async def test_non_interactive_merges_streams_without_a_status_by_default(
+    gateway: Gateway,
+) -> None:
+    """protocol/traces/noninteractive-default-exit-5: one Output, no StdErr, no ExitCode."""
     async with connected(gateway, "NonInteractiveCommands", SCRIPT) as client:
+        await client.wait_closed()
+        assert bytes(client.output) == b"out\nerr\n"
+        assert (bytes(client.stderr), client.exit_codes) == (b"", [])
+
+
+async def test_non_interactive_separates_stdout_stderr_and_exit_code(gateway: Gateway) -> None:
+    async with connected(gateway, "NonInteractiveCommands", SCRIPT, properties=SEPARATE) as client:
         closed = await client.wait_closed()
         assert closed.output == ""
         assert bytes(client.output) == b"out\n"
@@ -66,7 +80,7 @@ async def test_non_interactive_separates_stdout_stderr_and_exit_code(gateway: Ga
 async def test_old_client_gets_split_output_and_an_upgrade_notice(gateway: Gateway) -> None:
     # The official agent splits by the document alone; an old client only gets a notice.
     async with connected(
-        gateway, "NonInteractiveCommands", SCRIPT, client_version="1.2.0.0"
+        gateway, "NonInteractiveCommands", SCRIPT, properties=SEPARATE, client_version="1.2.0.0"
     ) as client:
         await client.wait_closed()
         assert bytes(client.output) == b"out\n"
@@ -87,15 +101,19 @@ async def test_document_can_turn_separation_off(gateway: Gateway) -> None:
 
 
 def test_separate_output_property_forms() -> None:
-    assert separate_output_requested({})
+    assert not separate_output_requested({})
+    assert not separate_output_requested(None)
     assert separate_output_requested({"separateOutputStream": True})
+    assert separate_output_requested({"linux": {"separateOutputStream": "true"}})
     assert not separate_output_requested({"separateOutputStream": "False"})
     assert not separate_output_requested({"linux": {"separateOutputStream": False}})
-    assert separate_output_requested({"linux": {"commands": "x"}})
+    assert not separate_output_requested({"linux": {"commands": "x"}})
 
 
 async def test_ctrl_c_interrupts_the_command(gateway: Gateway) -> None:
-    async with connected(gateway, "NonInteractiveCommands", "sleep 30") as client:
+    async with connected(
+        gateway, "NonInteractiveCommands", "sleep 30", properties=SEPARATE
+    ) as client:
         await client.wait_ready()
         agent = gateway.agent(client.session.session_id)
         assert agent is not None
@@ -112,12 +130,15 @@ async def test_ctrl_c_interrupts_the_command(gateway: Gateway) -> None:
 
 
 async def test_command_that_cannot_start(gateway: Gateway) -> None:
-    async with connected(
-        gateway, "NonInteractiveCommands", "/nonexistent/program --flag"
-    ) as client:
-        await client.wait_closed()
-        assert client.stderr.startswith(b"Error occurred starting the command: ")
-        assert client.exit_codes == [1]
+    # As the official agent: the error goes out as StdErr in both modes; only a document
+    # with separate streams also gets ExitCode 1.
+    for properties, codes in ((None, []), (SEPARATE, [1])):
+        async with connected(
+            gateway, "NonInteractiveCommands", "/nonexistent/program --flag", properties=properties
+        ) as client:
+            await client.wait_closed()
+            assert client.stderr.startswith(b"Error occurred starting the command: ")
+            assert client.exit_codes == codes
 
 
 async def test_unparsable_command_line(gateway: Gateway) -> None:

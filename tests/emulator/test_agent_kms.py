@@ -106,6 +106,7 @@ async def test_encrypted_non_interactive_command(gateway: Gateway) -> None:
         command="sh -c 'echo visible; echo oops >&2; exit 2'",
         kms_key_id=KEY,
         gateway=gateway,
+        properties={"linux": {"separateOutputStream": "true"}},
     )
     client = DCClient(session, kms=gateway.state.kms)
     await client.connect()

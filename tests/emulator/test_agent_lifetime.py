@@ -37,7 +37,8 @@ async def test_idle_timeout_ends_the_session_with_a_reason() -> None:
 
 
 async def test_max_session_duration() -> None:
-    config = EmulatorConfig(shell="/bin/sh", max_session_duration=scaled(0.5))
+    # No 1 s wait before the first read of the pty here: the limit is shorter than that.
+    config = EmulatorConfig(shell="/bin/sh", max_session_duration=scaled(0.5), pty_start_delay=0)
     async with gateway_for(config) as gw:
         session = make_session(gw.state, gateway=gw)
         client = DCClient(session)
@@ -98,7 +99,7 @@ async def test_agent_pacing_sends_1_kib_messages() -> None:
 
 
 async def test_unpaced_port_sessions_use_bigger_messages() -> None:
-    async with gateway_for() as gw, EchoServer() as server:
+    async with gateway_for(EmulatorConfig(agent_pacing=False)) as gw, EchoServer() as server:
         session = make_session(
             gw.state, "Port", properties=port_properties(server.port), gateway=gw
         )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from ssmsh.emulator.config import EmulatorConfig
 from ssmsh.emulator.gateway import Gateway
-from ssmsh.emulator.state import SessionStatus
+from ssmsh.emulator.state import DEFAULT_TARGET, SessionStatus
 from ssmsh.protocol.constants import PayloadType
 from ssmsh.protocol.payloads import TerminalSize
-from tests.emulator.dcclient import DCClient, gateway, make_session
+from tests.emulator.dcclient import DCClient, gateway, gateway_for, make_session
 
 __all__ = ["gateway"]
 
@@ -66,3 +69,28 @@ async def test_output_chunks_never_exceed_1024_bytes(gateway: Gateway, size: int
     assert max(sizes) <= 1024
     assert client.output.count(b"x") >= size
     await client.close()
+
+
+async def test_session_preferences_shell_profile_and_idle_timeout() -> None:
+    """The account's preferences (SSM-SessionManagerRunShell's inputs) reach the agent:
+    the Linux shell profile is typed into the new shell, as the official agent does, and
+    idleSessionTimeout (minutes) ends an idle session."""
+    async with gateway_for(EmulatorConfig(shell="/bin/sh", pty_start_delay=0)) as gateway:
+        state = gateway.state
+        stored = state.documents.get("SSM-SessionManagerRunShell").version("$LATEST")
+        preferences = json.loads(stored.content_as("JSON"))
+        preferences["inputs"]["shellProfile"]["linux"] = "PROFILE_MARK=from-profile"
+        state.documents.update("SSM-SessionManagerRunShell", json.dumps(preferences))
+        session = state.start_session(DEFAULT_TARGET, base_url=gateway.url)
+        assert session.inputs["idleSessionTimeout"] == "20"  # minutes, the default
+        session.inputs["idleSessionTimeout"] = "0.02"  # 1.2 s (the API accepts 1-60)
+        client = DCClient(session)
+        await client.connect()
+        try:
+            await client.wait_output(b"PROFILE_MARK=from-profile")
+            client.send(PayloadType.OUTPUT, b"echo mark=$PROFILE_MARK\n")
+            await client.wait_output(b"mark=from-profile")
+            closed = await client.wait_closed(timeout=5)
+            assert "inactivity" in closed.output
+        finally:
+            await client.close()

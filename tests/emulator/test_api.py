@@ -19,7 +19,6 @@ from botocore.credentials import Credentials
 from ssmsh.emulator import DEFAULT_TARGET, EmulatorConfig, SessionStatus, TargetRecord
 from ssmsh.emulator.api import ApiHandler
 from ssmsh.emulator.httpserver import HttpRequest
-from ssmsh.emulator.sigv4 import sign_headers
 from ssmsh.emulator.state import EmulatorState, SessionRecord
 from tests.conftest import scaled
 from tests.emulator.conftest import (
@@ -751,9 +750,9 @@ async def test_stream_url_follows_the_host_header_on_a_wildcard_bind() -> None:
     handler = ApiHandler(state, config)
     body = json.dumps({"Target": DEFAULT_TARGET}).encode()
     headers = {"X-Amz-Target": "AmazonSSM.StartSession", "Host": "devbox.lan:43117"}
-    signed = sign_headers(
-        "POST", "http://devbox.lan:43117/", headers, body, "AKID", "secret", "us-east-1", "ssm"
-    )
+    unsigned = AWSRequest(method="POST", url="http://devbox.lan:43117/", data=body, headers=headers)
+    SigV4Auth(Credentials("AKID", "secret"), "ssm", "us-east-1").add_auth(unsigned)
+    signed = dict(unsigned.headers.items())
     request = HttpRequest("POST", "/", "HTTP/1.1", tuple({**headers, **signed}.items()), body)
     response = await handler(request)
     assert response.status == 200

@@ -146,7 +146,7 @@ async def test_lossy_link_still_delivers_everything_in_order() -> None:
 
 
 async def test_close_every_closes_with_bye_and_the_session_resumes() -> None:
-    period = scaled(0.5)
+    period = scaled(1.5)  # after the shell's first output (the agent's 1 s)
     async with gateway_for(faults=FaultConfig(close_every=period)) as gw:
         session = make_session(gw.state, gateway=gw)
         client = DCClient(session)

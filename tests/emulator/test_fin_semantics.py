@@ -223,7 +223,7 @@ def test_cli_flag_parses_into_the_config() -> None:
     def config(*argv: str) -> EmulatorConfig:
         return build_config(configure_parser(argparse.ArgumentParser()).parse_args(argv))
 
-    assert config().agent_fin == "half-close"
+    assert config().agent_fin == "close"  # the official agent's behaviour
     assert config("--agent-fin", "close").agent_fin == "close"
     assert config("--agent-fin", "half-close").agent_fin == "half-close"
     with pytest.raises(SystemExit) as exc_info:

@@ -15,7 +15,7 @@ from botocore.credentials import Credentials
 from websockets.datastructures import Headers
 
 from ssmsh.emulator import DEFAULT_TARGET, EmulatorConfig
-from ssmsh.emulator.sigv4 import SigV4Error, sign_headers, signing_key, verify_request
+from ssmsh.emulator.sigv4 import SigV4Error, signing_key, verify_request
 from tests.emulator.conftest import EmulatorThread, PlaceholderGateway, make_client
 
 KEY, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -228,33 +228,17 @@ def fixed_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[float]:
     yield moment.replace(tzinfo=dt.UTC).timestamp()
 
 
-def test_sign_headers_matches_botocore(fixed_time: float) -> None:
+def test_botocore_signatures_verify_at_a_fixed_time(fixed_time: float) -> None:
     url = URL + "/v1/data-channel/emulated-1?role=publish_subscribe&cell-number=xyz"
-    _, _, boto_headers, _ = botocore_signed("GET", url, b"", "ssmmessages")
-    ours = sign_headers(
-        "GET", url, {}, b"", KEY, SECRET, "us-east-1", "ssmmessages", now=fixed_time
+    method, target, headers, body = botocore_signed("GET", url, b"", "ssmmessages")
+    assert verify_request(method, target, headers, body, (KEY, SECRET), now=fixed_time).verified
+    _, _, posted, body = botocore_signed(
+        body=b'{"x": 1}', headers={"Content-Type": "application/json"}, token="tok"
     )
-    assert ours["Authorization"] == dict(boto_headers)["Authorization"]
-    target = url.split("4567", 1)[1]
-    assert verify_request("GET", target, ours, b"", (KEY, SECRET), now=fixed_time).verified
-    body = b'{"x": 1}'
-    posted = sign_headers(
-        "POST",
-        URL + "/",
-        {"Content-Type": "application/json"},
-        body,
-        KEY,
-        SECRET,
-        "us-east-1",
-        "ssm",
-        security_token="tok",
-        now=fixed_time,
-    )
-    headers = {**posted, "Content-Type": "application/json"}
-    info = verify_request("POST", "/", headers, body, (KEY, SECRET), now=fixed_time)
+    info = verify_request("POST", "/", posted, body, (KEY, SECRET), now=fixed_time)
     assert info.verified and info.security_token == "tok"
     with pytest.raises(SigV4Error, match="does not match"):
-        verify_request("POST", "/", headers, body + b"x", (KEY, SECRET), now=fixed_time)
+        verify_request("POST", "/", posted, body + b"x", (KEY, SECRET), now=fixed_time)
 
 
 # -- against a running emulator with --credentials -----------------------------------------

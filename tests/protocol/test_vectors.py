@@ -31,6 +31,7 @@ from ssmsh.protocol.payloads import (
     HandshakeResponse,
     OpenDataChannel,
     TerminalSize,
+    decode_exit_code,
     decode_flag,
     encode_flag,
 )
@@ -435,7 +436,7 @@ TRACE_FRAMES = _trace_frames()
 
 
 def test_all_recordings_are_present() -> None:
-    assert len(TRACES) == 5
+    assert len(TRACES) == 18  # the first set (5) and the second (13)
     assert len(TRACE_FRAMES) >= 90
 
 
@@ -483,9 +484,11 @@ def test_recorded_payload_decodes(where: str, record: dict[str, Any]) -> None:
         if decoder is not None:
             assert decoder.decode(payload).encode() == payload
         elif ptype == PayloadType.FLAG:
-            assert decode_flag(payload) == Flag.TERMINATE_SESSION
+            assert decode_flag(payload) in (Flag.TERMINATE_SESSION, Flag.CONNECT_TO_PORT_ERROR)
+        elif ptype == PayloadType.EXIT_CODE:
+            assert decode_exit_code(payload) == 5 and payload == b"EXIT_CODE: 5"
         else:
-            assert ptype == PayloadType.OUTPUT
+            assert ptype in (PayloadType.OUTPUT, PayloadType.STDERR)
     else:
         assert mtype == MessageType.AGENT_SESSION_STATE
         assert json.loads(payload)["SessionId"] == record["sid"]
@@ -515,9 +518,14 @@ def test_recorded_open_data_channel_frames() -> None:
     assert resumed[0].request_id != resumed[1].request_id
 
 
-def test_recorded_flag_is_terminate_session() -> None:
-    flags = [r for _, r in TRACE_FRAMES if r.get("payload_type") == PayloadType.FLAG]
-    assert [base64.b64decode(r["payload_b64"]) for r in flags] == [b"\x00\x00\x00\x02"]
+def test_recorded_flags() -> None:
+    """The client's TerminateSession (Ctrl-C) and the agent's ConnectToPortError (a refusal)."""
+    flags = {
+        (r["dir"], base64.b64decode(r["payload_b64"]))
+        for _, r in TRACE_FRAMES
+        if r.get("payload_type") == PayloadType.FLAG
+    }
+    assert flags == {("cli>age", b"\x00\x00\x00\x02"), ("age>cli", b"\x00\x00\x00\x03")}
 
 
 def test_payload_decoders_reject_garbage_only_with_remote_protocol_error() -> None:

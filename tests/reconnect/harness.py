@@ -170,6 +170,11 @@ async def rig(
     ``client_credentials`` None leaves them to boto3's usual resolution (environment, files).
     """
     config.setdefault("environment", {"PS1": PROMPT, "ENV": "/dev/null"})
+    # Megabytes through faults: unpaced unless a test asks for the agent's pace, and
+    # with TCP half-close, which the transfers here end with (the official agent closes
+    # the destination at the first FIN; tests/tunnel covers both).
+    config.setdefault("agent_pacing", False)
+    config.setdefault("agent_fin", "half-close")
     async with Emulator(EmulatorConfig(faults=faults, **config)) as emulator:
         aws = AwsSettings(
             region="us-east-1", endpoint_url=emulator.endpoint_url, credentials=client_credentials

@@ -17,7 +17,7 @@ from ssmsh.emulator import EmulatorConfig
 from ssmsh.emulator.config import AgentFin
 from ssmsh.protocol.constants import Flag
 from ssmsh.tunnel.spec import DOCUMENT_PORT, DOCUMENT_REMOTE_HOST
-from tests.conftest import scaled
+from tests.conftest import bulk_config, scaled
 
 from .conftest import RunningForward, emulator, parse_cli
 from .helpers import (
@@ -42,7 +42,7 @@ async def test_64_mib_each_way_on_one_connection(
     monkeypatch: pytest.MonkeyPatch, agent_fin: AgentFin
 ) -> None:
     payload = pattern(64 * 1024 * 1024, 64)
-    async with emulator(EmulatorConfig(agent_fin=agent_fin)) as emu, echo_server() as dest:
+    async with emulator(bulk_config(agent_fin=agent_fin)) as emu, echo_server() as dest:
         args = parse_cli(emu, "forward", TARGET, f"0:{dest}")
         async with RunningForward(args, monkeypatch) as fwd:
             (port,) = await fwd.ports()
@@ -57,7 +57,7 @@ async def test_200_concurrent_connections_all_intact(
     monkeypatch: pytest.MonkeyPatch, agent_fin: AgentFin
 ) -> None:
     payloads = [pattern(2000 + 131 * i, 1000 + i) for i in range(200)]
-    async with emulator(EmulatorConfig(agent_fin=agent_fin)) as emu, echo_server() as dest:
+    async with emulator(bulk_config(agent_fin=agent_fin)) as emu, echo_server() as dest:
         args = parse_cli(emu, "forward", TARGET, f"0:{dest}")
         async with RunningForward(args, monkeypatch) as fwd:
             (port,) = await fwd.ports()
@@ -107,7 +107,9 @@ async def test_half_close_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
             assert rest == b"late"
             writer.close()
 
-    async with emulator() as emu, script_server(server) as dest:
+    # Half-close is a divergence from the official agent (which closes the connection).
+    config = EmulatorConfig(agent_fin="half-close")
+    async with emulator(config) as emu, script_server(server) as dest:
         args = parse_cli(emu, "forward", TARGET, f"0:{dest}")
         async with RunningForward(args, monkeypatch) as fwd:
             (port,) = await fwd.ports()
@@ -142,7 +144,7 @@ async def test_stalled_local_reader_loses_nothing(
                 await writer.drain()
         writer.close()
 
-    async with emulator(EmulatorConfig(agent_fin=agent_fin)) as emu, script_server(server) as dest:
+    async with emulator(bulk_config(agent_fin=agent_fin)) as emu, script_server(server) as dest:
         args = parse_cli(emu, "forward", TARGET, f"0:{dest}")
         async with RunningForward(args, monkeypatch) as fwd:
             (port,) = await fwd.ports()
@@ -294,7 +296,7 @@ async def test_transfer_survives_websocket_reconnects(
     from ssmsh.emulator.faults import FaultConfig
 
     payload = pattern(24 * 1024 * 1024, 77)
-    config = EmulatorConfig(faults=FaultConfig(close_every=0.15), agent_fin=agent_fin)
+    config = bulk_config(faults=FaultConfig(close_every=0.15), agent_fin=agent_fin)
     async with emulator(config) as emu, echo_server() as dest:
         args = parse_cli(emu, "forward", TARGET, f"0:{dest}")
         async with RunningForward(args, monkeypatch) as fwd:

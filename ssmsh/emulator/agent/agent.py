@@ -29,6 +29,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from ...exceptions import HandshakeError
 from ...protocol.constants import PayloadType, SessionType
@@ -42,7 +43,7 @@ from ...protocol.events import (
 )
 from ..config import EmulatorConfig
 from ..state import SessionRecord, TargetRecord
-from .commands import CommandPlugin, separate_output_requested
+from .commands import CommandPlugin, document_properties, separate_output_requested
 from .driver import ChannelDriver
 from .handshake import HANDSHAKE_TIMEOUT, AgentHandshake, KmsDecrypt, SendChallenge
 from .pacing import Pacing
@@ -192,12 +193,20 @@ class Agent:
             # No handshake: the plugin must exist before the first client payload.
             self.plugin = self._make_plugin()
         self._main = asyncio.create_task(self._run(), name=f"agent {self.session.session_id}")
-        if self.config.idle_timeout:
-            self._watchers.append(asyncio.create_task(self._idle_watch(self.config.idle_timeout)))
-        if self.config.max_session_duration:
-            self._max_timer = self._loop.call_later(
-                self.config.max_session_duration, self.finish, MAX_DURATION_REASON
-            )
+        idle = self.config.idle_timeout or _minutes(self._inputs.get("idleSessionTimeout"))
+        if idle:
+            self._watchers.append(asyncio.create_task(self._idle_watch(idle)))
+        longest = self.config.max_session_duration or _minutes(
+            self._inputs.get("maxSessionDuration")
+        )
+        if longest:
+            self._max_timer = self._loop.call_later(longest, self.finish, MAX_DURATION_REASON)
+
+    @property
+    def _inputs(self) -> Mapping[str, Any]:
+        """The session's preferences (the account's, overridden by its document's)."""
+        inputs: Mapping[str, Any] | None = getattr(self.session, "inputs", None)
+        return inputs or {}
 
     async def terminate(self, reason: str = "") -> None:
         """End the session now (TerminateSession, emulator shutdown) and wait for it."""
@@ -238,7 +247,7 @@ class Agent:
                 decrypt=self._kms,
                 separate_output=(
                     session.session_type == SessionType.NON_INTERACTIVE_COMMANDS
-                    and separate_output_requested(session.properties)
+                    and separate_output_requested(document_properties(session))
                 ),
                 started=self.now(),
             )
@@ -273,12 +282,21 @@ class Agent:
         stype = session.session_type
         report = self.config.shell_exit_status
         if stype == SessionType.STANDARD_STREAM:
-            return ShellPlugin(self, self._shell_argv(), report)
+            plugin = ShellPlugin(self, self._shell_argv(), report, self.config.pty_start_delay)
+            # The official agent types the preferences' Linux shell profile into the new
+            # shell, as if the user had (its echo shows), before anything the client sends.
+            profile = self._inputs.get("shellProfile")
+            linux = profile.get("linux") if isinstance(profile, Mapping) else None
+            if isinstance(linux, str) and linux.strip():
+                plugin.receive(PayloadType.OUTPUT, linux.encode() + b"\n")
+            return plugin
         if stype == SessionType.INTERACTIVE_COMMANDS:
             if not (session.command or "").strip():
                 self.finish("Commands cannot be empty for session type InteractiveCommands")
                 return None
-            return ShellPlugin(self, ["sh", "-c", session.command or ""], report)
+            return ShellPlugin(
+                self, ["sh", "-c", session.command or ""], report, self.config.pty_start_delay
+            )
         if stype == SessionType.NON_INTERACTIVE_COMMANDS:
             return CommandPlugin(self, session.command or "")
         return make_port_plugin(self, half_close=self.config.agent_fin == "half-close")
@@ -412,3 +430,15 @@ class Agent:
                     self._on_end(self, reason)
                 except Exception:
                     logger.exception("on_end callback failed")
+
+
+def _minutes(value: Any) -> float | None:
+    """A preferences duration (minutes, as a string or a number) in seconds; None if unset."""
+    if value is None or value == "":
+        return None
+    try:
+        minutes = float(str(value).strip())
+    except ValueError:
+        logger.warning("ignoring a session duration that is not a number: %r", value)
+        return None
+    return minutes * 60 if minutes > 0 else None

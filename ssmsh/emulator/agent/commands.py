@@ -5,9 +5,11 @@ As in the official agent the command line is split like a shell would
 empty. Client input is only scanned for Ctrl-C (0x03, SIGINT) and Ctrl-\\ (0x1C,
 SIGQUIT), which are delivered to the command; Size messages are ignored.
 
-Output separation: when the document asks for it (the default here), stdout goes
-out as Output (1), stderr as StdErr (11), and the exit status last as ExitCode (12),
-``EXIT_CODE: n``. Otherwise both streams go out merged as Output, with no exit code.
+Output separation: only when the document asks for it (``separateOutputStream``;
+AWS-StartNonInteractiveCommand does not), stdout goes out as Output (1), stderr as
+StdErr (11), and the exit status last as ExitCode (12), ``EXIT_CODE: n``
+(``protocol/traces/noninteractive-separate-exit-5``). Otherwise both streams go out
+merged as Output, with no exit code (``noninteractive-default-exit-5``).
 
 The output pipes are our own (not asyncio's ``PIPE``), so that stopping can
 close them even when the command's output is backed up and they will never
@@ -32,7 +34,7 @@ from ...protocol.payloads import encode_exit_code
 from .plugin import Plugin, PluginHost, split_utf8_tail
 from .shell import default_signals, kill_process_group, program_env
 
-__all__ = ["CommandPlugin", "separate_output_requested"]
+__all__ = ["CommandPlugin", "document_properties", "separate_output_requested"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,24 +44,40 @@ _FALSE = {"false", "no", "0", ""}
 
 
 def separate_output_requested(properties: Mapping[str, Any] | None) -> bool:
-    """The document's ``separateOutputStream`` (top level or under ``linux``); default on."""
+    """The document's ``separateOutputStream``, under ``linux`` (or at the top level).
+
+    Off when absent, as in the official agent: the AWS-owned
+    AWS-StartNonInteractiveCommand does not set it, and then stdout and stderr go out
+    merged as Output with no ExitCode (``protocol/traces/noninteractive-default-exit-5``).
+    The agent reads it as a boolean string ("true", "false"); anything else fails the
+    session there, and is taken as off here, with a warning.
+    """
     if not properties:
-        return True
-    value: Any = properties.get("separateOutputStream")
-    linux = properties.get("linux")
-    if value is None and isinstance(linux, Mapping):
-        value = linux.get("separateOutputStream")
+        return False
+    value: Any = None
+    for platform in ("linux", "macos"):
+        section = properties.get(platform)
+        if isinstance(section, Mapping) and section.get("separateOutputStream") is not None:
+            value = section.get("separateOutputStream")
+            break
     if value is None:
-        return True
+        value = properties.get("separateOutputStream")
+    if value is None:
+        return False
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
     if text in _TRUE:
         return True
-    if text in _FALSE:
-        return False
-    logger.warning("unrecognised separateOutputStream value %r; separating", value)
-    return True
+    if text not in _FALSE:
+        logger.warning("unrecognised separateOutputStream value %r; not separating", value)
+    return False
+
+
+def document_properties(session: Any) -> Mapping[str, Any] | None:
+    """The session document's ``properties`` (what the agent reads its settings from)."""
+    props: Mapping[str, Any] | None = getattr(session, "document_properties", None)
+    return props if props else session.properties
 
 
 class CommandPlugin(Plugin):
@@ -79,7 +97,7 @@ class CommandPlugin(Plugin):
 
     @property
     def separate(self) -> bool:
-        return separate_output_requested(self.host.session.properties)
+        return separate_output_requested(document_properties(self.host.session))
 
     async def start(self) -> None:
         host = self.host

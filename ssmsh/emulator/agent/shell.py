@@ -5,8 +5,9 @@ Like the official agent, the program gets ``TERM=xterm-256color`` (and
 1024 bytes that never split a UTF-8 character, ``Size`` payloads resize the pty
 (TIOCSWINSZ), and when the program side of the pty closes the session ends
 normally (the gateway then sends ``channel_closed`` with an empty Output: the real
-agent reports no exit code for shells; with ``report_exit_status`` a non-zero status
-is sent as an ExitCode payload first).
+agent reports no exit code for shells; with ``report_exit_status``, a divergence, a
+non-zero status is sent as an ExitCode payload first). As in the real agent, the
+program's output is first read ``start_delay`` (1 s) after it started.
 """
 
 from __future__ import annotations
@@ -110,10 +111,19 @@ class ShellPlugin(Plugin):
 
     requires_handshake = False
 
-    def __init__(self, host: PluginHost, argv: list[str], report_exit_status: bool = False) -> None:
+    def __init__(
+        self,
+        host: PluginHost,
+        argv: list[str],
+        report_exit_status: bool = False,
+        start_delay: float = 0.0,
+    ) -> None:
         super().__init__(host)
         self.argv = argv
         self.report_exit_status = report_exit_status
+        #: Seconds between starting the program and the first read of its output (the
+        #: real agent's 1 s: input typed meanwhile reaches the program, output waits).
+        self.start_delay = start_delay
         self._master: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._size = _DEFAULT_SIZE
@@ -210,6 +220,8 @@ class ShellPlugin(Plugin):
         host = self.host
         chunk = host.pacing.stream_chunk
         tail = b""
+        if self.start_delay > 0:
+            await asyncio.sleep(self.start_delay)
         while True:
             await host.wait_writable()
             await self._readable(master)

@@ -1,7 +1,8 @@
-"""awsJson1.1 request members: type checks, AWS-style validation messages, pagination.
+"""Shared helpers of the service areas: typed member access, paging and filters.
 
-Wrong JSON types give ``SerializationException``; missing required members and values
-out of range give ``ValidationException`` worded like AWS's; page tokens are opaque
+Requests reach an operation already validated against botocore's model
+(``validation.py``), so the accessors here only convert; they still refuse a wrong JSON
+type (``SerializationException``) for operations called directly. Page tokens are opaque
 and bound to the query they came from (``InvalidNextToken`` otherwise).
 """
 
@@ -11,16 +12,22 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from .errors import ServiceError
+from ..errors import ServiceError
+from .validation import camel, validation_error
 
 __all__ = [
     "Body",
+    "KeyValuesFilter",
     "blob",
     "epoch",
     "integer",
+    "invalid_filter_key",
+    "key_values_filters",
     "member_list",
+    "page_result",
     "paginate",
     "require_member",
     "string",
@@ -28,18 +35,14 @@ __all__ = [
 ]
 
 Body = dict[str, Any]
-
-
-def _camel(name: str) -> str:
-    return name[:1].lower() + name[1:]
+#: A ``{"Key": k, "Values": [...]}`` filter as (key, values).
+KeyValuesFilter = tuple[str, list[str]]
 
 
 def require_member(body: Body, name: str) -> Any:
     if body.get(name) is None:
-        raise ServiceError(
-            "ValidationException",
-            f"1 validation error detected: Value null at '{_camel(name)}' failed to satisfy "
-            "constraint: Member must not be null",
+        raise validation_error(
+            [f"Value null at '{camel(name)}' failed to satisfy constraint: Member must not be null"]
         )
     return body[name]
 
@@ -53,18 +56,12 @@ def string(body: Body, name: str, required: bool = False) -> str | None:
     return value
 
 
-def integer(body: Body, name: str, low: int, high: int) -> int | None:
+def integer(body: Body, name: str) -> int | None:
     value = body.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ServiceError("SerializationException", f"Expected an integer value for {name}.")
-    if not low <= value <= high:
-        raise ServiceError(
-            "ValidationException",
-            f"1 validation error detected: Value '{value}' at '{_camel(name)}' failed to "
-            f"satisfy constraint: Member must have value between {low} and {high}",
-        )
     return value
 
 
@@ -104,7 +101,31 @@ def epoch(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-# -- pagination ---------------------------------------------------------------------
+# -- filters --------------------------------------------------------------------------
+
+
+def invalid_filter_key(key: str, wire: str, allowed: Iterable[str]) -> ServiceError:
+    """InvalidFilterKey for a key outside the filter's enum, worded like a validation error."""
+    return ServiceError(
+        "InvalidFilterKey",
+        f"Value '{key}' at '{wire}' failed to satisfy constraint: "
+        f"Member must satisfy enum value set: [{', '.join(allowed)}]",
+    )
+
+
+def key_values_filters(
+    body: Body, name: str, key: str = "Key", values: str = "Values"
+) -> list[KeyValuesFilter]:
+    """A list of ``{Key, Values}`` filters as (key, values) pairs (missing values: [])."""
+    result: list[KeyValuesFilter] = []
+    for item in member_list(body, name):
+        if not isinstance(item, dict):
+            raise ServiceError("SerializationException", "Each filter must be an object.")
+        result.append((string(item, key, True) or "", [str(v) for v in member_list(item, values)]))
+    return result
+
+
+# -- pagination -----------------------------------------------------------------------
 
 
 def _query_digest(operation: str, body: Body) -> str:
@@ -114,9 +135,10 @@ def _query_digest(operation: str, body: Body) -> str:
 
 
 def paginate(
-    items: list[Any], operation: str, body: Body, default: int, low: int, high: int
+    items: list[Any], operation: str, body: Body, default: int
 ) -> tuple[list[Any], str | None]:
-    limit = integer(body, "MaxResults", low, high) or default
+    """One page of ``items`` for ``MaxResults`` (else ``default``) and ``NextToken``."""
+    limit = integer(body, "MaxResults") or default
     token = string(body, "NextToken")
     offset = 0
     if token is not None:
@@ -134,3 +156,19 @@ def paginate(
         return page, None
     raw = json.dumps({"o": next_offset, "q": _query_digest(operation, body)}).encode()
     return page, base64.urlsafe_b64encode(raw).decode()
+
+
+def page_result(
+    items: list[Any],
+    operation: str,
+    body: Body,
+    default: int,
+    key: str,
+    render: Callable[[Any], Body],
+) -> Body:
+    """``{key: [render(item)...], "NextToken": ...}`` for one page of ``items``."""
+    page, token = paginate(items, operation, body, default)
+    result: Body = {key: [render(item) for item in page]}
+    if token is not None:
+        result["NextToken"] = token
+    return result
