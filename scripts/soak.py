@@ -337,6 +337,8 @@ class Soak:
             agent_pacing=a.agent_pacing,
             # The transfers end with a half-close, which the official agent does not keep.
             agent_fin="half-close",
+            # Megabytes through drops: the official agent's one-per-tick resending is slow.
+            agent_resend="selective",
         )
         started = time.monotonic()
         async with Emulator(config) as emulator:

@@ -27,9 +27,10 @@ for _name in list(os.environ):
 
 def bulk_config(**changes: Any) -> EmulatorConfig:
     """The emulator's defaults, unpaced: for tests that move megabytes, which the official
-    agent's pace (1 KiB per message, 1 ms apart: ~600 KiB/s) would only make slow. A
-    deliberate, named divergence; the conformance tier and the paced tests keep the pace."""
-    settings: dict[str, Any] = {"agent_pacing": False, **changes}
+    agent's pace (1 KiB per message, 1 ms apart: ~600 KiB/s) and its resending (one
+    message per 100 ms tick) would only make slow. A deliberate, named divergence; the
+    conformance tier and the paced tests keep the agent's ways."""
+    settings: dict[str, Any] = {"agent_pacing": False, "agent_resend": "selective", **changes}
     return EmulatorConfig(**settings)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import threading
@@ -244,6 +245,39 @@ class SsmSessions:
         response = await self._call("GetConnectionStatus", get)
         return str(response.get("Status") or "")
 
+    async def put_session_document(self, name: str, content: str) -> str:
+        """Make the Session document ``name`` hold ``content`` (JSON), as its default version.
+
+        CreateDocument; if the document exists with other content, UpdateDocument and
+        UpdateDocumentDefaultVersion. Returns "created", "updated" or "unchanged".
+        """
+
+        def put() -> str:
+            client = self._client("ssm")
+            try:
+                client.create_document(
+                    Name=name, Content=content, DocumentType="Session", DocumentFormat="JSON"
+                )
+                return "created"
+            except client.exceptions.DocumentAlreadyExists:
+                pass
+            current = client.get_document(Name=name, DocumentVersion="$DEFAULT")
+            if json.loads(current.get("Content") or "null") == json.loads(content):
+                return "unchanged"
+            try:
+                updated = client.update_document(
+                    Name=name, Content=content, DocumentVersion="$LATEST", DocumentFormat="JSON"
+                )
+            except client.exceptions.DuplicateDocumentContent:  # an older version has it
+                described = client.describe_document(Name=name)["Document"]
+                version = _version_with(client, name, content, described)
+            else:
+                version = updated["DocumentDescription"]["DocumentVersion"]
+            client.update_document_default_version(Name=name, DocumentVersion=version)
+            return "updated"
+
+        return await self._call("CreateDocument", put)
+
     async def _paginate(
         self, operation: str, result_key: str, kwargs: Mapping[str, Any]
     ) -> list[dict[str, Any]]:
@@ -314,3 +348,13 @@ class SsmSessions:
             return sign_upgrade(url, credentials.get_frozen_credentials(), region)
 
         return await self._call("signing the data channel request", sign)
+
+
+def _version_with(client: Any, name: str, content: str, described: Mapping[str, Any]) -> str:
+    """The number of the version of ``name`` whose content is ``content``."""
+    wanted = json.loads(content)
+    for number in range(int(described["LatestVersion"]), 0, -1):
+        found = client.get_document(Name=name, DocumentVersion=str(number))
+        if json.loads(found.get("Content") or "null") == wanted:
+            return str(number)
+    return str(described["LatestVersion"])

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from ..aws import AwsSettings, SsmSessions, StaticCredentials
 from ..channel import ConnectionConfig, SessionConnection, SessionInfo
-from ..exceptions import UsageError
+from ..exceptions import AwsError, UsageError
 from ..terminal.tty import Terminal
 from .errors import StartInterrupted
 
@@ -314,6 +314,10 @@ async def unless_set(work: asyncio.Future[Any], event: asyncio.Event) -> None:
                 await work
 
 
+#: StartSession's answers to a document that cannot be used: gone, or not allowed.
+_DOCUMENT_REFUSED = frozenset({"InvalidDocument", "AccessDeniedException"})
+
+
 @contextlib.asynccontextmanager
 async def open_session(
     args: argparse.Namespace,
@@ -322,8 +326,14 @@ async def open_session(
     document: str | None = None,
     parameters: Mapping[str, Sequence[str]] | None = None,
     reason: str | None = None,
+    fallback_document: str | None = None,
+    on_fallback: Callable[[AwsError], None] | None = None,
 ) -> AsyncIterator[tuple[SessionConnection, SessionInfo]]:
     """Start a session and yield its open connection; TerminateSession on the way out.
+
+    When StartSession refuses ``document`` (it does not exist, or access to it is
+    denied) and a ``fallback_document`` is given, the session starts with that one
+    instead, after ``on_fallback`` was told why.
 
     A signal before the connection is open (SIGINT, SIGTERM, SIGHUP) raises
     :class:`StartInterrupted`, after TerminateSession if StartSession had answered.
@@ -338,7 +348,17 @@ async def open_session(
 
             async def start() -> None:
                 target_id = await sessions.resolve_target(default_target(args, target))
-                info = await sessions.start_session(target_id, document, parameters, reason)
+                try:
+                    info = await sessions.start_session(target_id, document, parameters, reason)
+                except AwsError as exc:
+                    if fallback_document is None or exc.code not in _DOCUMENT_REFUSED:
+                        raise
+                    logger.debug("%s refused (%s); using %s", document, exc, fallback_document)
+                    if on_fallback is not None:
+                        on_fallback(exc)
+                    info = await sessions.start_session(
+                        target_id, fallback_document, parameters, reason
+                    )
                 reporter.status(f"Starting session with SessionId: {info.session_id}")
                 opened.append(SessionConnection(info, sessions, config=config))
                 await opened[0].start()

@@ -90,7 +90,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     elif importlib.util.find_spec("ssmsh.emulator") is not None:
         commands.add_parser("emulator", help=emulator_help)  # listed in --help only
 
-    for name in (".forward", ".proxy", ".plugin", ".sessionlist", ".inventory"):
+    for name in (".forward", ".proxy", ".plugin", ".sessionlist", ".inventory", ".setup"):
         module = _optional_command(name)
         if module is not None:
             module.add_parser(commands)

@@ -7,10 +7,10 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from ..channel import SessionConnection
-from ..exceptions import UsageError
+from ..exceptions import AwsError, UsageError
 from ..protocol.status_trailer import new_marker, wrap_command
 from ..terminal.bridge import BridgeResult, TerminalBridge
 from ..terminal.escape import parse_escape_char
@@ -25,6 +25,7 @@ from .common import (
     unless_set,
 )
 from .errors import EXIT_FAILURE, StartInterrupted
+from .setup import forget_exec_document, remembered_exec_document
 
 __all__ = [
     "bridge_session",
@@ -158,6 +159,8 @@ async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Repor
     # With -t the agent runs the line in a pty under sh -c; without, it splits the
     # line into words and executes them directly.
     document = INTERACTIVE_DOCUMENT if args.tty else NON_INTERACTIVE_DOCUMENT
+    # ssmsh's own document, where ``ssmsh setup`` made one: stderr apart, the agent's status.
+    own = None if args.tty else remembered_exec_document(args)
     if marker is not None:
         line = wrap_command(line, marker, tty=args.tty)
     return await _run(
@@ -165,12 +168,14 @@ async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Repor
         terminal,
         reporter,
         target=args.target,
-        document=document,
+        document=own or document,
         parameters={"command": [line]},
         reason=args.reason,
         interactive=args.tty,
         status_marker=marker,
         status_expected=True,
+        fallback_document=document if own else None,
+        on_fallback=lambda _error: forget_exec_document(args),
     )
 
 
@@ -186,12 +191,23 @@ async def _run(
     interactive: bool,
     status_marker: str | None = None,
     status_expected: bool = False,
+    fallback_document: str | None = None,
+    on_fallback: Callable[[AwsError], None] | None = None,
 ) -> int:
     try:
         escape_char = parse_escape_char(args.escape)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    async with open_session(args, reporter, target, document, parameters, reason) as (conn, info):
+    async with open_session(
+        args,
+        reporter,
+        target,
+        document,
+        parameters,
+        reason,
+        fallback_document=fallback_document,
+        on_fallback=on_fallback,
+    ) as (conn, info):
         result = await bridge_session(
             conn,
             terminal,
@@ -251,8 +267,7 @@ def finish(
 ) -> int:
     """The exit status for how a bridged session ended; prints the closing line.
 
-    The status is the agent's ExitCode when it sent one, else the one the command's
-    trailer carried. With ``status_expected`` (``exec``) and neither, the status is
+    The status is the one the command's trailer carried, else the agent's ExitCode. With ``status_expected`` (``exec``) and neither, the status is
     unknown: one line says so and the result is 255, never a made-up 0.
     """
     if result.broken_pipe:
@@ -260,7 +275,9 @@ def finish(
     if result.disconnected:
         reporter.status(f"Connection to session {session_id} closed.")
         return EXIT_FAILURE
-    code = result.exit_code if result.exit_code is not None else result.trailer_status
+    # The trailer is the command's own status; the agent's is the wrapper's (the same,
+    # as it exits with it) or, without the wrapper (--no-shell), the command's.
+    code = result.trailer_status if result.trailer_status is not None else result.exit_code
     if code is None and result.closed_output:
         match = _CLOSED_EXIT_RE.search(result.closed_output)
         if match:

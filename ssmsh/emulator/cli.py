@@ -17,6 +17,7 @@ from typing import Any
 
 from .config import (
     AGENT_FIN_MODES,
+    AGENT_RESEND_MODES,
     DEFAULT_AGENT_VERSION,
     DEFAULT_REGION,
     EmulatorConfig,
@@ -155,6 +156,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         "--no-agent-pacing sends port data up to 32 KiB per message without pauses",
     )
     agent.add_argument(
+        "--agent-resend",
+        choices=AGENT_RESEND_MODES,
+        default="oldest",
+        help="how unacknowledged messages are sent again: oldest, the real agent's (only "
+        "the oldest, on a 100 ms tick; default), or selective (every expired one, and all "
+        "of them at once on a new connection)",
+    )
+    agent.add_argument(
         "--pty-start-delay",
         type=_seconds,
         default=1.0,
@@ -266,6 +275,7 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         agent_version=args.agent_version,
         shell_exit_status=args.shell_exit_status,
         pty_start_delay=args.pty_start_delay,
+        agent_resend=args.agent_resend,
         agent_fin=args.agent_fin,
         handshake_delay=args.handshake_delay,
     )

@@ -14,9 +14,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AGENT_FIN_MODES",
+    "AGENT_RESEND_MODES",
     "DEFAULT_AGENT_VERSION",
     "DEFAULT_REGION",
     "AgentFin",
+    "AgentResend",
     "Credentials",
     "EmulatorConfig",
     "is_loopback",
@@ -33,6 +35,10 @@ DEFAULT_AGENT_VERSION = "3.3.1142.0"
 #: as amazon-ssm-agent does (data the destination had not yet sent is lost).
 AgentFin = Literal["half-close", "close"]
 AGENT_FIN_MODES: tuple[str, ...] = get_args(AgentFin)
+
+#: How the emulated agent retransmits (see :attr:`EmulatorConfig.agent_resend`).
+AgentResend = Literal["oldest", "selective"]
+AGENT_RESEND_MODES: tuple[str, ...] = get_args(AgentResend)
 
 #: Accepted forms for credentials: one ``(key, secret)`` pair, several pairs, or a mapping.
 Credentials = tuple[str, str] | Sequence[tuple[str, str]] | Mapping[str, str]
@@ -97,6 +103,13 @@ class EmulatorConfig:
     #: ``"close"`` (the default), the real agent's behaviour, or ``"half-close"``, a
     #: divergence that keeps the other direction open (TCP semantics).
     agent_fin: AgentFin = "close"
+    #: How the agent sends unacknowledged messages again (see
+    #: :class:`~ssmsh.protocol.datachannel.ChannelConfig`): ``"oldest"`` (the default), the
+    #: official agent's 100 ms tick that re-sends only the oldest one once its timeout
+    #: passed, nothing at once on a new connection (``protocol/traces/
+    #: shell-client-sigkill-resume-nopub.jsonl``); ``"selective"``, a divergence, every
+    #: expired message once per RTO and everything unacked on a new connection.
+    agent_resend: AgentResend = "oldest"
     #: Seconds a handshaking agent takes before its HandshakeRequest (a slow agent).
     #: Client stream data meanwhile is acknowledged and ignored, as the real agent
     #: ignores it until its handshake is complete.
@@ -107,6 +120,11 @@ class EmulatorConfig:
             raise ValueError("handshake_delay must be a number of seconds >= 0")
         if not self.pty_start_delay >= 0:
             raise ValueError("pty_start_delay must be a number of seconds >= 0")
+        if self.agent_resend not in AGENT_RESEND_MODES:
+            raise ValueError(
+                f"agent_resend must be one of {', '.join(AGENT_RESEND_MODES)}, "
+                f"not {self.agent_resend!r}"
+            )
         if self.agent_fin not in AGENT_FIN_MODES:
             raise ValueError(
                 f"agent_fin must be one of {', '.join(AGENT_FIN_MODES)}, not {self.agent_fin!r}"

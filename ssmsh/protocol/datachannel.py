@@ -20,6 +20,12 @@ Improvements over the official implementation (protocol notes §6):
 * duplicates are dropped *and re-acknowledged*, so a lost ack is repaired at once;
 * nothing is transmitted while disconnected or while publication is paused;
   everything unacked is retransmitted on :meth:`connection_made` / start_publication.
+
+``ChannelConfig(resend="oldest")`` switches the first and last points back to the
+official agent's behaviour, for the emulator's agent: a scheduler that looks every
+100 ms at the oldest unacknowledged message only and sends it again once its RTO has
+passed (no backoff), and nothing re-sent at once on a new connection; messages never
+sent go out as usual (``protocol/traces/shell-client-sigkill-resume*.jsonl``).
 """
 
 from __future__ import annotations
@@ -84,6 +90,18 @@ class ChannelConfig:
     epoch_offset: float = 0.0
     #: Split OUTPUT payloads larger than this into several messages (0: never split).
     max_payload_size: int = 0
+    #: Retransmission: ``"selective"`` (every expired message once per RTO, with backoff;
+    #: all unacked at once on a new connection) or ``"oldest"`` (the official agent's:
+    #: only the oldest, checked on a 100 ms tick, no backoff; see the module docstring).
+    resend: str = "selective"
+
+    def __post_init__(self) -> None:
+        if self.resend not in ("selective", "oldest"):
+            raise ValueError(f"resend must be 'selective' or 'oldest', not {self.resend!r}")
+
+
+#: The official agent's resend scheduler tick (``ResendSleepInterval``), seconds.
+RESEND_TICK = 0.1
 
 
 @dataclasses.dataclass(slots=True)
@@ -254,8 +272,24 @@ class DataChannel:
         self.connected = True
         self._retransmit_all(now)
 
+    def _resend_oldest(self, now: float) -> None:
+        """The official agent's tick: the oldest unacked message, if its RTO passed."""
+        oldest = next(iter(self._in_flight.values()), None)
+        if oldest is None or oldest.last_sent + self.rtt.rto > now + 1e-9:
+            return
+        if oldest.transmissions > self.config.max_retransmissions:
+            self._gave_up = True
+            self._events.append(
+                RetransmissionTimeout(oldest.sequence_number, oldest.transmissions - 1)
+            )
+            return
+        self._transmit(oldest, now)  # it stays first: in-flight order is sequence order
+
     def _retransmit_all(self, now: float) -> None:
         if not self.connected or self.paused:
+            return
+        if self.config.resend == "oldest":
+            self._pump(now)  # the tick re-sends the unacked ones, oldest first
             return
         for entry in list(self._in_flight.values()):
             self._transmit(entry, now)
@@ -273,11 +307,17 @@ class DataChannel:
         if not self._in_flight or not self.connected or self.paused or self._gave_up:
             return None
         oldest = next(iter(self._in_flight.values()))
+        if self.config.resend == "oldest":
+            due = oldest.last_sent + self.rtt.rto
+            return (int(due / RESEND_TICK) + 1) * RESEND_TICK  # the next tick after it
         return oldest.last_sent + self.rtt.rto
 
     def handle_timer(self, now: float) -> None:
         """Retransmit every message whose RTO has expired (once each)."""
         if not self.connected or self.paused or self._gave_up:
+            return
+        if self.config.resend == "oldest":
+            self._resend_oldest(now)
             return
         rto = self.rtt.rto
         expired = []

@@ -39,9 +39,12 @@ def new_marker() -> str:
     return secrets.token_hex(16)
 
 
-def _printf(marker: str) -> str:
+def _report(marker: str) -> str:
+    """Shell text: print the trailer for ``$?``, then exit with it (so that an agent that
+    does report a status, with ``separateOutputStream``, reports the command's too)."""
     # printf's format is fixed text; the status is its only argument.
-    return "printf '\\033]ssmsh-status;%s;%d\\007' " + shlex.quote(marker) + ' "$?"'
+    printf = "printf '\\033]ssmsh-status;%s;%d\\007' " + shlex.quote(marker) + ' "$s"'
+    return f"s=$?; {printf}; exit $s"
 
 
 def wrap_command(line: str, marker: str, *, tty: bool) -> str:
@@ -55,8 +58,8 @@ def wrap_command(line: str, marker: str, *, tty: bool) -> str:
     inherit) so that it lives to report the status of a command Ctrl-C ended (130).
     """
     if tty:
-        return f"trap : INT QUIT; sh -c {shlex.quote(line)}; {_printf(marker)}"
-    script = f'sh -c "$1"; {_printf(marker)}'
+        return f"trap : INT QUIT; sh -c {shlex.quote(line)}; {_report(marker)}"
+    script = f'sh -c "$1"; {_report(marker)}'
     return shlex.join(["sh", "-c", script, "ssmsh", line])
 
 

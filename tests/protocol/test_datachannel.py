@@ -801,3 +801,72 @@ def test_agent_replay_of_recorded_sessions(path: Path) -> None:
         if r["dir"] == "cli>age" and r["message_type"] == INPUT
     ]
     assert delivered == recorded
+
+
+# ------------------------------------------------------- the official agent's resending
+
+
+def _seqs(frames: list[bytes]) -> list[int]:
+    return [ClientMessage.decode(f).sequence_number for f in frames]
+
+
+def _ack_of(frame: bytes) -> bytes:
+    sent = ClientMessage.decode(frame)
+    return ClientMessage(
+        ACK,
+        1,
+        1,
+        0,
+        3,
+        uuid.uuid4(),
+        0,
+        Acknowledge(OUT, str(sent.message_id), sent.sequence_number, True).encode(),
+    ).encode()
+
+
+def test_oldest_resend_sends_only_the_oldest_on_a_100_ms_tick() -> None:
+    """As protocol/traces/shell-client-sigkill-resume-nopub shows: while seq 3 is unacked it
+    alone is re-sent; seq 4 waits, sent once; after reconnecting nothing goes at once, then
+    one message per tick, in order."""
+    agent = DataChannel(Role.AGENT, ChannelConfig(resend="oldest"))
+    for text in (b"a", b"b", b"c"):
+        agent.send_data(OUTPUT, text, 0.0)
+    first = agent.data_to_send()
+    assert _seqs(first) == [0, 1, 2]
+    resent: list[int] = []
+    now = 0.0
+    for _ in range(10):
+        when = agent.get_timer()
+        assert when is not None
+        assert abs(when / 0.1 - round(when / 0.1)) < 1e-6  # on the 100 ms tick
+        now = when
+        agent.handle_timer(now)
+        resent += _seqs(agent.data_to_send())
+    assert set(resent) == {0}  # never 1 or 2 while 0 is unacked
+    assert len(resent) >= 2
+    # A new connection: nothing is sent at once.
+    agent.connection_lost()
+    agent.connection_made(now)
+    assert agent.data_to_send() == []
+    # 0 is acknowledged: the next tick re-sends 1 only.
+    agent.receive_data(_ack_of(first[0]), now)
+    when = agent.get_timer()
+    assert when is not None
+    agent.handle_timer(when)
+    assert _seqs(agent.data_to_send()) == [1]
+
+
+def test_selective_resend_is_the_default_and_resends_everything_expired() -> None:
+    agent = DataChannel(Role.AGENT)
+    for text in (b"a", b"b"):
+        agent.send_data(OUTPUT, text, 0.0)
+    agent.data_to_send()
+    when = agent.get_timer()
+    assert when is not None
+    agent.handle_timer(when)
+    assert _seqs(agent.data_to_send()) == [0, 1]
+
+
+def test_resend_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="resend"):
+        ChannelConfig(resend="sometimes")

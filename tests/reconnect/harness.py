@@ -175,6 +175,9 @@ async def rig(
     # the destination at the first FIN; tests/tunnel covers both).
     config.setdefault("agent_pacing", False)
     config.setdefault("agent_fin", "half-close")
+    # Recovery from drops one message per 100 ms tick (the official agent's) would take
+    # minutes for these transfers; the client's side is what is under test here.
+    config.setdefault("agent_resend", "selective")
     async with Emulator(EmulatorConfig(faults=faults, **config)) as emulator:
         aws = AwsSettings(
             region="us-east-1", endpoint_url=emulator.endpoint_url, credentials=client_credentials

@@ -97,6 +97,7 @@ class Agent:
                 # The real agent never gives up retransmitting: a client may discard
                 # output (port sessions before the local stream exists) for a long time.
                 max_retransmissions=sys.maxsize,
+                resend=config.agent_resend,
             ),
         )
         self.driver = ChannelDriver(channel, self._handle_event)
