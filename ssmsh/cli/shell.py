@@ -267,8 +267,9 @@ def finish(
 ) -> int:
     """The exit status for how a bridged session ended; prints the closing line.
 
-    The status is the one the command's trailer carried, else the agent's ExitCode. With ``status_expected`` (``exec``) and neither, the status is
-    unknown: one line says so and the result is 255, never a made-up 0.
+    The status is the one the command's trailer carried, else the agent's ExitCode.
+    With ``status_expected`` (``exec``) and neither, the status is unknown: one line
+    says so and the result is 255, never a made-up 0.
     """
     if result.broken_pipe:
         return EXIT_BROKEN_PIPE
