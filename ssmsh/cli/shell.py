@@ -289,11 +289,16 @@ def finish(
         reporter.status(f"Exiting session with sessionId: {session_id}.")
     if code is None:
         if status_expected:
-            why = f" ({result.closed_output})" if result.closed_output else ""
-            reporter.error(
-                f"the remote exit status is unknown: the session ended before the command "
-                f"reported it{why}"
-            )
+            if result.trailer_expected:
+                why = "the session ended before the command reported it"
+                if result.closed_output:
+                    why += f" ({result.closed_output})"
+            else:
+                why = (
+                    "the document reports none and --no-shell leaves out ssmsh's status "
+                    "wrapper (ssmsh setup makes a document that reports it)"
+                )
+            reporter.error(f"the remote exit status is unknown: {why}")
             return EXIT_FAILURE
         return 0
     return code & 0xFF if code >= 0 else EXIT_FAILURE

@@ -77,6 +77,8 @@ class BridgeResult:
     #: The status the command's own trailer carried (see :mod:`ssmsh.protocol.status_trailer`);
     #: None when no trailer was expected or none came.
     trailer_status: int | None = None
+    #: Whether the output was to carry such a trailer.
+    trailer_expected: bool = False
 
 
 class TerminalBridge:
@@ -207,6 +209,7 @@ class TerminalBridge:
                 disconnected=True,
                 broken_pipe=self._broken_pipe,
                 trailer_status=self._trailer_status,
+                trailer_expected=self._trailer is not None,
             )
         return output.result()
 
@@ -231,7 +234,12 @@ class TerminalBridge:
             event = await self.conn.receive()
             if event is None:
                 await self._end_of_output(stdout)
-                return BridgeResult(self._exit_code, False, trailer_status=self._trailer_status)
+                return BridgeResult(
+                    self._exit_code,
+                    False,
+                    trailer_status=self._trailer_status,
+                    trailer_expected=self._trailer is not None,
+                )
             if isinstance(event, OutputReceived):
                 data = self._trailer.feed(event.data) if self._trailer else event.data
                 if data:
@@ -249,7 +257,11 @@ class TerminalBridge:
             elif isinstance(event, ChannelClosedByRemote):
                 await self._end_of_output(stdout)
                 return BridgeResult(
-                    self._exit_code, True, event.output, trailer_status=self._trailer_status
+                    self._exit_code,
+                    True,
+                    event.output,
+                    trailer_status=self._trailer_status,
+                    trailer_expected=self._trailer is not None,
                 )
 
     async def _end_of_output(self, stdout: int) -> None:
