@@ -69,6 +69,12 @@ def configure_shell(parser: argparse.ArgumentParser) -> None:
         help='document parameters as for the AWS CLI: \'{"command":["top"]}\'',
     )
     parser.add_argument("--reason", metavar="TEXT", help="reason recorded with the session")
+    parser.add_argument(
+        "--exit-status",
+        action="store_true",
+        help=f"exit with the remote shell's status, like ssh: runs sh through "
+        f"{INTERACTIVE_DOCUMENT} (the account's shell profile is not applied)",
+    )
     _escape_option(parser)
     add_common_options(parser, suppress=True)
 
@@ -136,6 +142,24 @@ def refuse_port_document(document: str | None) -> None:
 async def run_shell(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
     refuse_port_document(args.document)
     parameters = parse_parameters(args.parameter, args.parameters)
+    if args.exit_status:
+        # The official agent reports no status for shells (protocol/traces/shell-exit-3);
+        # an InteractiveCommands session running sh carries it back in the status trailer.
+        if args.document or parameters:
+            raise UsageError("--exit-status chooses the document: leave out --document/--parameter")
+        marker = new_marker()
+        return await _run(
+            args,
+            terminal,
+            reporter,
+            target=args.target,
+            document=INTERACTIVE_DOCUMENT,
+            parameters={"command": [wrap_command("exec sh", marker, tty=True)]},
+            reason=args.reason,
+            interactive=True,
+            status_marker=marker,
+            status_expected=True,
+        )
     return await _run(
         args,
         terminal,

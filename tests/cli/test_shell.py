@@ -407,6 +407,22 @@ async def test_exec_says_when_the_status_is_unknown(emulator: Emulator) -> None:
     assert b"the remote exit status is unknown" in err
 
 
+async def test_shell_exit_status_option_gives_the_remote_shells_status(emulator: Emulator) -> None:
+    """--exit-status: sh through AWS-StartInteractiveCommand, its status in the trailer."""
+    code, out, err = await run_cli(
+        ["shell", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url, "-q", "--exit-status"],
+        stdin=b"echo in-sh\nexit 3\n",
+    )
+    assert code == 3, err
+    assert b"in-sh" in out and b"ssmsh-status" not in out
+    (session,) = emulator.state.sessions.values()
+    assert session.document_name == "AWS-StartInteractiveCommand"
+    code, _, err = await run_cli(
+        ["shell", "--local", "--exit-status", "--document", "SSM-SessionManagerRunShell"]
+    )
+    assert code == 255 and b"--exit-status chooses the document" in err
+
+
 async def test_local_needs_no_aws_setup(tmp_path: object) -> None:
     import pathlib
 
