@@ -244,6 +244,24 @@ async def test_encrypted_session_works(emulator: Emulator) -> None:
     assert session.kms_key_id == KMS_KEY
 
 
+async def test_keys_typed_ahead_reach_the_shell_after_the_terminal_size(
+    emulator: Emulator,
+) -> None:
+    """Typed before the session opens (the agent's first output comes after ~1 s): the
+    keys wait for the Size message, so the shell never runs them at 80x24."""
+    proc = PtyProcess(
+        ["shell", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url], cols=123, rows=45
+    )
+    try:
+        proc.send("stty size\r")  # at once, before anything came back
+        await proc.expect(r"\r\n45 123\r\n")
+        assert "24 80" not in proc.text
+        proc.send("exit\r")
+        assert await proc.wait() == 0
+    finally:
+        proc.close()
+
+
 async def test_keys_typed_before_a_slow_kms_handshake_are_not_lost(
     emulator: Emulator, tmp_path: Path
 ) -> None:
