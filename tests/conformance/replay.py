@@ -36,6 +36,7 @@ __all__ = [
     "Replayed",
     "compare",
     "load",
+    "message_of",
     "replay",
     "template",
 ]
@@ -66,7 +67,8 @@ def _payload(event: dict[str, Any]) -> bytes:
     return base64.b64decode(event.get("payload_b64") or "")
 
 
-def _message(event: dict[str, Any]) -> ClientMessage:
+def message_of(event: dict[str, Any]) -> ClientMessage:
+    """The recorded frame as a ClientMessage."""
     return ClientMessage(
         event["message_type"],
         event["schema_version"],
@@ -133,7 +135,7 @@ def load(name: str) -> Recording:
             if event["sequence_number"] in seen:
                 continue  # a retransmission
             seen.add(event["sequence_number"])
-            message = _message(event)
+            message = message_of(event)
             agent.append(message)
             if message.payload_type == PayloadType.OUTPUT:
                 output += len(message.payload)
@@ -277,7 +279,7 @@ def compare(
     # Acknowledgements: flags 3, sequence 0, the official JSON shape.
     # (A recording whose agent acknowledged nothing shows the shape in the client's.)
     recorded_ack = next(
-        _message(e)
+        message_of(e)
         for e in sorted(theirs.events, key=lambda e: e["dir"] != "age>cli")
         if e["dir"] in ("age>cli", "cli>age") and e.get("message_type") == "acknowledge"
     )

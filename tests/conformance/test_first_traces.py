@@ -14,7 +14,6 @@ import asyncio
 import base64
 import json
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from ssmsh.emulator.gateway import Gateway
 from ssmsh.protocol.constants import PayloadType
 from ssmsh.protocol.message import ClientMessage
 from ssmsh.protocol.smux import Cmd, Frame
+from tests.conformance.replay import message_of
 from tests.conftest import scaled
 from tests.emulator.dcclient import DCClient, gateway, make_session
 
@@ -54,18 +54,7 @@ def recorded(events: list[dict[str, Any]], direction: str) -> list[ClientMessage
                 if key in seen:
                     continue
                 seen.add(key)
-            out.append(
-                ClientMessage(
-                    event["message_type"],
-                    event["schema_version"],
-                    event["created_date"],
-                    event["sequence_number"],
-                    event["flags"],
-                    uuid.UUID(event["message_id"]),
-                    event["payload_type"],
-                    payload_of(event),
-                )
-            )
+            out.append(message_of(event))
     return out
 
 

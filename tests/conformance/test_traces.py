@@ -85,6 +85,18 @@ def smux_frames(stream: bytes) -> list[tuple[int, int, bytes]]:
     return frames
 
 
+@contextlib.asynccontextmanager
+async def port_client(gateway: Gateway, recording: Recording, port: int) -> AsyncIterator[DCClient]:
+    """A client for a Port session like the recorded one, to ``port`` on loopback."""
+    properties = recorded_port_properties(recording, port)
+    session = make_session(gateway.state, "Port", properties=properties, gateway=gateway)
+    client = DCClient(session, auto_handshake=False)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 def recorded_port_properties(recording: Recording, port: int) -> dict[str, str]:
     request = recording.first(PayloadType.HANDSHAKE_REQUEST)
     import json
@@ -210,14 +222,12 @@ async def test_port_mux_download() -> None:
         await writer.drain()
         writer.close()
 
-    async with official() as gateway, tcp_server(serve) as port:
-        properties = recorded_port_properties(recording, port)
-        session = make_session(gateway.state, "Port", properties=properties, gateway=gateway)
-        client = DCClient(session, auto_handshake=False)
-        try:
-            ours = await replay(gateway, recording, client, output_of=lambda c: len(c.output))
-        finally:
-            await client.close()
+    async with (
+        official() as gateway,
+        tcp_server(serve) as port,
+        port_client(gateway, recording, port) as client,
+    ):
+        ours = await replay(gateway, recording, client)
     compare(ours, recording, exact_chunks=True)
     assert smux_frames(bytes(ours.client.output)) == smux_frames(recording.output)
 
@@ -239,29 +249,21 @@ async def test_port_mux_upload() -> None:
             received.extend(chunk)
         writer.close()
 
-    async with official() as gateway, tcp_server(sink) as port:
-        properties = recorded_port_properties(recording, port)
-        session = make_session(gateway.state, "Port", properties=properties, gateway=gateway)
-        client = DCClient(session, auto_handshake=False)
-        try:
-            ours = await replay(gateway, recording, client)
-            await client.wait_for(lambda: bytes(received) == expected)
-        finally:
-            await client.close()
+    async with (
+        official() as gateway,
+        tcp_server(sink) as port,
+        port_client(gateway, recording, port) as client,
+    ):
+        ours = await replay(gateway, recording, client)
+        await client.wait_for(lambda: bytes(received) == expected)
     compare(ours, recording)
 
 
 async def test_port_mux_refused() -> None:
     """A closed destination port: Flag ConnectToPortError, then a FIN for the stream."""
     recording = load("port-mux-refused")
-    async with official() as gateway:
-        properties = recorded_port_properties(recording, closed_port())
-        session = make_session(gateway.state, "Port", properties=properties, gateway=gateway)
-        client = DCClient(session, auto_handshake=False)
-        try:
-            ours = await replay(gateway, recording, client)
-        finally:
-            await client.close()
+    async with official() as gateway, port_client(gateway, recording, closed_port()) as client:
+        ours = await replay(gateway, recording, client)
     compare(ours, recording)
     flag = next(m for m in ours.agent if m.payload_type == PayloadType.FLAG)
     assert flag.payload == b"\x00\x00\x00\x03"
@@ -279,21 +281,19 @@ async def test_port_stdio_echo() -> None:
         closed.set()
         writer.close()
 
-    async with official() as gateway, tcp_server(echo) as port:
-        properties = recorded_port_properties(recording, port)
-        assert set(properties) == {"portNumber"}
-        session = make_session(gateway.state, "Port", properties=properties, gateway=gateway)
-        client = DCClient(session, auto_handshake=False)
-        try:
-            ours = await replay(gateway, recording, client, until_closed=False)
-            await client.wait_for(lambda: len(ours.agent) == len(recording.agent))
-            # stdin's end: the plugin only closes its WebSocket, and sends nothing.
-            await client.disconnect()
-            await asyncio.sleep(0.5)
-            # The agent keeps its connection to the destination open meanwhile.
-            assert not closed.is_set()
-        finally:
-            await client.close()
+    assert set(recorded_port_properties(recording, 1)) == {"portNumber"}
+    async with (
+        official() as gateway,
+        tcp_server(echo) as port,
+        port_client(gateway, recording, port) as client,
+    ):
+        ours = await replay(gateway, recording, client, until_closed=False)
+        await client.wait_for(lambda: len(ours.agent) == len(recording.agent))
+        # stdin's end: the plugin only closes its WebSocket, and sends nothing.
+        await client.disconnect()
+        await asyncio.sleep(0.5)
+        # The agent keeps its connection to the destination open meanwhile.
+        assert not closed.is_set()
     compare(ours, recording)
 
 
