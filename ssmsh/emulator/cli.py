@@ -145,7 +145,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         default=[],
         help="a KMS key id, ARN or alias/NAME the emulated KMS knows (repeatable)",
     )
-    agent.add_argument("--shell", help="shell for sessions (default: $SHELL or /bin/sh)")
+    agent.add_argument("--shell", help="shell for sessions (default: sh, as the real agent runs)")
     agent.add_argument("--idle-timeout", type=_seconds, metavar="SECONDS")
     agent.add_argument("--max-session-duration", type=_seconds, metavar="SECONDS")
     agent.add_argument(

@@ -70,7 +70,7 @@ class EmulatorConfig:
     #: KMS key ids (or ARNs, or ``alias/...`` names) GenerateDataKey/Decrypt know,
     #: in addition to the targets' own ``kms_key_id``.
     kms_keys: list[str] = dataclasses.field(default_factory=list)
-    #: Shell for Standard_Stream sessions (None: the user's $SHELL, else /bin/sh).
+    #: Shell for Standard_Stream sessions (None: ``sh``, as the official agent runs).
     shell: str | None = None
     #: Seconds without data before the agent closes a session (None: never).
     idle_timeout: float | None = None

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shlex
 import sys
 import time
@@ -303,10 +302,11 @@ class Agent:
         return make_port_plugin(self, half_close=self.config.agent_fin == "half-close")
 
     def _shell_argv(self) -> list[str]:
+        """The target's or the configured shell; else ``sh``, as the official agent runs
+        for Standard_Stream (``exec.Command("sh")``; a shell profile may start another)."""
         for candidate in (
             self.target.shell if self.target is not None else None,
             self.config.shell,
-            os.environ.get("SHELL"),
         ):
             if candidate and candidate.strip():
                 try:
@@ -316,7 +316,7 @@ class Agent:
                     continue
                 if argv:
                     return argv
-        return ["/bin/sh"]
+        return ["sh"]
 
     async def _idle_watch(self, limit: float) -> None:
         while not self._ending:
