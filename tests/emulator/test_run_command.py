@@ -23,6 +23,7 @@ from ssmsh.emulator import DEFAULT_TARGET, EmulatorConfig
 from ssmsh.emulator.cli import build_config, configure_parser
 from ssmsh.emulator.commands.model import plugin_output
 from tests.conftest import scaled
+from tests.emulator.conftest import EmulatorThread, PlaceholderGateway, make_client
 
 _MODEL = botocore.session.get_session().get_service_model("ssm")
 _COMMON = {"ValidationException", "SerializationException"}
@@ -612,3 +613,19 @@ def test_fleet_from_the_command_line() -> None:
     assert (config.instances, config.offline_instances) == (5, (2, 4))
     assert config.slow_instances == {1: 0.5, 3: 0.5}
     assert config.command_visibility_delay == 0.0
+
+
+def test_shutdown_kills_running_commands(tmp_path: Path) -> None:
+    config = EmulatorConfig(command_visibility_delay=0.0, command_timeout_scale=SCALE)
+    thread = EmulatorThread(config, PlaceholderGateway).start()
+    try:
+        ssm = make_client("ssm", thread.endpoint_url)
+        command_id = shell(ssm, ["sleep 1", f"touch {tmp_path}/finished"])
+        deadline = time.monotonic() + scaled(10)
+        while invocations(ssm, command_id)[0]["Status"] != "InProgress":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        thread.stop()
+    time.sleep(1.3)
+    assert not list(tmp_path.iterdir())

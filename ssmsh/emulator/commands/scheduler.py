@@ -96,7 +96,7 @@ class CommandEngine:
             if task is not None:
                 invocation.detail = Detail.CANCELLING
                 task.cancel()
-            elif command.visible or not instance_ids:
+            else:  # not sent yet
                 self._end(command, invocation, Detail.CANCELLED)
 
     async def close(self) -> None:
