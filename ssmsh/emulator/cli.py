@@ -104,6 +104,36 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError("must be a whole number >= 0")
+    return int(text)
+
+
+def _numbers(text: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError("expected node numbers such as 3,17")
+    return tuple(int(p) for p in parts)
+
+
+def _slow(text: str) -> tuple[tuple[int, ...], float]:
+    nodes, sep, seconds = text.rpartition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError("expected N[,N...]:SECONDS")
+    return _numbers(nodes), _delay(seconds)
+
+
+def _delay(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be a number of seconds >= 0")
+    return value
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError("must be a port number 0-65535")
@@ -137,6 +167,37 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         default=[],
         help=f"add a managed instance (repeatable; {DEFAULT_TARGET} always exists, "
         "and giving its id reconfigures it)",
+    )
+    agent.add_argument(
+        "--instances",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="add a fleet of N managed instances i-00000000000000001... (Name node-1..., "
+        "tags Env prod/staging/dev and Role web/app/db/worker in turn)",
+    )
+    agent.add_argument(
+        "--offline",
+        type=_numbers,
+        default=(),
+        metavar="N[,N...]",
+        help="fleet nodes (by number) that start offline: they never pick up a command",
+    )
+    agent.add_argument(
+        "--slow",
+        type=_slow,
+        action="append",
+        default=[],
+        metavar="N[,N...]:SECONDS",
+        help="fleet nodes whose agent takes SECONDS to pick up a command (repeatable)",
+    )
+    agent.add_argument(
+        "--command-visibility-delay",
+        type=_delay,
+        default=0.5,
+        metavar="SECONDS",
+        help="Run Command: seconds before a new command's invocations can be seen "
+        "(default 0.5; GetCommandInvocation answers InvocationDoesNotExist meanwhile)",
     )
     agent.add_argument(
         "--kms-key",
@@ -278,6 +339,10 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         agent_resend=args.agent_resend,
         agent_fin=args.agent_fin,
         handshake_delay=args.handshake_delay,
+        instances=args.instances,
+        offline_instances=tuple(args.offline),
+        slow_instances={node: seconds for nodes, seconds in args.slow for node in nodes},
+        command_visibility_delay=args.command_visibility_delay,
     )
 
 
@@ -290,10 +355,18 @@ def _hints(emulator: Emulator, config: EmulatorConfig) -> str:
         f"ssmsh emulator: SSM/KMS API at {url}, message gateway at {emulator.gateway.url}",
         "targets:",
     ]
-    for target in emulator.state.targets.values():
+    shown = list(emulator.state.targets.values())
+    if len(shown) > 12:
+        hidden = len(shown) - 10
+        shown = shown[:10]
+    else:
+        hidden = 0
+    for target in shown:
         extra = f", KMS key {target.kms_key_id}" if target.kms_key_id else ""
         name = f"  Name={target.name}" if target.name else ""
         lines.append(f"  {target.instance_id}{name}  {target.ping_status}{extra}")
+    if hidden:
+        lines.append(f"  ... and {hidden} more (DescribeInstanceInformation lists them all)")
     if key:
         lines.append("SigV4 signatures are verified against the --credentials given.")
     lines += [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, get_args
 
 from .state import DEFAULT_TARGET, TargetRecord
@@ -21,6 +21,7 @@ __all__ = [
     "AgentResend",
     "Credentials",
     "EmulatorConfig",
+    "fleet",
     "is_loopback",
     "normalize_credentials",
 ]
@@ -48,6 +49,37 @@ def _default_targets() -> list[TargetRecord]:
     return [TargetRecord(DEFAULT_TARGET)]
 
 
+#: Tag values of the generated fleet, chosen by node number (see :func:`fleet`).
+FLEET_ENVS = ("prod", "staging", "dev")
+FLEET_ROLES = ("web", "app", "db", "worker")
+
+
+def fleet(
+    count: int,
+    *,
+    offline: Collection[int] = (),
+    slow: Mapping[int, float] | None = None,
+) -> list[TargetRecord]:
+    """``count`` managed instances ``i-00000000000000001``... named ``node-1``...
+
+    Node *n* has the tags ``Env`` (prod, staging, dev in turn) and ``Role`` (web, app, db,
+    worker in turn), so node 1 is prod/web, node 2 staging/app, node 5 staging/web. Nodes
+    numbered in ``offline`` start ConnectionLost (their agent never picks up a command);
+    ``slow`` maps node numbers to seconds their agent takes to pick one up.
+    """
+    slow = slow or {}
+    return [
+        TargetRecord(
+            f"i-{n:017x}",
+            name=f"node-{n}",
+            ping_status="ConnectionLost" if n in offline else "Online",
+            tags={"Env": FLEET_ENVS[(n - 1) % 3], "Role": FLEET_ROLES[(n - 1) % 4]},
+            pickup_delay=slow.get(n, 0.0),
+        )
+        for n in range(1, count + 1)
+    ]
+
+
 @dataclasses.dataclass(slots=True)
 class EmulatorConfig:
     """Everything an :class:`~ssmsh.emulator.server.Emulator` needs to know.
@@ -67,6 +99,12 @@ class EmulatorConfig:
     credentials: Credentials | None = None
     #: The managed instances the emulator pretends to host.
     targets: list[TargetRecord] = dataclasses.field(default_factory=_default_targets)
+    #: A generated fleet added to ``targets``: this many instances (see :func:`fleet`).
+    instances: int = 0
+    #: Node numbers (1-based) of the fleet that start offline (ConnectionLost).
+    offline_instances: tuple[int, ...] = ()
+    #: Node number -> seconds that node's agent takes to pick up a command.
+    slow_instances: dict[int, float] = dataclasses.field(default_factory=dict)
     #: KMS key ids (or ARNs, or ``alias/...`` names) GenerateDataKey/Decrypt know,
     #: in addition to the targets' own ``kms_key_id``.
     kms_keys: list[str] = dataclasses.field(default_factory=list)
@@ -114,8 +152,22 @@ class EmulatorConfig:
     #: Client stream data meanwhile is acknowledged and ignored, as the real agent
     #: ignores it until its handshake is complete.
     handshake_delay: float = 0.0
+    #: Run Command: seconds after SendCommand before its invocations can be seen
+    #: (GetCommandInvocation answers InvocationDoesNotExist meanwhile, as AWS can right
+    #: after SendCommand). 0 for tests that do not care.
+    command_visibility_delay: float = 0.5
+    #: Run Command: factor on the delivery and execution timeouts the scheduler waits
+    #: (reported times are not scaled). A divergence for tests: 0.01 turns the smallest
+    #: TimeoutSeconds, 30, into 0.3 s.
+    command_timeout_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.instances < 0:
+            raise ValueError("instances must be >= 0")
+        if not self.command_visibility_delay >= 0:
+            raise ValueError("command_visibility_delay must be a number of seconds >= 0")
+        if not self.command_timeout_scale > 0:
+            raise ValueError("command_timeout_scale must be a positive factor")
         if not self.handshake_delay >= 0:
             raise ValueError("handshake_delay must be a number of seconds >= 0")
         if not self.pty_start_delay >= 0:

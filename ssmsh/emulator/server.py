@@ -19,7 +19,8 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from .api import ApiHandler
-from .config import DEFAULT_AGENT_VERSION, EmulatorConfig
+from .commands import CommandEngine, Notification
+from .config import DEFAULT_AGENT_VERSION, EmulatorConfig, fleet
 from .httpserver import HttpLimits, HttpServer
 from .state import EmulatorState, SessionRecord
 
@@ -62,6 +63,11 @@ class Emulator:
     ) -> None:
         self.config = config if config is not None else EmulatorConfig()
         targets = [dataclasses.replace(t) for t in self.config.targets]
+        targets += fleet(
+            self.config.instances,
+            offline=self.config.offline_instances,
+            slow=self.config.slow_instances,
+        )
         if self.config.agent_version != DEFAULT_AGENT_VERSION:
             for target in targets:
                 if target.agent_version == DEFAULT_AGENT_VERSION:
@@ -76,7 +82,15 @@ class Emulator:
             kms_keys=self.config.kms_keys,
             max_session_duration=self.config.max_session_duration,
         )
-        self.api = ApiHandler(self.state, self.config)
+        #: Run Command: commands, their invocations and the notifications they published.
+        self.commands = CommandEngine(
+            self.state.targets,
+            region=self.config.region,
+            environment=self.config.environment,
+            visibility_delay=self.config.command_visibility_delay,
+            timeout_scale=self.config.command_timeout_scale,
+        )
+        self.api = ApiHandler(self.state, self.config, self.commands)
         self._http = HttpServer(self.api, http_limits)
         self._gateway_factory = gateway_factory or _default_gateway
         self._gateway: GatewayLike | None = None
@@ -102,8 +116,10 @@ class Emulator:
         return self
 
     async def close(self) -> None:
-        """Stop serving: API first (no new sessions), then the gateway and its sessions."""
+        """Stop serving: API first (no new sessions or commands), then running commands
+        (their processes are killed), then the gateway and its sessions."""
         await self._http.close()
+        await self.commands.close()
         if self._gateway is not None:
             gateway, self._gateway = self._gateway, None
             await gateway.close()
@@ -139,9 +155,18 @@ class Emulator:
         """The gateway's fault injector (``ssmsh.emulator.faults``)."""
         return getattr(self.gateway, "faults", None)
 
+    @property
+    def notifications(self) -> list[Notification]:
+        """Every SNS notification Run Command published (recorded, never sent)."""
+        return self.commands.notifications.records
+
     def disconnect_instance(self, target_id: str) -> None:
         """Make a managed instance unreachable (GetConnectionStatus: notconnected)."""
         self.state.disconnect_instance(target_id)
 
     def reconnect_instance(self, target_id: str) -> None:
         self.state.reconnect_instance(target_id)
+
+    def set_pickup_delay(self, target_id: str, seconds: float) -> None:
+        """Make an instance's agent slow (or quick again) to pick up Run Command work."""
+        self.state.targets[target_id].pickup_delay = seconds

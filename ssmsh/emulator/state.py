@@ -83,6 +83,8 @@ class TargetRecord:
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
     #: Last time the instance was heard from (epoch seconds).
     last_ping: float = dataclasses.field(default_factory=time.time)
+    #: Seconds its agent takes to pick up a Run Command invocation (a slow agent).
+    pickup_delay: float = 0.0
 
     @property
     def all_tags(self) -> dict[str, str]:

@@ -5,7 +5,8 @@
 - ``registry.py``: how service areas register their operations;
 - ``validation.py``: request checks against botocore's service models;
 - ``awsjson.py``: typed member access, paging (NextToken) and filters, shared by all;
-- one module per service area: ``sessions``, ``instances``, ``documents``, ``kms``.
+- one module per service area: ``sessions``, ``instances``, ``documents``, ``commands``
+  (Run Command), ``kms``.
 """
 
 from __future__ import annotations

@@ -13,12 +13,14 @@ import json
 import logging
 import uuid
 
+from ..commands import CommandEngine
 from ..config import EmulatorConfig
 from ..errors import ServiceError
 from ..httpserver import HttpRequest, HttpResponse
 from ..sigv4 import verify_request
 from ..state import EmulatorState
 from .awsjson import Body
+from .commands import CommandsApi
 from .documents import DocumentsApi
 from .instances import InstancesApi
 from .kms import KmsApi
@@ -51,9 +53,16 @@ class ApiHandler:
     attributes by their snake_case names (``handler.start_session``).
     """
 
-    def __init__(self, state: EmulatorState, config: EmulatorConfig) -> None:
+    def __init__(
+        self,
+        state: EmulatorState,
+        config: EmulatorConfig,
+        commands: CommandEngine | None = None,
+    ) -> None:
         self.state = state
         self.config = config
+        #: Run Command's scheduler (the emulator passes its own, which it closes).
+        self.commands = commands if commands is not None else CommandEngine(state.targets)
         #: Number of requests answered, by ``Service.Operation`` (errors included).
         self.calls: dict[str, int] = {}
         context = ApiContext(state, config)
@@ -62,6 +71,7 @@ class ApiHandler:
             SessionsApi(context),
             InstancesApi(context),
             DocumentsApi(context),
+            CommandsApi(context, self.commands),
             KmsApi(context),
         ):
             area.register(self._registry)

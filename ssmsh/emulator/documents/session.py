@@ -41,6 +41,8 @@ __all__ = [
     "Parameter",
     "ResolvedDocument",
     "SessionDocument",
+    "fill_parameters",
+    "parameter_values",
     "resolve_document",
     "resolve_session",
 ]
@@ -304,3 +306,9 @@ def resolve_document(
     if doc is None:
         raise missing_document(doc_name)
     return resolve_session(doc.name, doc.content(), parameters)
+
+
+#: Shared with Run Command (``ssmsh.emulator.commands``): the same parameter checks
+#: (InvalidParameters) and ``{{ name }}`` substitution as for Session documents.
+parameter_values = _values
+fill_parameters = _substitute
