@@ -84,7 +84,9 @@ async def test_a_paced_stream_is_acknowledged_in_batches() -> None:
         reads = count_reads(session.ws)
         await stream_paced(agent, session, conn, 300 * 1024)
         assert session.channel.stats["acked"] >= 301
-        assert session.channel.stats["retransmitted"] == 0
+        # A hold that outlasted the agent's RTO would resend most of the 300 messages; a
+        # stall of a machine shared with other test workers can cost a few (3 %).
+        assert session.channel.stats["retransmitted"] <= 9
         assert conn.receive_holds > 0
         # One wakeup per batch of acks, not one per message.
         assert reads[0] <= 300 // 3, reads[0]
@@ -114,16 +116,17 @@ async def test_default_coalescing_batches_a_paced_stream_without_retransmissions
     """The default (longest hold 30 ms): few wakeups, and the agent does not resend.
 
     The holds grow slowly enough for the agent's RTO to follow them. On a busy
-    machine one stall of the shared event loop can still outlast that RTO and
-    cost a resend or two (harmless: the copy is acknowledged again); the bound
-    is 1 % of the messages.
+    machine (the suite runs in four workers on two cores) a stall of the shared
+    event loop can still outlast that RTO and cost a few resends (harmless: the
+    copy is acknowledged again); the bound is 3 % of the messages, where holds
+    that outgrew the RTO would resend most of them.
     """
     async with prompted() as (agent, session, conn):
         assert session.ws is not None
         reads = count_reads(session.ws)
         await stream_paced(agent, session, conn, 500 * 1024)
         assert session.channel.stats["acked"] >= 501
-        assert session.channel.stats["retransmitted"] <= 5
+        assert session.channel.stats["retransmitted"] <= 15
         assert reads[0] <= 500 // 8, reads[0]
 
 
