@@ -8,6 +8,7 @@ default, so every test also goes through invocations that are not listed yet.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from ssmsh.cli.runcommand import parse_targets
 from ssmsh.cli.runoutput import split_details
 from ssmsh.emulator import Emulator, EmulatorConfig
 from ssmsh.exceptions import UsageError
+from tests.emulator.conftest import make_client
 
 from .fleet import one_line
 from .harness import PtyProcess, run_cli
@@ -220,6 +222,27 @@ async def test_ctrl_c_cancels_the_command(fleet20: Emulator) -> None:
     assert "Traceback" not in proc.text
     (command,) = sent(fleet20)
     assert command.status == "Cancelled"
+
+
+async def test_ctrl_c_while_watching_leaves_the_command_running(fleet20: Emulator) -> None:
+    ssm = make_client("ssm", fleet20.endpoint_url)
+    sent_command = await asyncio.to_thread(
+        ssm.send_command,
+        InstanceIds=[node(1)],
+        DocumentName="AWS-RunShellScript",
+        Parameters={"commands": ["sleep 60"]},
+    )
+    command_id = sent_command["Command"]["CommandId"]
+    proc = PtyProcess(["run", "--wait", command_id, "--endpoint-url", fleet20.endpoint_url])
+    try:
+        await proc.expect(r"InProgress: 0/1 done")
+        proc.send(b"\x03")
+        assert await proc.wait() == 130
+    finally:
+        proc.close()
+    assert f"ssmsh: interrupted; command {command_id} may still run" in proc.text
+    assert "cancelling" not in proc.text
+    assert fleet20.commands.commands[command_id].status == "InProgress"
 
 
 # -- failures: one line, 255 -----------------------------------------------------------------
