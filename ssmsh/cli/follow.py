@@ -116,7 +116,7 @@ class Follower:
         self.command: dict[str, Any] = {}
         self.cancelled = False
         self.started = time.monotonic()
-        #: API calls made while following, by operation (for scripts/bench_run.py).
+        #: API calls made while following, by operation (logged with --debug).
         self.calls: dict[str, int] = {}
 
     # -- the loop ---------------------------------------------------------------
@@ -163,6 +163,7 @@ class Follower:
                 break
             interval = FIRST_POLL if changed else min(interval * BACKOFF, MAX_POLL)
         self.printer.progress_done()
+        logger.debug("API calls while following %s: %s", self.command_id, self.calls)
         return list(self.done.values())
 
     async def _pause(self, seconds: float) -> None:
@@ -193,7 +194,7 @@ class Follower:
 
     async def _collect(self) -> None:
         """List the invocations; report those that became final since the last listing."""
-        listing = await self._guard(self._timed_listing())
+        listing = await self._guard(self._listing())
         new = [
             item
             for item in listing
@@ -209,7 +210,7 @@ class Follower:
             self.done[result.instance_id] = result
             self.printer.invocation(result)
 
-    async def _timed_listing(self) -> list[dict[str, Any]]:
+    async def _listing(self) -> list[dict[str, Any]]:
         listing = await self.aws.list_invocations(self.command_id, details=True)
         pages = max(1, -(-len(listing) // 50))
         self.calls["ListCommandInvocations"] = self.calls.get("ListCommandInvocations", 0) + pages
