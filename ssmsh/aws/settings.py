@@ -123,8 +123,11 @@ class AwsSettings:
     #: should fail in well under a minute (read_timeout x max_attempts, plus backoff).
     connect_timeout: float = 10.0
     read_timeout: float = 20.0
-    #: Attempts per API call (botocore "standard" retry mode): one retry.
+    #: Attempts per API call: one retry.
     max_attempts: int = 2
+    #: botocore's retry mode: "standard", or "adaptive" (client-side rate limiting
+    #: after throttling, for commands that poll, such as ``ssmsh run``).
+    retry_mode: str = "standard"  # botocore's _RetryDict wants a Literal
 
     def new_session(self) -> botocore.session.Session:
         """A new botocore session: credentials are resolved again by its clients.
@@ -153,7 +156,7 @@ class AwsSettings:
         return Config(
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
-            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            retries={"mode": self.retry_mode, "max_attempts": self.max_attempts},  # type: ignore[arg-type]
             user_agent_extra=f"ssmsh/{__version__}",
         )
 

@@ -4,6 +4,8 @@ Commands:
 
 * ``ssmsh shell [TARGET]`` — an interactive shell (``--local`` for the emulator);
 * ``ssmsh exec [TARGET] [-t] -- COMMAND...`` — run one command;
+* ``ssmsh run TARGET... -- COMMAND`` — Run Command on many instances (``ssmsh commands``
+  lists the commands);
 * ``ssmsh emulator`` — run the local emulator (when it is installed);
 * ``ssmsh plugin ARGS`` — act as the AWS CLI's ``session-manager-plugin``, as
   does ``ssmsh`` run under that name (a symlink): see :mod:`ssmsh.cli.plugin`.
@@ -90,7 +92,15 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     elif importlib.util.find_spec("ssmsh.emulator") is not None:
         commands.add_parser("emulator", help=emulator_help)  # listed in --help only
 
-    for name in (".forward", ".proxy", ".plugin", ".sessionlist", ".inventory", ".setup"):
+    for name in (
+        ".forward",
+        ".proxy",
+        ".plugin",
+        ".sessionlist",
+        ".inventory",
+        ".setup",
+        ".runcommand",
+    ):
         module = _optional_command(name)
         if module is not None:
             module.add_parser(commands)
@@ -129,7 +139,7 @@ class _TerminalHandler(logging.Handler):
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """Parse; for ``exec``, everything after the first ``--`` is the remote command.
+    """Parse; for ``exec`` and ``run``, everything after the first ``--`` is the remote command.
 
     (argparse alone cannot take options after a positional and a free-form tail.)
     """
@@ -138,6 +148,9 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
         args = parser.parse_args(argv[:cut])
         if getattr(args, "command", None) == "exec":
             args.words = [*args.words, *argv[cut + 1 :]]
+            return args
+        if getattr(args, "command", None) == "run":
+            args.words = argv[cut + 1 :]
             return args
     return parser.parse_args(argv)
 
