@@ -314,8 +314,16 @@ async def unless_set(work: asyncio.Future[Any], event: asyncio.Event) -> None:
                 await work
 
 
-#: StartSession's answers to a document that cannot be used: gone, or not allowed.
-_DOCUMENT_REFUSED = frozenset({"InvalidDocument", "AccessDeniedException"})
+def _refuses_document(error: AwsError, document: str | None) -> bool:
+    """StartSession refused the document itself: it is gone, or access to it is denied
+    (an AccessDenied may also be about the target; then it names no document)."""
+    if error.code == "InvalidDocument":
+        return True
+    return (
+        error.code == "AccessDeniedException"
+        and bool(document)
+        and (f"document/{document}" in str(error))
+    )
 
 
 @contextlib.asynccontextmanager
@@ -351,14 +359,14 @@ async def open_session(
                 try:
                     info = await sessions.start_session(target_id, document, parameters, reason)
                 except AwsError as exc:
-                    if fallback_document is None or exc.code not in _DOCUMENT_REFUSED:
+                    if fallback_document is None or not _refuses_document(exc, document):
                         raise
                     logger.debug("%s refused (%s); using %s", document, exc, fallback_document)
-                    if on_fallback is not None:
-                        on_fallback(exc)
                     info = await sessions.start_session(
                         target_id, fallback_document, parameters, reason
                     )
+                    if on_fallback is not None:  # only once the fallback worked
+                        on_fallback(exc)
                 reporter.status(f"Starting session with SessionId: {info.session_id}")
                 opened.append(SessionConnection(info, sessions, config=config))
                 await opened[0].start()

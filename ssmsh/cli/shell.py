@@ -111,6 +111,15 @@ def configure_exec(parser: argparse.ArgumentParser) -> None:
     add_common_options(parser, suppress=True)
 
 
+def _forget_own_document(args: argparse.Namespace, reporter: Reporter, error: AwsError) -> None:
+    """ssmsh's exec document was refused: AWS's served; say so once, and forget it."""
+    forget_exec_document(args)
+    reporter.status(
+        f"ssmsh: the document from `ssmsh setup` could not be used ({error.code}); "
+        "stderr comes merged into stdout until it is set up again"
+    )
+
+
 def _escape_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-e",
@@ -199,7 +208,7 @@ async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Repor
         status_marker=marker,
         status_expected=True,
         fallback_document=document if own else None,
-        on_fallback=lambda _error: forget_exec_document(args),
+        on_fallback=lambda error: _forget_own_document(args, reporter, error),
     )
 
 

@@ -160,6 +160,8 @@ class DataChannel:
         self._in_flight: collections.OrderedDict[int, _Outgoing] = collections.OrderedDict()
         self._queued: collections.deque[_Outgoing] = collections.deque()
         self._gave_up = False
+        #: The latest ``now`` seen (resend="oldest" ticks from it, never in the past).
+        self._now = 0.0
 
         # Incoming
         self.expected_sequence_number = 0
@@ -223,6 +225,7 @@ class DataChannel:
 
     def _pump(self, now: float) -> None:
         """Move queued messages into flight while the window and the link allow."""
+        self._now = max(self._now, now)
         if not self.connected or self.paused:
             return
         while self._queued and len(self._in_flight) < self.config.max_in_flight:
@@ -308,12 +311,15 @@ class DataChannel:
             return None
         oldest = next(iter(self._in_flight.values()))
         if self.config.resend == "oldest":
-            due = oldest.last_sent + self.rtt.rto
-            return (int(due / RESEND_TICK) + 1) * RESEND_TICK  # the next tick after it
+            # The next tick once the oldest is due, and never a tick already past: an
+            # overdue message (after an ack, after start_publication) waits for a tick.
+            due = max(oldest.last_sent + self.rtt.rto, self._now)
+            return (int(due / RESEND_TICK) + 1) * RESEND_TICK
         return oldest.last_sent + self.rtt.rto
 
     def handle_timer(self, now: float) -> None:
         """Retransmit every message whose RTO has expired (once each)."""
+        self._now = max(self._now, now)
         if not self.connected or self.paused or self._gave_up:
             return
         if self.config.resend == "oldest":
@@ -342,6 +348,7 @@ class DataChannel:
 
     def receive_data(self, data: bytes, now: float) -> None:
         """Process one received WebSocket frame. Never raises on bad input."""
+        self._now = max(self._now, now)
         try:
             fields = parse_frame(data)
         except InvalidMessage as exc:

@@ -109,6 +109,8 @@ class TrailerFilter:
         if end < 0:
             self._digits[:] = text
             return b""
+        if not text.lstrip(b"-"):  # BEL right after the token, or after "-": not ours
+            return self._give_back(text + data[end:])
         self.status = int(text)
         self._digits = None
         return data[end + 1 :]

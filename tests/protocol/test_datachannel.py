@@ -844,14 +844,17 @@ def test_oldest_resend_sends_only_the_oldest_on_a_100_ms_tick() -> None:
         resent += _seqs(agent.data_to_send())
     assert set(resent) == {0}  # never 1 or 2 while 0 is unacked
     assert len(resent) >= 2
-    # A new connection: nothing is sent at once.
+    # A new connection, much later: nothing is sent at once, and not before the next tick.
+    now += 5.0
     agent.connection_lost()
     agent.connection_made(now)
     assert agent.data_to_send() == []
-    # 0 is acknowledged: the next tick re-sends 1 only.
-    agent.receive_data(_ack_of(first[0]), now)
     when = agent.get_timer()
-    assert when is not None
+    assert when is not None and now < when <= now + 0.1 + 1e-9
+    # 0 is acknowledged: 1 (overdue too) waits for the next tick, then goes alone.
+    agent.receive_data(_ack_of(first[0]), now + 0.01)
+    when = agent.get_timer()
+    assert when is not None and when > now + 0.01
     agent.handle_timer(when)
     assert _seqs(agent.data_to_send()) == [1]
 

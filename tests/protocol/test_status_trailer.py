@@ -56,6 +56,13 @@ def test_byte_at_a_time_with_marker_like_output() -> None:
     assert (out, got) == (tricky + b"after", 7)
 
 
+def test_a_token_without_digits_is_output() -> None:
+    for bad in (b"", b"-"):
+        data = b"x" + trailer(0)[: -len(b"0\x07")] + bad + b"\x07y"
+        assert run_filter([data]) == (data, None)
+        assert run_filter([bytes([b]) for b in data]) == (data, None)
+
+
 def test_a_trailer_with_another_marker_is_output() -> None:
     data = b"a" + trailer(3, "f" * 32) + b"b"
     assert run_filter([data]) == (data, None)
