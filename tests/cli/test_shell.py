@@ -324,6 +324,8 @@ def test_no_pending_terminal_state_leaks() -> None:
 
 async def test_closed_stdout_ends_the_session(emulator: Emulator) -> None:
     # `ssmsh exec ... | head -1`: once the reader is gone, stop (like SIGPIPE) and terminate.
+    # With -t: without a terminal the official agent sends a command's output only once
+    # the command has ended, and this one never ends.
     import subprocess
     import sys
 
@@ -333,7 +335,7 @@ async def test_closed_stdout_ends_the_session(emulator: Emulator) -> None:
     start = loop.time()
     cmd = (
         f"{sys.executable} -m ssmsh exec {DEFAULT_TARGET} --endpoint-url "
-        f"{emulator.endpoint_url} -- 'while :; do echo 1; sleep 0.01; done' | head -1; "
+        f"{emulator.endpoint_url} -t -- 'while :; do echo 1; sleep 0.01; done' | head -1; "
         "echo status=${PIPESTATUS[0]}"
     )
     proc = await asyncio.create_subprocess_exec(
@@ -341,7 +343,7 @@ async def test_closed_stdout_ends_the_session(emulator: Emulator) -> None:
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     await proc.wait()
-    assert out == b"1\nstatus=141\n", err
+    assert out == b"1\r\nstatus=141\n", err  # a pty's line end
     assert loop.time() - start < 20
     await asyncio.sleep(0.3)
     statuses = {s.status.value for s in emulator.state.sessions.values()}

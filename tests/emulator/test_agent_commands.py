@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -141,6 +142,20 @@ async def test_command_that_cannot_start(gateway: Gateway) -> None:
             assert client.exit_codes == codes
 
 
+async def test_merged_output_comes_once_the_command_has_ended(gateway: Gateway) -> None:
+    """The official agent writes merged output to a file and sends it after the process
+    exits (processCommandsWithExec); output of a background job that outlives it is not
+    waited for, and the session ends with the command."""
+    command = "sh -c 'echo early; sleep 0.6; echo late; (sleep 5; echo never) &'"
+    async with connected(gateway, "NonInteractiveCommands", command) as client:
+        await client.wait_ready()
+        await asyncio.sleep(0.3)
+        assert bytes(client.output) == b""  # "early" was printed, but not sent yet
+        closed = await client.wait_closed(timeout=3)
+        assert closed.output == ""
+        assert bytes(client.output) == b"early\nlate\n"
+
+
 async def test_unparsable_command_line(gateway: Gateway) -> None:
     async with connected(gateway, "NonInteractiveCommands", "echo 'unterminated") as client:
         await client.wait_closed()
@@ -175,7 +190,8 @@ async def test_stopping_a_command_whose_output_is_backed_up_closes_its_pipes(
     # its pipes hold unread output (reading them is paused). Stopping must still
     # close our ends of them (and so the subprocess transport), not leave that to
     # the garbage collector ("unclosed transport" after the loop is gone).
-    async with connected(gateway, "NonInteractiveCommands", "yes") as client:
+    # (With separate streams: merged, the official agent sends nothing until it ends.)
+    async with connected(gateway, "NonInteractiveCommands", "yes", properties=SEPARATE) as client:
         await client.wait_for(lambda: len(client.output) > 100_000, timeout=10)
         agent = gateway.agent(client.session.session_id)
         assert agent is not None and isinstance(agent.plugin, CommandPlugin)

@@ -5,6 +5,13 @@ As in the official agent the command line is split like a shell would
 empty. Client input is only scanned for Ctrl-C (0x03, SIGINT) and Ctrl-\\ (0x1C,
 SIGQUIT), which are delivered to the command; Size messages are ignored.
 
+Merged (the default), the output is sent once the command has ended, as the official
+agent does (it writes both streams to a file and sends it after the process exits):
+``ssmsh exec`` shows nothing of a long command until it is over.
+
+Stopping (TerminateSession, timeouts) SIGKILLs the process the agent started, not its
+children, as the official agent does.
+
 Output separation: only when the document asks for it (``separateOutputStream``;
 AWS-StartNonInteractiveCommand does not), stdout goes out as Output (1), stderr as
 StdErr (11), and the exit status last as ExitCode (12), ``EXIT_CODE: n``
@@ -32,13 +39,17 @@ from typing import Any
 from ...protocol.constants import PayloadType
 from ...protocol.payloads import encode_exit_code
 from .plugin import Plugin, PluginHost, split_utf8_tail
-from .shell import default_signals, kill_process_group, program_env
+from .shell import default_signals, program_env
 
 __all__ = ["CommandPlugin", "document_properties", "separate_output_requested"]
 
 logger = logging.getLogger(__name__)
 
 _SIGNAL_BYTES = {0x03: signal.SIGINT, 0x1C: signal.SIGQUIT}
+#: Merged output: how long the pipe may stay quiet, once the process ended, before the
+#: output counts as complete (a background job may hold the pipe open for ever).
+_SETTLE = 0.05
+_KILL_WAIT = 1.0
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0", ""}
 
@@ -144,23 +155,37 @@ class CommandPlugin(Plugin):
     async def _run(
         self, proc: asyncio.subprocess.Process, stdout: _OutputPipe, stderr: _OutputPipe | None
     ) -> None:
+        if stderr is None:
+            # Merged: the official agent writes both streams to a file, waits for the
+            # process to end, then sends the file (processCommandsWithExec): nothing
+            # streams, and a background job's later output is not waited for.
+            code = await proc.wait()
+            await self._pump(stdout.reader, PayloadType.OUTPUT, settle=_SETTLE)
+            self.host.finish("")
+            return
         pumps = [self._pump(stdout.reader, PayloadType.OUTPUT)]
-        if stderr is not None:
-            pumps.append(self._pump(stderr.reader, PayloadType.STDERR))
+        pumps.append(self._pump(stderr.reader, PayloadType.STDERR))
         await asyncio.gather(*pumps)
         code = await proc.wait()
-        if stderr is not None:
-            # Go's ExitCode() is -1 for a process killed by a signal.
-            self.host.send(PayloadType.EXIT_CODE, encode_exit_code(code if code >= 0 else -1))
+        # Go's ExitCode() is -1 for a process killed by a signal.
+        self.host.send(PayloadType.EXIT_CODE, encode_exit_code(code if code >= 0 else -1))
         self.host.finish("")
 
-    async def _pump(self, stream: asyncio.StreamReader, payload_type: int) -> None:
+    async def _pump(
+        self, stream: asyncio.StreamReader, payload_type: int, settle: float | None = None
+    ) -> None:
+        """Send ``stream`` to its end; with ``settle``, stop too once it has given nothing
+        for that long (what is there after the process ended, not what comes later)."""
         host = self.host
         chunk = host.pacing.stream_chunk
         tail = b""
         while True:
             await host.wait_writable()
-            data = await stream.read(chunk - len(tail))
+            try:
+                async with asyncio.timeout(settle):
+                    data = await stream.read(chunk - len(tail))
+            except TimeoutError:
+                data = b""
             if not data:
                 break
             out, tail = split_utf8_tail(tail + data)
@@ -184,7 +209,13 @@ class CommandPlugin(Plugin):
         await super().stop()
         proc = self._proc
         if proc is not None and proc.returncode is None:
-            await kill_process_group(proc)
+            # As the official agent's execCmd.Kill(): SIGKILL to the process it started,
+            # not to its children (a shell's foreground command outlives it there too).
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_KILL_WAIT):
+                    await proc.wait()
         await self._close_pipes()
 
     async def _close_pipes(self) -> None:
