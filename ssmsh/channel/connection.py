@@ -45,8 +45,8 @@ from types import TracebackType
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
 
+from .._private_api import FrameLink
 from ..exceptions import ChannelClosed, ReconnectFailed, SsmshError
 from ..protocol.datachannel import ChannelConfig
 from ..protocol.session import (
@@ -62,7 +62,7 @@ from ..protocol.session import (
 )
 from .config import ConnectionConfig
 from .events import SessionEvent, failure_exception
-from .link import FrameLink, Liveness, binary_frames, close_reason
+from .link import Liveness, close_reason
 from .reconnect import Reconnector
 from .types import ConnectionState, SessionInfo, SessionService, StateChange, StreamCredentials
 
@@ -530,7 +530,7 @@ class SessionConnection:
             if reader not in done and not failed:
                 done, _ = await asyncio.wait({reader}, timeout=self.config.close_timeout)
                 if not done:
-                    ws.transport.abort()
+                    ws.abort()
                     await asyncio.wait({reader})
         finally:
             # A closing handshake must be able to read the reply, whatever the consumer does.
@@ -538,8 +538,7 @@ class SessionConnection:
             if self._rx_hold is not None:
                 self._rx_hold.cancel()
                 self._rx_hold = None
-            if not ws.transport.is_closing():
-                ws.transport.resume_reading()
+            ws.set_reading(True)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -554,7 +553,7 @@ class SessionConnection:
         self.protocol.connection_lost()
         self._frames.clear()
         self._writer_active = False
-        ws.transport.abort()
+        ws.abort()
         return liveness.verdict or close_reason(None, ws)
 
     async def _read(self, ws: FrameLink) -> None:
@@ -629,15 +628,7 @@ class SessionConnection:
         """Read the link unless a hold or backpressure says not to."""
         if ws is None or ws is not self._ws:
             return
-        transport = ws.transport
-        if transport.is_closing():
-            return
-        wanted = self._rx_hold is None and not self._rx_paused
-        if wanted != transport.is_reading():
-            if wanted:
-                transport.resume_reading()
-            else:
-                transport.pause_reading()
+        ws.set_reading(self._rx_hold is None and not self._rx_paused)
 
     async def _write(self, ws: FrameLink) -> None:
         """Send queued frames with flow control while the transport's buffer is full."""
@@ -666,15 +657,12 @@ class SessionConnection:
         frames = self._frames
         if ws is None or not frames or self._writer_active:
             return
-        transport = ws.transport
-        if transport.is_closing() or ws.protocol.state is not State.OPEN:
+        if not ws.can_write_frames():
             frames.clear()  # the link is ending; the protocol retransmits on the next one
             return
         limit = self.config.write_limit
-        if pending := ws.protocol.data_to_send():  # websockets' own frames go first (rare)
-            transport.write(b"".join(pending))
         while frames:
-            if transport.get_write_buffer_size() >= limit:
+            if ws.write_buffer_size() >= limit:
                 self._writer_active = True  # waits for room, in order, through ws.send
                 self._frames_ready.set()
                 return
@@ -684,7 +672,7 @@ class SessionConnection:
                 frame = frames.popleft()
                 size += len(frame)
                 batch.append(frame)
-            transport.write(binary_frames(batch))
+            ws.write_frames(batch)
             self.bytes_sent += size
 
     def _after_protocol(self) -> None:

@@ -17,9 +17,10 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from .._private_api import FrameLink
 from ..exceptions import AwsError, ReconnectFailed
 from .config import backoff_delays
-from .link import FrameLink, LinkError, open_link
+from .link import LinkError, open_link
 from .types import ConnectionState
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ import os
 import stat
 from collections.abc import Callable
 
+from .._private_api import DrainableWriteProtocol
 from ..exceptions import ChannelClosed, TunnelError
 from ..protocol.constants import PayloadType
 from .channel import PortChannel, TunnelConfig
@@ -84,7 +85,7 @@ class _Output:
             return
         loop = asyncio.get_running_loop()
         pipe = os.fdopen(self.fd, "wb", buffering=0, closefd=False)
-        transport, protocol = await loop.connect_write_pipe(_FlowControl, pipe)
+        transport, protocol = await loop.connect_write_pipe(DrainableWriteProtocol, pipe)
         self.writer = asyncio.StreamWriter(transport, protocol, None, loop)
 
     async def write(self, data: bytes) -> None:
@@ -104,10 +105,6 @@ class _Output:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.transport.close()
-
-
-class _FlowControl(asyncio.streams.FlowControlMixin, asyncio.Protocol):
-    """Write-side protocol giving StreamWriter.drain() its backpressure."""
 
 
 class Stdio:
