@@ -24,8 +24,9 @@ from collections.abc import Callable
 
 from .._private_api import bound_reads
 from ..exceptions import TunnelError
-from .channel import TunnelConfig
-from .mux import MuxStream, MuxTunnel
+from .config import TunnelConfig
+from .mux import MuxTunnel
+from .stream import MuxStream
 
 __all__ = ["ConnectionLog", "MuxForwarder", "format_bytes", "peer_label"]
 

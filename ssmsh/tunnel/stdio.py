@@ -28,8 +28,9 @@ from collections.abc import Callable
 
 from .._private_api import DrainableWriteProtocol
 from ..exceptions import ChannelClosed, TunnelError
-from ..protocol.constants import PayloadType
-from .channel import PortChannel, TunnelConfig
+from ..protocol.session import OutputReceived
+from .channel import PortChannel
+from .config import TunnelConfig
 
 __all__ = ["StdioStats", "open_stdio", "run_stdio"]
 
@@ -184,13 +185,14 @@ async def run_stdio(
     async def downstream() -> None:
         while True:
             try:
-                payload_type, payload = await channel.receive()
+                event = await channel.receive()
             except ChannelClosed as exc:
                 if exc.reason:
                     raise TunnelError(exc.reason) from None
                 return
-            if payload_type != PayloadType.OUTPUT or not payload:
+            if not isinstance(event, OutputReceived) or not event.data:
                 continue
+            payload = event.data
             stats.received += len(payload)
             try:
                 await stdio.output.write(payload)
