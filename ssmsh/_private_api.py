@@ -12,8 +12,9 @@ cover. The tunnels need two undocumented corners of asyncio as well.
 Nothing else in ssmsh touches these; everything here is checked against the
 installed versions by ``tests/test_private_api.py`` (the contract test), which
 CI also runs with the newest websockets that ``pyproject.toml`` allows, so an
-upgrade that breaks an assumption fails there first. Tested: websockets 15.0.1,
-16.1.1, 17.4 (``websockets>=15,<18``); CPython 3.11.
+upgrade that breaks an assumption fails there first. Tested: websockets 15.0,
+15.0.1, 16.0, 16.1.1 and 17.0 to 17.4 (``websockets>=15,<18`` in pyproject.toml);
+CPython 3.11.
 
 What we rely on, from websockets (``websockets.asyncio``):
 
@@ -25,14 +26,17 @@ What we rely on, from websockets (``websockets.asyncio``):
   it to ``super()`` keeps it out of ``recv()``'s queue, and nothing else;
 * ``Connection.transport`` is the asyncio transport and ``Connection.protocol``
   the Sans-I/O :class:`~websockets.protocol.Protocol` (``state``,
-  ``data_to_send()``, ``close_rcvd``); ``Connection.connection_exc`` is the
-  error that broke the connection, if any;
+  ``data_to_send()``, ``close_rcvd``); ``Connection.connection_exc`` (named
+  ``recv_exc`` up to 17.0) is the error that broke the connection, if any;
 * writing complete frames to that transport ourselves is safe while the
   protocol is OPEN, provided websockets' own pending output goes first:
   websockets writes what it has when it has it (pongs, a close), and never
   holds a frame half-written between callbacks;
 * ``websockets.speedups.apply_mask`` (the C extension; ``websockets.utils``
-  otherwise) and ``websockets.proxy.get_proxy``.
+  otherwise) and ``websockets.proxy.get_proxy`` (``websockets.uri`` in 15.x).
+
+Where websockets moved something between the versions we support, the
+lookup here tries both places; nowhere else needs to know.
 
 From asyncio:
 
@@ -54,13 +58,17 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.connection import Connection
 from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import Event, State
-from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
 
 try:
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - websockets built without its C extension
     from websockets.utils import apply_mask
+
+try:
+    from websockets.proxy import get_proxy
+except ImportError:  # websockets 15 has it in websockets.uri
+    from websockets.uri import get_proxy  # type: ignore[attr-defined,no-redef]
 
 __all__ = [
     "DrainableWriteProtocol",
@@ -70,6 +78,7 @@ __all__ = [
     "binary_frames",
     "bound_reads",
     "close_cause",
+    "connection_error",
     "proxy_url",
     "transport_of",
 ]
@@ -221,7 +230,16 @@ def proxy_url(url: str) -> str | None:
 
 def close_cause(ws: Connection) -> tuple[Close | None, BaseException | None]:
     """Why a connection ended: the close frame it received, the error that broke it."""
-    return ws.protocol.close_rcvd, ws.connection_exc
+    return ws.protocol.close_rcvd, connection_error(ws)
+
+
+def connection_error(ws: Connection) -> BaseException | None:
+    """The error that broke ``ws``, if any: ``connection_exc`` since websockets 17.x
+    (17.4 has it), ``recv_exc`` before (15.0 to 17.0 at least)."""
+    if hasattr(ws, "connection_exc"):
+        return ws.connection_exc
+    error: BaseException | None = getattr(ws, "recv_exc", None)
+    return error
 
 
 def transport_of(ws: Connection) -> asyncio.Transport:

@@ -21,6 +21,7 @@ import contextlib
 import inspect
 import os
 import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -40,6 +41,7 @@ from ssmsh._private_api import (
     binary_frames,
     bound_reads,
     close_cause,
+    connection_error,
     proxy_url,
     transport_of,
 )
@@ -280,7 +282,10 @@ async def test_the_attributes_we_use_exist_with_their_types() -> None:
         assert isinstance(ws.protocol, Protocol)
         assert ws.protocol.state is State.OPEN
         assert ws.protocol.data_to_send() == []
-        assert ws.protocol.close_rcvd is None and ws.connection_exc is None
+        assert ws.protocol.close_rcvd is None
+        # The error that broke the connection: renamed from recv_exc in websockets 17.x.
+        assert "connection_exc" in vars(ws) or "recv_exc" in vars(ws)
+        assert connection_error(ws) is None
         assert close_cause(ws) == (None, None)
         await ws.send(b"bye now")
         async with asyncio.timeout(scaled(5)):
@@ -288,6 +293,23 @@ async def test_the_attributes_we_use_exist_with_their_types() -> None:
         frame, error = close_cause(ws)
         assert isinstance(frame, Close) and (frame.code, frame.reason) == (1000, "Bye")
         assert error is None or isinstance(error, BaseException)
+
+
+async def test_connection_error_after_a_reset() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        sock = ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ws.transport.abort()  # an RST, no close frame
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        ws = await connect(f"ws://127.0.0.1:{port}", create_connection=FrameLink)
+        await ws.send(b"reset me")
+        async with asyncio.timeout(scaled(5)):
+            await ws.wait_closed()
+        frame, error = close_cause(ws)
+        assert frame is None and isinstance(error, ConnectionResetError)
 
 
 async def test_frame_link_adds_no_name_that_websockets_uses() -> None:
