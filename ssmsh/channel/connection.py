@@ -145,7 +145,7 @@ class SessionConnection:
         self._gate = ReadGate(loop, config.receive_coalesce)
         self._writer = FrameWriter(loop, config.write_limit)
         self._driver = ProtocolDriver(
-            protocol, info, service, self._writer, self._inbox, on_finished=self._finished
+            protocol, info, service, self._writer, self._inbox, on_finished=self._on_finished
         )
         self._reconnector = Reconnector(
             config,
@@ -245,7 +245,7 @@ class SessionConnection:
             logger.exception("channel driver failed")
             self._driver.finish(ReconnectFailed(f"internal error: {exc!r}"))
 
-    def _finished(self, error: BaseException | None) -> None:
+    def _on_finished(self, error: BaseException | None) -> None:
         """The driver saw the end (called once): the debug line, then CLOSED."""
         if logger.isEnabledFor(logging.DEBUG):
             reconnector = self._reconnector
