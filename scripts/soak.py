@@ -56,9 +56,10 @@ from ssmsh.channel import (  # noqa: E402
 )
 from ssmsh.emulator import DEFAULT_TARGET, Emulator, EmulatorConfig  # noqa: E402
 from ssmsh.emulator.faults import FaultConfig  # noqa: E402
-from ssmsh.tunnel.channel import TunnelConfig  # noqa: E402
+from ssmsh.tunnel.config import TunnelConfig  # noqa: E402
+from ssmsh.tunnel.gate import HandlerGate  # noqa: E402
 from ssmsh.tunnel.listeners import open_listener  # noqa: E402
-from ssmsh.tunnel.session import ForwardSession, HandlerGate  # noqa: E402
+from ssmsh.tunnel.session import ForwardSession  # noqa: E402
 from ssmsh.tunnel.spec import parse_spec  # noqa: E402
 
 PROMPT = "soak$ "

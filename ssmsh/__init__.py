@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .exceptions import (
     AwsError,
     ChannelClosed,
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from .protocol import ClientMessage, DataChannel
     from .protocol.session import ClientSession
 
-__version__ = "0.1.0"
 
 _LAZY = {
     "AwsSettings": "ssmsh.aws",

@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import NoRegionError
 from botocore.loaders import JSONFileLoader, Loader
 
-from .. import __version__
+from .._version import __version__
 from .errors import map_aws_errors
 
 __all__ = ["AwsSettings", "StaticCredentials"]

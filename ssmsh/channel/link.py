@@ -5,10 +5,12 @@ the network is flaky; :class:`~ssmsh.channel.SessionConnection` replaces them.
 
 * :func:`open_link` dials the StreamUrl (with SigV4 headers when given), then
   sends the OpenDataChannel text frame with a fresh RequestId.
-* :class:`FrameLink` is websockets' client connection with one change: data
-  frames go to a callback, all those parsed from one read at once, instead of
-  one by one through ``recv()`` (a small-message stream costs one call per
-  batch, not a task wake-up per message);
+* :class:`~ssmsh._private_api.FrameLink` is the connection it returns:
+  websockets' client connection with data frames going to a callback, all those
+  parsed from one read at once, instead of one by one through ``recv()`` (a
+  small-message stream costs one call per batch, not a task wake-up per
+  message). It lives in :mod:`ssmsh._private_api` with every other use of
+  websockets' private API;
 * :class:`Liveness` pings the gateway and aborts the link when pongs stop
   coming, so a silent network is noticed in seconds, not minutes.
 """
@@ -17,11 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import struct
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -34,28 +33,12 @@ from websockets.exceptions import (
     InvalidURI,
     ProxyError,
 )
-from websockets.frames import Frame, Opcode
-from websockets.protocol import Event
-from websockets.proxy import get_proxy
-from websockets.uri import parse_uri
 
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - websockets built without its C extension
-    from websockets.utils import apply_mask
-
+from .._private_api import FrameLink, close_cause, proxy_url
 from ..protocol.payloads import OpenDataChannel
 from .config import ConnectionConfig
 
-__all__ = [
-    "FrameHandler",
-    "FrameLink",
-    "LinkError",
-    "Liveness",
-    "binary_frames",
-    "close_reason",
-    "open_link",
-]
+__all__ = ["LinkError", "Liveness", "close_reason", "open_link", "proxy_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,100 +51,6 @@ class LinkError(Exception):
         self.fatal = fatal
 
 
-#: Called with the payloads of the data frames parsed from one read, in order.
-FrameHandler = Callable[[list[bytes]], None]
-
-_DATA_OPCODES = (Opcode.BINARY, Opcode.TEXT, Opcode.CONT)
-
-
-class FrameLink(ClientConnection):
-    """A websockets client connection that hands data frames to :attr:`handler`.
-
-    websockets parses frames as bytes arrive (``data_received``) and queues each
-    message for ``recv()``; here, the messages parsed from one read are passed to
-    the handler in one call, synchronously, so nothing is queued in between and
-    :meth:`recv` is not used. Messages that arrive before a handler is set are
-    kept and passed to the first one. Control frames (ping, pong, close) are
-    websockets' business as usual. Text messages are passed as their UTF-8 bytes.
-
-    The handler owns flow control: it pauses and resumes the transport itself.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._handler: FrameHandler | None = None
-        self._parsed: list[bytes] = []
-        self._fragments: list[bytes] | None = None
-
-    @property
-    def handler(self) -> FrameHandler | None:
-        return self._handler
-
-    @handler.setter
-    def handler(self, handler: FrameHandler | None) -> None:
-        self._handler = handler
-        if handler is not None and self._parsed:
-            parsed, self._parsed = self._parsed, []
-            handler(parsed)
-
-    def process_event(self, event: Event) -> None:
-        if (
-            self.response is None
-            or not isinstance(event, Frame)
-            or event.opcode not in _DATA_OPCODES
-        ):
-            super().process_event(event)  # the handshake response, control frames
-            return
-        if event.opcode is Opcode.CONT:
-            if self._fragments is None:
-                return  # websockets rejects this before it gets here
-            self._fragments.append(bytes(event.data))
-            if not event.fin:
-                return
-            data, self._fragments = b"".join(self._fragments), None
-        elif not event.fin:
-            self._fragments = [bytes(event.data)]
-            return
-        else:
-            data = event.data if type(event.data) is bytes else bytes(event.data)
-        self._parsed.append(data)
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        handler = self._handler
-        if handler is not None and self._parsed:
-            parsed, self._parsed = self._parsed, []
-            handler(parsed)
-
-
-_HEAD16 = struct.Struct("!BBH")
-_HEAD64 = struct.Struct("!BBQ")
-
-
-def binary_frames(payloads: Sequence[bytes]) -> bytes:
-    """The wire bytes of WebSocket binary messages as a client sends them (RFC 6455 5.2).
-
-    One unfragmented, masked frame per payload, each with its own mask key from
-    the OS's random source. Equivalent to websockets' ``send_binary`` for each
-    payload on a connection without extensions, minus its per-frame overhead:
-    the data channel sends an acknowledgement per message received.
-    """
-    masks = os.urandom(4 * len(payloads))
-    parts: list[bytes] = []
-    for index, payload in enumerate(payloads):
-        mask = masks[4 * index : 4 * index + 4]
-        size = len(payload)
-        if size < 126:
-            parts.append(bytes((0x82, 0x80 | size)))
-        elif size < 65536:
-            parts.append(_HEAD16.pack(0x82, 0x80 | 126, size))
-        else:
-            parts.append(_HEAD64.pack(0x82, 0x80 | 127, size))
-        parts.append(mask)
-        parts.append(apply_mask(payload, mask))
-    return b"".join(parts)
-
-
 def _where(url: str) -> str:
     """host:port of a URL, for messages (never the query, which may hold credentials)."""
     parts = urlsplit(url)
@@ -172,7 +61,7 @@ def proxy_for(url: str) -> str | None:
     """The proxy websockets will use for ``url`` (HTTPS_PROXY, ALL_PROXY, NO_PROXY...),
     as ``scheme://host:port`` without any credentials; None when it connects directly."""
     try:
-        proxy = get_proxy(parse_uri(url))
+        proxy = proxy_url(url)
     except (InvalidURI, ValueError):
         return None
     if proxy is None:
@@ -261,8 +150,7 @@ def close_reason(exc: ConnectionClosed | None, ws: ClientConnection | None = Non
         frame = exc.rcvd
         cause = exc.__cause__
     elif ws is not None:
-        frame = ws.protocol.close_rcvd
-        cause = ws.connection_exc
+        frame, cause = close_cause(ws)
     if frame is not None:
         detail = f"{frame.code} {frame.reason}" if frame.reason else str(frame.code)
         return f"gateway closed the connection ({detail})"
@@ -298,7 +186,7 @@ class Liveness:
 
     def __init__(
         self,
-        ws: ClientConnection,
+        ws: FrameLink,
         config: ConnectionConfig,
         last_received: Callable[[], float],
         is_paused: Callable[[], bool],
@@ -342,7 +230,7 @@ class Liveness:
                     continue
                 self.verdict = f"no reply to keepalive for {self.config.ping_timeout:g} s"
                 logger.info("link silent: %s; dropping it", self.verdict)
-                self.ws.transport.abort()
+                self.ws.abort()
                 return
             except ConnectionClosed:
                 return

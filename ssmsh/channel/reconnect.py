@@ -1,7 +1,10 @@
 """Getting a link (back): the first open, and ResumeSession after a loss.
 
 :class:`Reconnector` keeps the backoff state of one
-:class:`~ssmsh.channel.SessionConnection`. An *outage* starts when a link is
+:class:`~ssmsh.channel.SessionConnection` and the stream credentials its links
+are opened with (the StartSession ones, then each ResumeSession's). It knows
+the connection only through what it is given: the AWS operations, the session
+and client ids, and a callback for state changes. An *outage* starts when a link is
 lost and ends when a new link proves healthy (a frame or a pong arrives on
 it). A link that carried no frame and died within :data:`STABLE_LINK` seconds
 (a gateway that answers the ping and then refuses OpenDataChannel, or keeps
@@ -15,17 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from .._private_api import FrameLink
 from ..exceptions import AwsError, ReconnectFailed
-from .config import backoff_delays
-from .link import FrameLink, LinkError, open_link
-from .types import ConnectionState
+from .config import ConnectionConfig, backoff_delays
+from .link import LinkError, open_link
+from .types import ConnectionState, SessionService, StreamCredentials
 
-if TYPE_CHECKING:
-    from .connection import SessionConnection
-
-__all__ = ["FATAL_RESUME_CODES", "STABLE_LINK", "Reconnector"]
+__all__ = ["FATAL_RESUME_CODES", "STABLE_LINK", "Reconnector", "StateSetter"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +50,43 @@ FATAL_RESUME_CODES = frozenset(
 STABLE_LINK = 1.0
 
 
-class Reconnector:
-    """Opens links for a connection, within the configured budgets."""
+class StateSetter(Protocol):
+    """Moves the connection to a new state (``SessionConnection._set_state``)."""
 
-    def __init__(self, conn: SessionConnection) -> None:
-        self.conn = conn
-        self.config = conn.config
+    def __call__(
+        self,
+        new: ConnectionState,
+        reason: str = "",
+        outage: float | None = None,
+        attempt: int = 0,
+    ) -> None: ...
+
+
+class Reconnector:
+    """Opens links for a connection, within the configured budgets.
+
+    :param stream: the first StreamUrl and token (StartSession's); :attr:`stream`
+        then holds the latest ones.
+    :param set_state: called for CONNECTED and RECONNECTING.
+    """
+
+    def __init__(
+        self,
+        config: ConnectionConfig,
+        service: SessionService,
+        *,
+        session_id: str,
+        client_id: str,
+        stream: StreamCredentials,
+        set_state: StateSetter,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.session_id = session_id
+        self.client_id = client_id
+        #: The credentials the next link is opened with.
+        self.stream = stream
+        self._set_state = set_state
         self._loop = asyncio.get_running_loop()
         self._delays: Iterator[float] = backoff_delays(self.config)
         #: When the current outage began (None while healthy).
@@ -64,6 +96,7 @@ class Reconnector:
         self._previous_outage: float | None = None
         self._link_opened = 0.0
         self._link_carried_data = False
+        self._ever_received = False  # a frame arrived on some link: the longer budget applies
         #: Reconnects that succeeded (a link proved healthy after an outage).
         self.reconnects = 0
         #: Durations of the outages that ended, in seconds.
@@ -76,13 +109,14 @@ class Reconnector:
         self._link_opened = self._loop.time()
         self._link_carried_data = False
         if self._outage_start is None:
-            self.conn._set_state(ConnectionState.CONNECTED)
+            self._set_state(ConnectionState.CONNECTED)
 
     def link_healthy(self, data: bool = False) -> None:
         """Something arrived on the current link (``data``: a frame, else a pong):
         the outage, if any, is over."""
         if data:
             self._link_carried_data = True
+            self._ever_received = True
         if self._outage_start is None:
             return
         outage = self._loop.time() - self._outage_start
@@ -90,21 +124,21 @@ class Reconnector:
         self._outage_start = None
         self.reconnects += 1
         self.outages.append(outage)
-        self.conn._set_state(
+        self._set_state(
             ConnectionState.CONNECTED, f"reconnected after {outage:.1f} s", outage=outage
         )
 
     # -------------------------------------------------------------- opening
 
     async def _open(self) -> FrameLink:
-        stream = self.conn._stream
+        stream = self.stream
         try:
-            headers = await self.conn.service.sign_stream_url(stream.stream_url)
+            headers = await self.service.sign_stream_url(stream.stream_url)
         except Exception as exc:  # signing is optional (notes §12)
             logger.debug("could not sign the stream URL, connecting unsigned: %s", exc)
             headers = {}
         return await open_link(
-            stream.stream_url, stream.token_value, self.conn.client_id, headers, self.config
+            stream.stream_url, stream.token_value, self.client_id, headers, self.config
         )
 
     async def first_link(self) -> FrameLink:
@@ -127,7 +161,6 @@ class Reconnector:
         """Resume the session after a lost link; raise :class:`ReconnectFailed` when
         the service refuses or the budget runs out."""
         now = self._loop.time()
-        conn = self.conn
         fresh = self._outage_start is None
         if fresh:
             lived = now - self._link_opened
@@ -146,7 +179,7 @@ class Reconnector:
                 self._delays = backoff_delays(self.config)
                 logger.info("link lost (%s); reconnecting", reason)
         self._previous_outage = None
-        budget = self.config.reconnect_budget if conn._ever_received else self.config.connect_budget
+        budget = self.config.reconnect_budget if self._ever_received else self.config.connect_budget
         last_error = reason
         assert self._outage_start is not None
         while True:
@@ -157,16 +190,14 @@ class Reconnector:
                 await asyncio.sleep(delay)
             fresh = False
             self._attempt += 1
-            conn._set_state(ConnectionState.RECONNECTING, last_error, attempt=self._attempt)
+            self._set_state(ConnectionState.RECONNECTING, last_error, attempt=self._attempt)
             try:
                 async with asyncio.timeout(self.config.open_timeout):
-                    stream = await conn.service.resume_session(conn.info.session_id)
+                    stream = await self.service.resume_session(self.session_id)
                 if stream is None:
-                    raise ReconnectFailed(
-                        f"session {conn.info.session_id} timed out or was terminated"
-                    )
-                conn._stream = type(stream)(
-                    stream.stream_url or conn._stream.stream_url, stream.token_value
+                    raise ReconnectFailed(f"session {self.session_id} timed out or was terminated")
+                self.stream = type(stream)(
+                    stream.stream_url or self.stream.stream_url, stream.token_value
                 )
                 return await self._open()
             except AwsError as exc:

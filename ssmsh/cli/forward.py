@@ -27,9 +27,10 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ..channel import ConnectionConfig
 from ..exceptions import ChannelClosed, SsmshError, TunnelError, UsageError
-from ..tunnel.channel import TunnelConfig
+from ..tunnel.config import TunnelConfig
+from ..tunnel.gate import HandlerGate
 from ..tunnel.listeners import Listener, open_listener
-from ..tunnel.session import ForwardSession, HandlerGate, closed_message
+from ..tunnel.session import ForwardSession, closed_message
 from ..tunnel.spec import ForwardSpec, parse_spec
 from .common import add_common_options, default_target
 from .errors import EXIT_FAILURE, EXIT_OK

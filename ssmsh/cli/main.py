@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..protocol import CLIENT_VERSION
 from ..terminal.tty import Terminal
 from .common import Reporter, add_common_options

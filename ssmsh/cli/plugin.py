@@ -49,9 +49,11 @@ from ..protocol.handshake import DataKey
 from ..protocol.session import ClientSession, SessionEstablished
 from ..terminal.escape import parse_escape_char
 from ..terminal.tty import Terminal
-from ..tunnel.channel import TunnelConfig
+from ..tunnel.config import TunnelConfig
+from ..tunnel.gate import HandlerGate
 from ..tunnel.listeners import open_listener
-from ..tunnel.session import ForwardSession, HandlerGate, PortMode, choose_mode
+from ..tunnel.mode import PortMode, choose_mode
+from ..tunnel.session import ForwardSession
 from ..tunnel.spec import ForwardSpec
 from . import forward as forward_cli
 from . import proxy as proxy_cli

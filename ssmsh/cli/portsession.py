@@ -25,7 +25,7 @@ from ..channel import ConnectionConfig, SessionConnection
 from ..exceptions import SsmshError, UsageError
 from ..protocol.datachannel import ChannelConfig
 from ..protocol.session import ClientSession
-from ..tunnel.channel import TunnelConfig
+from ..tunnel.config import TunnelConfig
 from .common import aws_settings, connection_config, local_endpoint
 from .errors import describe, exit_status
 

@@ -27,10 +27,12 @@ from ..aws import SsmSessions
 from ..channel import ConnectionConfig, SessionConnection
 from ..exceptions import SsmshError, TunnelError
 from ..protocol.constants import Flag
-from ..tunnel.channel import TunnelConfig
-from ..tunnel.session import AgentWatchdog, ConnectionChannel, PortMode, choose_mode
+from ..tunnel.channel import ConnectionChannel
+from ..tunnel.config import TunnelConfig
+from ..tunnel.mode import PortMode, choose_mode
 from ..tunnel.spec import parse_port, proxy_document
 from ..tunnel.stdio import Stdio, StdioStats, run_stdio
+from ..tunnel.watchdog import AgentWatchdog
 from .common import add_common_options, default_target
 from .errors import EXIT_OK
 from .portsession import (

@@ -36,6 +36,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from .._private_api import transport_of
 from ..exceptions import RemoteProtocolError
 from ..protocol.constants import MessageType
 from ..protocol.payloads import OpenDataChannel
@@ -166,7 +167,7 @@ class Gateway:
         self.faults.silent = silent
         sockets = [link.ws for link in self._links.values()] + list(self._opening)
         for ws in sockets:
-            transport = ws.transport
+            transport = transport_of(ws)
             if silent:
                 transport.pause_reading()
             else:
@@ -258,7 +259,7 @@ class Gateway:
         assert match is not None  # checked in _process_request
         session_id = match.group(1)
         if self.faults.silent:  # not even a ping sent with OpenDataChannel gets its pong
-            ws.transport.pause_reading()
+            transport_of(ws).pause_reading()
         self._opening.add(ws)
         try:
             async with asyncio.timeout(OPEN_TIMEOUT):
@@ -318,7 +319,7 @@ class Gateway:
         link.agent = agent
         paused = sid in self.paused_sessions
         if self.faults.silent:
-            ws.transport.pause_reading()
+            transport_of(ws).pause_reading()
         kind = MessageType.PAUSE_PUBLICATION if paused else MessageType.START_PUBLICATION
         link.send_control(gateway_message(kind))
         agent.set_paused(paused)

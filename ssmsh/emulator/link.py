@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from .._private_api import transport_of
 from ..protocol.constants import MessageType
 from ..protocol.payloads import ChannelClosedPayload
 from .agent import Agent
@@ -201,7 +202,7 @@ class ClientLink:
         if injected:
             self.faults.count("reset" if abrupt else "closed")
         if abrupt:
-            self.ws.transport.abort()
+            transport_of(self.ws).abort()
         else:
             self._spawn(self.ws.close(1000, BYE))
 

@@ -28,8 +28,10 @@ import contextlib
 import logging
 
 from ..exceptions import SsmshError
-from ..protocol.constants import Flag, PayloadType
-from .channel import PortChannel, TunnelConfig
+from ..protocol.constants import Flag
+from ..protocol.session import FlagReceived
+from .channel import PortChannel
+from .config import TunnelConfig
 from .forwarder import ConnectionLog, peer_label, tune_socket
 
 __all__ = ["BasicTunnel"]
@@ -72,12 +74,11 @@ class BasicTunnel:
     async def run(self) -> None:
         """Deliver the agent's output until the channel ends (raises ChannelClosed etc.)."""
         while True:
-            payload_type, payload = await self.channel.receive()
-            if payload_type == PayloadType.FLAG:
-                logger.debug("ignoring flag %s in basic mode", payload.hex())
+            event = await self.channel.receive()
+            if isinstance(event, FlagReceived):
+                logger.debug("ignoring flag %08x in basic mode", event.flag)
                 continue
-            if payload_type != PayloadType.OUTPUT:
-                continue
+            payload = event.data
             current = self._current
             if current is None and not self._served_any:
                 # Before the first connection: keep it for that connection.

@@ -1,18 +1,32 @@
-"""The seam between tunnels and the data channel, and the tunnel tunables.
+"""The seam between tunnels and the data channel.
 
 A tunnel needs very little from a Session Manager data channel: send Output
 bytes (waiting while the channel is congested), send a Flag, and receive the
-agent's payloads in order. :class:`PortChannel` says exactly that; the asyncio
-driver in :mod:`ssmsh.channel` is adapted to it in :mod:`ssmsh.tunnel.session`,
-and tests implement it in memory.
+agent's payloads in order. :class:`PortChannel` says exactly that, and
+:data:`PortEvent` is what it receives: the data channel's own
+:class:`~ssmsh.protocol.session.OutputReceived` and
+:class:`~ssmsh.protocol.session.FlagReceived` events (frozen dataclasses; a flag
+arrives decoded, as an int to compare with :class:`~ssmsh.protocol.constants.Flag`).
+
+:class:`ConnectionChannel` is the real one: a
+:class:`~ssmsh.channel.SessionConnection` seen as a port channel. Tests
+implement the protocol in memory (``tests/tunnel/helpers.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 from typing import Protocol
 
-__all__ = ["PortChannel", "TunnelConfig"]
+from ..channel import ChannelClosedByRemote, FlagReceived, OutputReceived, SessionConnection
+from ..exceptions import ChannelClosed
+
+__all__ = ["ConnectionChannel", "PortChannel", "PortEvent"]
+
+logger = logging.getLogger(__name__)
+
+#: What :meth:`PortChannel.receive` returns: the agent's Output bytes, or a Flag.
+PortEvent = OutputReceived | FlagReceived
 
 
 class PortChannel(Protocol):
@@ -31,8 +45,8 @@ class PortChannel(Protocol):
         """Send a Flag payload (4-byte big-endian)."""
         ...
 
-    async def receive(self) -> tuple[int, bytes]:
-        """The next ``(payload_type, payload)`` from the agent, in order.
+    async def receive(self) -> PortEvent:
+        """The agent's next Output or Flag, in order.
 
         Not calling it is the downstream backpressure: the channel stops reading
         once enough is buffered. Raises :class:`~ssmsh.exceptions.ChannelClosed`
@@ -42,59 +56,25 @@ class PortChannel(Protocol):
         ...
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class TunnelConfig:
-    """Tunables of port forwarding. The defaults keep 200 busy connections under ~60 MB."""
+class ConnectionChannel:
+    """A :class:`SessionConnection` seen as a :class:`PortChannel`."""
 
-    #: Largest Output payload per data-channel message. The official plugin and agent
-    #: send 1 KiB; the agent accepts any size (it writes each payload to a socket
-    #: whole), so we send up to 16 KiB: 16x fewer messages, acks and digests.
-    max_message_size: int = 16 * 1024
-    #: Most Output bytes sent and not yet acknowledged by the agent (the send window).
-    #: 2 MiB keeps ~20 MB/s at 100 ms round trips while bounding memory.
-    send_window: int = 2 * 1024 * 1024
-    #: Received payload bytes the channel driver may queue before it stops reading.
-    channel_receive_buffer: int = 2 * 1024 * 1024
-    #: Bytes read from a local socket at once.
-    read_size: int = 64 * 1024
-    #: Unsent bytes one stream may queue before its local reader is paused.
-    stream_send_buffer: int = 64 * 1024
-    #: Unsent bytes all streams together may queue; beyond it every stream that has
-    #: something queued pauses its reader (memory stays bounded with many connections).
-    session_send_buffer: int = 1024 * 1024
-    #: Received bytes one stream may hold for a slow local reader before the whole
-    #: session stops reading (smux v1 has no per-stream window; see docs/tunnels.md).
-    stream_receive_buffer: int = 2 * 1024 * 1024
-    #: Received bytes all streams together may hold before the session stops reading.
-    session_receive_buffer: int = 8 * 1024 * 1024
-    #: Most bytes taken from one stream per scheduling round (fairness between streams).
-    send_quantum: int = 32 * 1024
-    #: Most bytes handed to the data channel in one send.
-    send_batch: int = 128 * 1024
-    #: Bytes kept for the first local connection of a basic-mode session that arrive
-    #: before it connects (a server that speaks first, such as sshd).
-    basic_early_buffer: int = 1024 * 1024
-    #: smux keepalive, only for agents that expect it (<= 3.1.1511.0): NOP interval.
-    keepalive_interval: float = 10.0
-    #: Seconds of silence from the agent after which the smux session is declared dead
-    #: (smux's own rule; the official client uses 30). 0 disables it: the NOPs we send
-    #: must be acknowledged, so :class:`~ssmsh.tunnel.session.AgentWatchdog` notices a
-    #: dead agent anyway, and an agent that stopped sending NOPs does not kill the tunnel.
-    keepalive_timeout: float = 0.0
-    #: Seconds with data unacknowledged and no acknowledgement at all (while the link to
-    #: the gateway is up) before the agent is declared dead and the session ended.
-    agent_timeout: float = 60.0
+    def __init__(self, connection: SessionConnection) -> None:
+        self.connection = connection
 
-    @property
-    def window_messages(self) -> int:
-        """The send window in messages (the data channel counts messages, not bytes)."""
-        return max(8, self.send_window // self.max_message_size)
+    async def send(self, data: bytes) -> None:
+        await self.connection.send_input(data)
 
-    def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            if field.name != "keepalive_timeout" and getattr(self, field.name) <= 0:
-                raise ValueError(f"{field.name} must be positive")
-        if self.keepalive_timeout < 0:
-            raise ValueError("keepalive_timeout must not be negative")
-        if self.keepalive_timeout and self.keepalive_interval > self.keepalive_timeout:
-            raise ValueError("keepalive_interval must not exceed keepalive_timeout")
+    async def send_flag(self, flag: int) -> None:
+        await self.connection.send_flag(flag)
+
+    async def receive(self) -> PortEvent:
+        while True:
+            event = await self.connection.receive()
+            if type(event) is OutputReceived or isinstance(event, FlagReceived):
+                return event
+            if event is None:
+                raise ChannelClosed("")  # the link ended without channel_closed
+            if isinstance(event, ChannelClosedByRemote):
+                raise ChannelClosed(event.output.strip())
+            logger.debug("ignoring %s in a port session", type(event).__name__)

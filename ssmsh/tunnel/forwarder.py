@@ -22,9 +22,11 @@ import socket
 import time
 from collections.abc import Callable
 
+from .._private_api import bound_reads
 from ..exceptions import TunnelError
-from .channel import TunnelConfig
-from .mux import MuxStream, MuxTunnel
+from .config import TunnelConfig
+from .mux import MuxTunnel
+from .stream import MuxStream
 
 __all__ = ["ConnectionLog", "MuxForwarder", "format_bytes", "peer_label"]
 
@@ -100,8 +102,7 @@ def tune_socket(writer: asyncio.StreamWriter, read_size: int = 64 * 1024) -> Non
     transport = writer.transport
     with contextlib.suppress(Exception):
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-    if isinstance(getattr(transport, "max_size", None), int):
-        transport.max_size = read_size  # type: ignore[attr-defined]
+    bound_reads(transport, read_size)
     sock = writer.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):

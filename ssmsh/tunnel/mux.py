@@ -2,7 +2,9 @@
 
 :class:`MuxTunnel` drives a Sans-I/O :class:`~ssmsh.protocol.smux.SmuxSession`
 over a :class:`~ssmsh.tunnel.channel.PortChannel`; each local connection gets a
-:class:`MuxStream`, an asyncio reader/writer pair.
+:class:`~ssmsh.tunnel.stream.MuxStream`, an asyncio reader/writer pair
+(``stream.py``), which the tunnel drives through its public methods and which
+reports back through the ``stream_*`` methods here.
 
 Sending. ``MuxStream.write`` only queues; one pump task takes up to
 ``send_quantum`` bytes from each stream with data in turn (round robin, so a
@@ -36,7 +38,8 @@ import time
 from collections.abc import Callable
 
 from ..exceptions import ChannelClosed, TunnelError
-from ..protocol.constants import Flag, PayloadType
+from ..protocol.constants import Flag
+from ..protocol.session import OutputReceived
 from ..protocol.smux import (
     MAX_FRAME_SIZE,
     SessionError,
@@ -45,213 +48,13 @@ from ..protocol.smux import (
     StreamFinished,
     StreamOpened,
 )
-from .channel import PortChannel, TunnelConfig
+from .channel import PortChannel
+from .config import TunnelConfig
+from .stream import MuxStream
 
-__all__ = ["MuxStream", "MuxTunnel"]
+__all__ = ["MuxTunnel"]
 
 logger = logging.getLogger(__name__)
-
-_CONNECT_TO_PORT_ERROR = int(Flag.CONNECT_TO_PORT_ERROR).to_bytes(4, "big")
-
-
-class MuxStream:
-    """One smux stream: ``read`` what the agent sent, ``write`` what to send to it.
-
-    Half-close works both ways: :meth:`write_eof` sends FIN after everything
-    queued; :meth:`read` returns ``b""`` once the agent's FIN has arrived.
-    """
-
-    def __init__(self, tunnel: MuxTunnel, stream_id: int) -> None:
-        self.id = stream_id
-        self._tunnel = tunnel
-        self.opened_at = time.monotonic()
-        #: Payload bytes received from / sent to the agent on this stream.
-        self.bytes_received = 0
-        self.bytes_sent = 0
-        #: The agent could not connect to the destination (ConnectToPortError).
-        self.refused = False
-        # Receiving side.
-        self._inbox: collections.deque[bytes] = collections.deque()
-        self._inbox_size = 0
-        self._eof_received = False
-        self._discard = False
-        self._read_waiter: asyncio.Future[None] | None = None
-        self._sink: Callable[[bytes], bool] | None = None
-        #: Called (once) if the agent refuses the stream; the forwarder aborts its connection.
-        self.on_refused: Callable[[], None] | None = None
-        # Sending side.
-        self._outbox: collections.deque[bytes] = collections.deque()
-        self._outbox_size = 0
-        self._eof_requested = False
-        self._fin_sent = False
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._error: BaseException | None = None
-
-    # ----------------------------------------------------------- reading
-
-    @property
-    def at_eof(self) -> bool:
-        """True once the agent's FIN arrived and everything before it was read."""
-        return self._eof_received and not self._inbox
-
-    @property
-    def buffered(self) -> int:
-        """Received bytes waiting to be read."""
-        return self._inbox_size
-
-    async def read(self, limit: int = 1 << 20) -> bytes:
-        """Up to ``limit`` received bytes, waiting for some; ``b""`` at end of stream.
-
-        Raises the tunnel's error if the session died before the stream ended.
-        """
-        while not self._inbox:
-            if self._eof_received:
-                self._tunnel._maybe_forget(self)
-                return b""
-            if self._error is not None:
-                raise self._error
-            self._read_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._read_waiter
-            finally:
-                self._read_waiter = None
-        inbox = self._inbox
-        if len(inbox) == 1 and len(inbox[0]) <= limit:
-            data = inbox.popleft()
-        else:
-            data = _pop_bytes(inbox, limit)
-        self._inbox_size -= len(data)
-        self._tunnel._consumed(self, len(data))
-        return data
-
-    def set_sink(self, sink: Callable[[bytes], bool] | None) -> None:
-        """Have received data passed to ``sink`` as it arrives, instead of queued for read.
-
-        ``sink(data)`` returns False when it cannot take ``data`` now (its own
-        buffer is full): the data is then queued, the sink dropped, and
-        :meth:`read` returns it; backpressure works as without a sink. Data goes
-        to the sink only while nothing is queued, so order is kept. End of
-        stream and errors still come out of :meth:`read`.
-        """
-        self._sink = sink
-
-    def _feed(self, data: bytes) -> bool:
-        """Take received data; True if it was queued for :meth:`read`."""
-        self.bytes_received += len(data)
-        if self._discard:
-            return False
-        sink = self._sink
-        if sink is not None and not self._inbox:
-            if sink(data):
-                return False
-            self._sink = None
-        self._inbox.append(data)
-        self._inbox_size += len(data)
-        _wake(self._read_waiter)
-        return True
-
-    def _feed_eof(self) -> None:
-        self._eof_received = True
-        _wake(self._read_waiter)
-
-    def _mark_refused(self) -> None:
-        self.refused = True
-        if self.on_refused is not None:
-            self.on_refused()
-
-    def _fail(self, exc: BaseException) -> None:
-        self._error = exc
-        _wake(self._read_waiter, exc)
-        _wake(self._drain_waiter, exc)
-
-    # ----------------------------------------------------------- writing
-
-    def write(self, data: bytes) -> None:
-        """Queue ``data`` for the agent. Call :meth:`drain` to respect backpressure."""
-        if self._eof_requested:
-            raise TunnelError(f"stream {self.id}: write after write_eof")
-        if self._error is not None:
-            raise self._error
-        if not data:
-            return
-        self._outbox.append(data)
-        self._outbox_size += len(data)
-        self._tunnel._outbox_total += len(data)
-        self._tunnel._schedule(self)
-
-    async def drain(self) -> None:
-        """Wait while this stream has too much queued.
-
-        That is more than ``stream_send_buffer`` bytes, or any bytes at all while all
-        streams together hold more than ``session_send_buffer``.
-        """
-        if self._error is not None:
-            raise self._error
-        tunnel = self._tunnel
-        while not tunnel._may_queue(self):
-            self._drain_waiter = asyncio.get_running_loop().create_future()
-            tunnel._blocked.add(self)
-            try:
-                await self._drain_waiter
-            finally:
-                self._drain_waiter = None
-                tunnel._blocked.discard(self)
-
-    def write_eof(self) -> None:
-        """Send FIN once everything queued has been sent. Idempotent."""
-        if not self._eof_requested:
-            self._eof_requested = True
-            self._tunnel._schedule(self)
-
-    def close(self) -> None:
-        """Done with the stream: send FIN (after queued data) and ignore further input."""
-        self._discard = True
-        self._inbox.clear()
-        size, self._inbox_size = self._inbox_size, 0
-        self._tunnel._consumed(self, size)
-        self.write_eof()
-
-    @property
-    def closed(self) -> bool:
-        """True once FIN was sent and the agent's FIN received."""
-        return self._fin_sent and self._eof_received
-
-    def _take(self, limit: int) -> bytes:
-        """Up to ``limit`` queued bytes, for the pump."""
-        outbox = self._outbox
-        first = outbox[0]
-        if len(first) <= limit and (len(outbox) == 1 or len(first) + len(outbox[1]) > limit):
-            outbox.popleft()
-            data = first
-        else:
-            data = _pop_bytes(outbox, limit)
-        self._outbox_size -= len(data)
-        self._tunnel._outbox_total -= len(data)
-        self.bytes_sent += len(data)
-        return data
-
-
-def _pop_bytes(chunks: collections.deque[bytes], limit: int) -> bytes:
-    """Up to ``limit`` bytes from the front of ``chunks``, splitting the last chunk taken."""
-    parts = []
-    size = 0
-    while chunks and size < limit:
-        chunk = chunks.popleft()
-        if size + len(chunk) > limit:
-            keep = limit - size
-            chunks.appendleft(chunk[keep:])
-            chunk = chunk[:keep]
-        parts.append(chunk)
-        size += len(chunk)
-    return b"".join(parts)
-
-
-def _wake(waiter: asyncio.Future[None] | None, exc: BaseException | None = None) -> None:
-    if waiter is not None and not waiter.done():
-        if exc is None:
-            waiter.set_result(None)
-        else:
-            waiter.set_exception(exc)
 
 
 class MuxTunnel:
@@ -336,24 +139,57 @@ class MuxTunnel:
         """Received bytes held for all streams."""
         return self._received_total
 
-    # -------------------------------------------------------- upstream pump
+    # ------------------------------------------------------ what streams say
 
-    def _schedule(self, stream: MuxStream) -> None:
+    def stream_queued(self, stream: MuxStream, size: int) -> None:
+        """``size`` more bytes to send on ``stream`` (0: FIN asked for): schedule it."""
+        self._outbox_total += size
         if stream.id not in self._queued:
             self._queued.add(stream.id)
             self._ready.append(stream)
         self._pump_wakeup.set()
 
-    def _may_queue(self, stream: MuxStream) -> bool:
-        size = stream._outbox_size
+    def stream_may_queue(self, stream: MuxStream) -> bool:
+        """Whether ``stream``'s writer may go on: its own and the session's send buffers."""
+        size = stream.unsent
         if size > self.config.stream_send_buffer:
             return False
         return size == 0 or self._outbox_total <= self.config.session_send_buffer
 
+    def stream_blocked(self, stream: MuxStream, blocked: bool) -> None:
+        """``stream``'s writer waits in ``drain`` (woken when the pump makes room), or not."""
+        if blocked:
+            self._blocked.add(stream)
+        else:
+            self._blocked.discard(stream)
+
+    def stream_consumed(self, stream: MuxStream, size: int) -> None:
+        """``size`` received bytes of ``stream`` were read: maybe take payloads again."""
+        self._received_total -= size
+        congested = self._congested
+        limit = self.config.stream_receive_buffer // 2
+        if congested and stream.id in congested and stream.buffered <= limit:
+            congested.discard(stream.id)
+        room = self._room
+        if (
+            room is not None
+            and not room.done()
+            and not congested
+            and self._received_total <= self.config.session_receive_buffer // 2
+        ):
+            room.set_result(None)
+
+    def stream_ended(self, stream: MuxStream) -> None:
+        """Forget ``stream`` once it is closed both ways."""
+        if stream.closed:
+            self.streams.pop(stream.id, None)
+
+    # -------------------------------------------------------- upstream pump
+
     def _wake_writers(self) -> None:
         for stream in self._blocked:
-            if self._may_queue(stream):
-                _wake(stream._drain_waiter)
+            if self.stream_may_queue(stream):
+                stream.wake_writer()
 
     async def _pump(self) -> None:
         session = self.session
@@ -368,21 +204,21 @@ class MuxTunnel:
                 batch = 0
                 while ready and batch < config.send_batch:
                     stream = ready.popleft()
-                    if stream._outbox:
-                        data = stream._take(config.send_quantum)
+                    if stream.unsent:
+                        data = stream.take(config.send_quantum)
+                        self._outbox_total -= len(data)
                         if not session.closed and stream.id in session.streams:
                             session.send(stream.id, data)
                         batch += len(data)
                         if self._blocked:
                             self._wake_writers()
-                    if stream._outbox:
+                    if stream.unsent:
                         ready.append(stream)
                         continue
                     queued.discard(stream.id)
-                    if stream._eof_requested and not stream._fin_sent:
-                        stream._fin_sent = True
+                    if stream.take_fin():
                         session.close_stream(stream.id)
-                        self._maybe_forget(stream)
+                        self.stream_ended(stream)
                 out = session.data_to_send()
                 if not out:
                     break
@@ -398,23 +234,21 @@ class MuxTunnel:
         config = self.config
         while True:
             try:
-                payload_type, payload = await channel.receive()
+                event = await channel.receive()
             except ChannelClosed:
                 self._finish_all()
                 raise
-            if payload_type == PayloadType.OUTPUT:
+            if isinstance(event, OutputReceived):
+                payload = event.data
                 self.stats["received_bytes"] += len(payload)
                 session.receive_data(payload, clock())
                 self._dispatch()
                 if self._congested or self._received_total > config.session_receive_buffer:
                     await self._wait_for_room()
-            elif payload_type == PayloadType.FLAG:
-                if payload == _CONNECT_TO_PORT_ERROR:
-                    self._refusal_flag()
-                else:
-                    logger.debug("ignoring flag %s", payload.hex())
+            elif event.flag == Flag.CONNECT_TO_PORT_ERROR:
+                self._refusal_flag()
             else:
-                logger.debug("ignoring payload type %d (%d bytes)", payload_type, len(payload))
+                logger.debug("ignoring flag %08x", event.flag)
 
     def _dispatch(self) -> None:
         streams = self.streams
@@ -424,18 +258,18 @@ class MuxTunnel:
                 stream = streams.get(event.stream_id)
                 if stream is None:
                     continue
-                if stream._feed(event.data):
+                if stream.feed_data(event.data):
                     self._received_total += len(event.data)
-                    if stream._inbox_size > limit:
+                    if stream.buffered > limit:
                         self._congested.add(stream.id)
             elif type(event) is StreamFinished:
                 stream = streams.get(event.stream_id)
                 if stream is None:
                     continue
-                stream._feed_eof()
+                stream.feed_eof()
                 if stream.bytes_received == 0:
                     self._silent_fin(stream)
-                self._maybe_forget(stream)
+                self.stream_ended(stream)
             elif type(event) is StreamOpened:
                 # The agent never opens streams; refuse politely.
                 logger.debug("agent opened stream %d; closing it", event.stream_id)
@@ -468,7 +302,7 @@ class MuxTunnel:
 
     def _refuse(self, stream: MuxStream) -> None:
         logger.debug("stream %d refused by the agent", stream.id)
-        stream._mark_refused()
+        stream.refuse()
 
     async def _wait_for_room(self) -> None:
         self.stats["receive_pauses"] += 1
@@ -478,23 +312,6 @@ class MuxTunnel:
                 await self._room
             finally:
                 self._room = None
-
-    def _consumed(self, stream: MuxStream, size: int) -> None:
-        self._received_total -= size
-        congested = self._congested
-        limit = self.config.stream_receive_buffer // 2
-        if congested and stream.id in congested and stream._inbox_size <= limit:
-            congested.discard(stream.id)
-        if (
-            self._room is not None
-            and not congested
-            and self._received_total <= self.config.session_receive_buffer // 2
-        ):
-            _wake(self._room)
-
-    def _maybe_forget(self, stream: MuxStream) -> None:
-        if stream._fin_sent and stream._eof_received:
-            self.streams.pop(stream.id, None)
 
     # ------------------------------------------------------------- keepalive
 
@@ -517,11 +334,11 @@ class MuxTunnel:
 
     def _finish_all(self) -> None:
         for stream in list(self.streams.values()):
-            stream._feed_eof()
+            stream.feed_eof()
 
     def _fail_all(self, exc: BaseException) -> None:
         if self._error is None:
             self._error = exc
         for stream in list(self.streams.values()):
-            if not stream._eof_received:
-                stream._fail(exc)
+            if not stream.eof_received:
+                stream.set_exception(exc)

@@ -26,9 +26,11 @@ import os
 import stat
 from collections.abc import Callable
 
+from .._private_api import DrainableWriteProtocol
 from ..exceptions import ChannelClosed, TunnelError
-from ..protocol.constants import PayloadType
-from .channel import PortChannel, TunnelConfig
+from ..protocol.session import OutputReceived
+from .channel import PortChannel
+from .config import TunnelConfig
 
 __all__ = ["StdioStats", "open_stdio", "run_stdio"]
 
@@ -84,7 +86,7 @@ class _Output:
             return
         loop = asyncio.get_running_loop()
         pipe = os.fdopen(self.fd, "wb", buffering=0, closefd=False)
-        transport, protocol = await loop.connect_write_pipe(_FlowControl, pipe)
+        transport, protocol = await loop.connect_write_pipe(DrainableWriteProtocol, pipe)
         self.writer = asyncio.StreamWriter(transport, protocol, None, loop)
 
     async def write(self, data: bytes) -> None:
@@ -104,10 +106,6 @@ class _Output:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.transport.close()
-
-
-class _FlowControl(asyncio.streams.FlowControlMixin, asyncio.Protocol):
-    """Write-side protocol giving StreamWriter.drain() its backpressure."""
 
 
 class Stdio:
@@ -187,13 +185,14 @@ async def run_stdio(
     async def downstream() -> None:
         while True:
             try:
-                payload_type, payload = await channel.receive()
+                event = await channel.receive()
             except ChannelClosed as exc:
                 if exc.reason:
                     raise TunnelError(exc.reason) from None
                 return
-            if payload_type != PayloadType.OUTPUT or not payload:
+            if not isinstance(event, OutputReceived) or not event.data:
                 continue
+            payload = event.data
             stats.received += len(payload)
             try:
                 await stdio.output.write(payload)

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 from ssmsh.channel import ConnectionConfig, OutputReceived, SessionConnection
-from ssmsh.channel.connection import HOLD_FIRST, HOLD_GAP, HOLD_MAX_BATCH, next_hold
+from ssmsh.channel.reading import HOLD_FIRST, HOLD_GAP, HOLD_MAX_BATCH, next_hold
 from tests.conftest import scaled
 
 from .fakeagent import AgentSession, FakeAgent

@@ -32,9 +32,10 @@ from ssmsh.channel import (
 )
 from ssmsh.emulator import DEFAULT_TARGET, Emulator, EmulatorConfig
 from ssmsh.emulator.faults import FaultConfig
-from ssmsh.tunnel.channel import TunnelConfig
+from ssmsh.tunnel.config import TunnelConfig
+from ssmsh.tunnel.gate import HandlerGate
 from ssmsh.tunnel.listeners import open_listener
-from ssmsh.tunnel.session import ForwardSession, HandlerGate
+from ssmsh.tunnel.session import ForwardSession
 from ssmsh.tunnel.spec import parse_spec
 from tests.conftest import scaled
 

@@ -15,7 +15,7 @@ import pytest
 
 from ssmsh.channel import ConnectionState
 from ssmsh.emulator.faults import FaultConfig
-from ssmsh.tunnel.channel import TunnelConfig
+from ssmsh.tunnel.config import TunnelConfig
 from tests.conftest import scaled
 
 from .harness import echo_server, pattern, rig, sha256, transfer, tunnel

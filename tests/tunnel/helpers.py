@@ -21,40 +21,45 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ssmsh.exceptions import ChannelClosed
-from ssmsh.protocol.constants import Flag, PayloadType
+from ssmsh.protocol.constants import Flag
+from ssmsh.protocol.session import FlagReceived, OutputReceived
 from ssmsh.protocol.smux import SessionError, SmuxSession, StreamData, StreamFinished, StreamOpened
+from ssmsh.tunnel.channel import PortEvent
 
-FLAG_REFUSED = int(Flag.CONNECT_TO_PORT_ERROR).to_bytes(4, "big")
+
+def _size(item: PortEvent) -> int:
+    """Bytes a payload takes on the wire (a Flag is 4)."""
+    return len(item.data) if isinstance(item, OutputReceived) else 4
 
 
 class _Pipe:
     """One direction: a queue of payloads bounded in bytes."""
 
     def __init__(self, limit: int) -> None:
-        self.items: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self.items: asyncio.Queue[PortEvent | None] = asyncio.Queue()
         self.size = 0
         self.limit = limit
         self.room = asyncio.Event()
         self.room.set()
         self.closed = False
 
-    async def put(self, item: tuple[int, bytes]) -> None:
+    async def put(self, item: PortEvent) -> None:
         while self.size > self.limit and not self.closed:
             self.room.clear()
             await self.room.wait()
         if self.closed:
             raise ChannelClosed("the channel is closed")
-        self.size += len(item[1])
+        self.size += _size(item)
         self.items.put_nowait(item)
 
-    async def get(self) -> tuple[int, bytes]:
+    async def get(self) -> PortEvent:
         if self.closed and self.items.empty():
             raise ChannelClosed("the channel is closed")
         item = await self.items.get()
         if item is None:
             self.closed = True
             raise ChannelClosed("the channel is closed")
-        self.size -= len(item[1])
+        self.size -= _size(item)
         if self.size <= self.limit:
             self.room.set()
         return item
@@ -76,13 +81,13 @@ class ChannelEnd:
 
     async def send(self, data: bytes) -> None:
         self.sent_messages += 1
-        await self._out.put((PayloadType.OUTPUT, data))
+        await self._out.put(OutputReceived(data))
 
     async def send_flag(self, flag: int) -> None:
         self.flags_sent.append(int(flag))
-        await self._out.put((PayloadType.FLAG, int(flag).to_bytes(4, "big")))
+        await self._out.put(FlagReceived(int(flag)))
 
-    async def receive(self) -> tuple[int, bytes]:
+    async def receive(self) -> PortEvent:
         return await self._in.get()
 
     def close(self) -> None:
@@ -121,12 +126,12 @@ class MuxAgent:
         try:
             while True:
                 try:
-                    payload_type, payload = await self.end.receive()
+                    received = await self.end.receive()
                 except ChannelClosed:
                     return
-                if payload_type != PayloadType.OUTPUT:
+                if not isinstance(received, OutputReceived):
                     continue
-                self.session.receive_data(payload, 0.0)
+                self.session.receive_data(received.data, 0.0)
                 for event in self.session.events_received():
                     await self._handle(event)
         finally:
@@ -308,7 +313,7 @@ class MuxRig:
     """A MuxTunnel + MuxForwarder on a loopback listener, over a MuxAgent to ``dest_port``."""
 
     def __init__(self, dest_port: int, config: object | None = None, verbose: bool = True) -> None:
-        from ssmsh.tunnel.channel import TunnelConfig
+        from ssmsh.tunnel.config import TunnelConfig
         from ssmsh.tunnel.forwarder import ConnectionLog, MuxForwarder
         from ssmsh.tunnel.mux import MuxTunnel
 
@@ -371,20 +376,20 @@ class BasicAgent:
         try:
             while True:
                 try:
-                    payload_type, payload = await self.end.receive()
+                    event = await self.end.receive()
                 except ChannelClosed:
                     return
-                if payload_type == PayloadType.FLAG:
-                    flag = int.from_bytes(payload, "big")
+                if isinstance(event, FlagReceived):
+                    flag = event.flag
                     self.flags.append(flag)
                     if flag == Flag.DISCONNECT_TO_PORT and self.writer is not None:
                         self.writer.transport.abort()
                         self.writer = None
-                elif payload_type == PayloadType.OUTPUT:
+                else:
                     if self.writer is None:
                         await self._dial()
                     assert self.writer is not None
-                    self.writer.write(payload)
+                    self.writer.write(event.data)
                     await self.writer.drain()
         finally:
             if self.reader_task is not None:

@@ -9,9 +9,9 @@ import socket
 import pytest
 
 from ssmsh.exceptions import ChannelClosed, TunnelError
-from ssmsh.protocol.constants import PayloadType
+from ssmsh.protocol.session import OutputReceived
 from ssmsh.protocol.smux import SmuxSession, StreamData
-from ssmsh.tunnel.channel import TunnelConfig
+from ssmsh.tunnel.config import TunnelConfig
 from ssmsh.tunnel.mux import MuxTunnel
 from tests.conftest import scaled
 
@@ -232,8 +232,9 @@ async def test_round_robin_between_streams() -> None:
     order: list[int] = []
     async with asyncio.timeout(scaled(5)):
         while sum(1 for sid in order if sid == second.id) < 2:
-            _, payload = await link.agent.receive()
-            server.receive_data(payload, 0.0)
+            received = await link.agent.receive()
+            assert isinstance(received, OutputReceived)
+            server.receive_data(received.data, 0.0)
             for event in server.events_received():
                 if isinstance(event, StreamData):
                     order.append(event.stream_id)
@@ -249,7 +250,8 @@ def count_nops(link: MemoryLink) -> int:
     while not link.agent._in.items.empty():
         item = link.agent._in.items.get_nowait()
         assert item is not None
-        nops += item[1].count(bytes.fromhex("0103000000000000"))
+        assert isinstance(item, OutputReceived)
+        nops += item.data.count(bytes.fromhex("0103000000000000"))
     return nops
 
 
@@ -300,7 +302,7 @@ async def test_agent_garbage_is_a_session_error() -> None:
     tunnel = MuxTunnel(link.client, keepalive=False)
     runner = asyncio.create_task(tunnel.run())
     stream = tunnel.open_stream()
-    await link.agent._out.put((PayloadType.OUTPUT, b"\x09" * 8))
+    await link.agent._out.put(OutputReceived(b"\x09" * 8))
     with pytest.raises(TunnelError, match="smux session failed"):
         await asyncio.wait_for(runner, scaled(2))
     with pytest.raises(TunnelError):
@@ -322,15 +324,15 @@ async def test_stream_sink_takes_data_while_it_can_then_read_returns_the_rest_in
         return True
 
     stream.set_sink(sink)
-    assert [stream._feed(part) for part in (b"a", b"b", b"c", b"d")] == [False, False, True, True]
+    assert [stream.feed_data(p) for p in (b"a", b"b", b"c", b"d")] == [False, False, True, True]
     assert taken == [b"a", b"b"]
     assert stream.buffered == 2
     room[0] = 5
-    assert stream._feed(b"e")  # the sink was dropped when it refused: still queued, in order
+    assert stream.feed_data(b"e")  # the sink was dropped when it refused: still queued, in order
     assert await stream.read() == b"cde"
     stream.set_sink(sink)
-    assert not stream._feed(b"f")
-    stream._feed_eof()
+    assert not stream.feed_data(b"f")
+    stream.feed_eof()
     assert await stream.read() == b""
     assert taken == [b"a", b"b", b"f"]
     assert stream.bytes_received == 6
