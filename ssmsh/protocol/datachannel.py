@@ -9,6 +9,10 @@ then collect :meth:`data_to_send` (frames for the WebSocket) and
 One class serves both ends: ``Role.CLIENT`` sends ``input_stream_data`` and
 receives ``output_stream_data``; ``Role.AGENT`` the reverse.
 
+The module is over the house's ~450 lines on purpose: it is one state machine whose
+sending, receiving and timer halves share the in-flight window and the sequence state;
+split, each half would reach into the other's.
+
 Improvements over the official implementation (protocol notes §6):
 
 * each message is retransmitted once per RTO (with exponential backoff), not on
