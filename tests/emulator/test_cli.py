@@ -254,7 +254,7 @@ def test_ssmsh_emulator_command() -> None:
 
 
 def test_added_targets_are_not_named_like_the_default() -> None:
-    from ssmsh.emulator.cli import _target
+    from ssmsh.emulator.cli_types import _target
 
     extra = _target("i-0aaaaaaaaaaaaaaaa")
     assert extra.name == ""
@@ -266,7 +266,7 @@ def test_added_targets_are_not_named_like_the_default() -> None:
 def test_bad_target_ids_are_refused(text: str) -> None:
     import argparse
 
-    from ssmsh.emulator.cli import _target
+    from ssmsh.emulator.cli_types import _target
 
     with pytest.raises(argparse.ArgumentTypeError):
         _target(text)
