@@ -194,7 +194,8 @@ async def run_scenario(
     )
     if scenario.pty:
         # The official agent reads the pty 1 s after it started the program.
-        assert ours.first_output_after is not None and ours.first_output_after >= 0.9
+        first = ours.first_output_after
+        assert first is not None and first >= 0.9, f"[{name}] first output after {first} s"
     return ours, recording
 
 
@@ -366,7 +367,8 @@ def _payload_of(event: dict[str, Any]) -> bytes:
 )
 async def test_a_divergence_fails_the_tier(name: str, divergence: dict[str, Any]) -> None:
     async with official(**divergence) as gateway:
-        with pytest.raises(AssertionError):
+        # A comparison's failure names the trace; a replay that hangs would not.
+        with pytest.raises(AssertionError, match=re.escape(f"[{name}]")):
             await run_scenario(name, gateway)
 
 
@@ -376,5 +378,5 @@ async def test_separate_streams_where_not_asked_fail_the_tier() -> None:
         document={"linux": {"separateOutputStream": "true"}},
     )
     async with official() as gateway:
-        with pytest.raises(AssertionError):
+        with pytest.raises(AssertionError, match=re.escape("[noninteractive-default-exit-5]")):
             await run_scenario("noninteractive-default-exit-5", gateway, diverging)
