@@ -94,6 +94,8 @@ class ChannelDriver:
         self._publishing = publishing
         mtype = MessageType.START_PUBLICATION if publishing else MessageType.PAUSE_PUBLICATION
         self.channel.receive_message(gateway_control(mtype), self.now())
+        if publishing:
+            self._writable.set()
 
     # ------------------------------------------------------------------- data
 
@@ -156,8 +158,13 @@ class ChannelDriver:
     # ------------------------------------------------------------ flow control
 
     async def wait_writable(self) -> None:
-        """Return once the channel can take more output, or :meth:`wake` was called."""
-        while not self.channel.writable and not self._woken:
+        """Return once the channel can take more output, or :meth:`wake` was called.
+
+        While publication is paused (no client, or the gateway paused it) nothing may be
+        read either: the official agent's readers check ``IsActive()`` (not paused)
+        before each read, so output made meanwhile waits where it was made.
+        """
+        while (not self.channel.writable or not self._publishing) and not self._woken:
             self._writable.clear()
             await self._writable.wait()
 
