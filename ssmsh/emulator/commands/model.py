@@ -151,8 +151,23 @@ def plugin_output(stdout: str, stderr: str, capacity: int = MAX_PLUGIN_OUTPUT) -
     return stdout[:keep] + _OUTPUT_CUT + title + stderr
 
 
+class _Progress:
+    """``status`` and ``finished`` from a record's ``detail`` (plugins, invocations, commands)."""
+
+    __slots__ = ()
+    detail: Detail
+
+    @property
+    def status(self) -> str:
+        return coarse_status(self.detail)
+
+    @property
+    def finished(self) -> bool:
+        return self.detail in TERMINAL_DETAILS
+
+
 @dataclasses.dataclass(slots=True)
-class PluginRecord:
+class PluginRecord(_Progress):
     """One plugin (a step) of an invocation: what it runs and how it ended."""
 
     #: ``aws:runShellScript`` for a schemaVersion 1.2 document, else the step's name.
@@ -175,16 +190,12 @@ class PluginRecord:
         return coarse_status(self.detail, plugin=True)
 
     @property
-    def finished(self) -> bool:
-        return self.detail in TERMINAL_DETAILS
-
-    @property
     def output(self) -> str:
         return plugin_output(self.stdout, self.stderr)
 
 
 @dataclasses.dataclass(slots=True)
-class InvocationRecord:
+class InvocationRecord(_Progress):
     """A command on one managed instance."""
 
     command_id: str
@@ -193,14 +204,6 @@ class InvocationRecord:
     requested: float
     plugins: list[PluginRecord]
     detail: Detail = Detail.PENDING
-
-    @property
-    def status(self) -> str:
-        return coarse_status(self.detail)
-
-    @property
-    def finished(self) -> bool:
-        return self.detail in TERMINAL_DETAILS
 
     @property
     def response_code(self) -> int:
@@ -222,7 +225,7 @@ class InvocationRecord:
 
 
 @dataclasses.dataclass(slots=True)
-class CommandRecord:
+class CommandRecord(_Progress):
     """A SendCommand request and everything it started."""
 
     command_id: str
@@ -251,14 +254,6 @@ class CommandRecord:
     visible: bool = False
     #: Set when MaxErrors was passed: no further invocations are sent.
     stopped: bool = False
-
-    @property
-    def status(self) -> str:
-        return coarse_status(self.detail)
-
-    @property
-    def finished(self) -> bool:
-        return self.detail in TERMINAL_DETAILS
 
     @property
     def target_count(self) -> int:
