@@ -61,8 +61,8 @@ async def test_ls_json_and_filters(fleet: Emulator) -> None:
     assert web["IPAddress"] == "127.0.0.1"
     assert web["ComputerName"]
     assert web["LastPingDateTime"].endswith("+00:00")
-    # The emulator serves no DescribeInstanceProperties: Names are unknown, quietly.
-    assert [i["NameTag"] for i in everything] == [None] * 4
+    # Names come from DescribeInstanceProperties; the bare instance has none.
+    assert [i["NameTag"] for i in everything] == ["web-1", "db-1", "web-2", None]
 
     [named] = await ssmsh_json(fleet, "ls", "--tag", "Name=web-2")
     assert (named["InstanceId"], named["NameTag"]) == (WEB_2, "web-2")

@@ -763,3 +763,33 @@ async def test_stream_url_follows_the_host_header_on_a_wildcard_bind() -> None:
     state.stream_base_url = "ws://127.0.0.1:40719"
     response = await handler(request)
     assert json.loads(response.body)["StreamUrl"].startswith("ws://127.0.0.1:40719/")
+
+
+def test_describe_instance_properties_gives_names_and_filters(
+    emu: EmulatorThread, ssm: Any
+) -> None:
+    """What the console lists nodes with: DescribeInstanceInformation's fields and the Name
+    tag; InstancePropertyFilterList and FiltersWithOperator."""
+    pages = ssm.get_paginator("describe_instance_properties").paginate(
+        PaginationConfig={"PageSize": 5}
+    )
+    found = [p for page in pages for p in page["InstanceProperties"]]
+    assert [(p["InstanceId"], p.get("Name")) for p in found] == [
+        (t.instance_id, t.name or None)
+        for t in sorted(emu.emulator.state.targets.values(), key=lambda t: t.instance_id)
+    ]
+    first = found[0]["InstanceId"]
+    by_id = ssm.describe_instance_properties(
+        InstancePropertyFilterList=[{"key": "InstanceIds", "valueSet": [first]}]
+    )["InstanceProperties"]
+    assert [p["InstanceId"] for p in by_id] == [first]
+    others = ssm.describe_instance_properties(
+        FiltersWithOperator=[{"Key": "InstanceIds", "Values": [first], "Operator": "NotEqual"}]
+    )["InstanceProperties"]
+    assert first not in [p["InstanceId"] for p in others]
+    assert len(others) == len(found) - 1
+    code, _, _ = client_error(
+        ssm.describe_instance_properties,
+        InstancePropertyFilterList=[{"key": "Nope", "valueSet": ["x"]}],
+    )
+    assert code in ("InvalidFilterKey", "ValidationException")

@@ -1,4 +1,8 @@
-"""Managed instances: DescribeInstanceInformation."""
+"""Managed instances: DescribeInstanceInformation and DescribeInstanceProperties.
+
+DescribeInstanceProperties is what the Systems Manager console lists nodes with; unlike
+DescribeInstanceInformation it carries the EC2 ``Name`` tag (``ssmsh ls`` shows it).
+"""
 
 from __future__ import annotations
 
@@ -39,6 +43,31 @@ class InstancesApi:
             self.describe_instance_information,
             unchecked=("InstanceInformationFilterList.*", "Filters.*"),
         )
+        registry.add(
+            "ssm",
+            "DescribeInstanceProperties",
+            self.describe_instance_properties,
+            unchecked=("InstancePropertyFilterList.*", "FiltersWithOperator.*"),
+        )
+
+    async def describe_instance_properties(self, body: Body, request: HttpRequest) -> Body:
+        targets = sorted(self.state.targets.values(), key=lambda t: t.instance_id)
+        for key, values in key_values_filters(
+            body, "InstancePropertyFilterList", "key", "valueSet"
+        ):
+            if key not in _PROPERTY_FILTER_KEYS:
+                raise ServiceError("InvalidFilterKey", f"The filter key {key} is not valid.")
+            _check_values(key, values)
+            targets = [t for t in targets if _target_matches(t, key, values)]
+        for item in _filters_with_operator(body):
+            key, values, operator = item
+            if not (key in _PROPERTY_FILTER_KEYS or key.startswith("tag:")):
+                raise ServiceError("InvalidFilterKey", f"The filter key {key} is not valid.")
+            _check_values(key, values)
+            targets = [t for t in targets if _operator_matches(t, key, values, operator)]
+        return page_result(
+            targets, "DescribeInstanceProperties", body, 10, "InstanceProperties", _properties
+        )
 
     async def describe_instance_information(self, body: Body, request: HttpRequest) -> Body:
         targets = sorted(self.state.targets.values(), key=lambda t: t.instance_id)
@@ -62,6 +91,55 @@ class InstancesApi:
         return page_result(
             targets, "DescribeInstanceInformation", body, 50, "InstanceInformationList", _info
         )
+
+
+#: InstancePropertyFilterList keys (botocore's InstancePropertyFilterKey).
+_PROPERTY_FILTER_KEYS = (*_INSTANCE_FILTER_KEYS, "DocumentName")
+_OPERATORS = ("Equal", "NotEqual", "BeginWith", "LessThan", "GreaterThan")
+
+
+def _filters_with_operator(body: Body) -> list[tuple[str, list[Any], str]]:
+    found = []
+    for item in body.get("FiltersWithOperator") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("Key"), str):
+            raise ServiceError("SerializationException", "Each filter must have a Key.")
+        operator = item.get("Operator") or "Equal"
+        if operator not in _OPERATORS:
+            raise ServiceError(
+                "ValidationException",
+                f"Operator {operator!r} is not one of {', '.join(_OPERATORS)}.",
+            )
+        values = item.get("Values")
+        found.append((item["Key"], values if isinstance(values, list) else [], str(operator)))
+    return found
+
+
+def _field(target: TargetRecord, key: str) -> str | None:
+    if key.startswith("tag:"):
+        return target.all_tags.get(key[4:])
+    return {
+        "InstanceIds": target.instance_id,
+        "PingStatus": target.ping_status,
+        "AgentVersion": target.agent_version,
+        "PlatformTypes": target.platform_type,
+        "ResourceType": "EC2Instance",
+        "AssociationStatus": "Success",
+    }.get(key)
+
+
+def _operator_matches(target: TargetRecord, key: str, values: list[str], operator: str) -> bool:
+    value = _field(target, key)
+    if value is None:
+        return operator == "NotEqual"
+    if operator == "Equal":
+        return value in values
+    if operator == "NotEqual":
+        return value not in values
+    if operator == "BeginWith":
+        return any(value.startswith(v) for v in values)
+    if operator == "LessThan":
+        return any(value < v for v in values)
+    return any(value > v for v in values)  # GreaterThan
 
 
 def _check_values(key: str, values: list[Any]) -> None:
@@ -109,3 +187,28 @@ def _info(target: TargetRecord) -> Body:
         "SourceId": target.instance_id,
         "SourceType": "AWS::EC2::Instance",
     }
+
+
+def _properties(target: TargetRecord) -> Body:
+    info = _info(target)
+    properties: Body = {
+        key: info[key]
+        for key in (
+            "InstanceId",
+            "PingStatus",
+            "LastPingDateTime",
+            "AgentVersion",
+            "PlatformType",
+            "PlatformName",
+            "PlatformVersion",
+            "ResourceType",
+            "IPAddress",
+            "ComputerName",
+            "AssociationStatus",
+            "SourceId",
+            "SourceType",
+        )
+    }
+    if target.name:
+        properties["Name"] = target.name
+    return properties
