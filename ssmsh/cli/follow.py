@@ -32,6 +32,7 @@ from .runoutput import (
     InvocationResult,
     PluginResult,
     Printer,
+    natural_key,
     split_details,
 )
 
@@ -206,7 +207,7 @@ class Follower:
         results = [self._result(item) for item in new]
         limit = asyncio.Semaphore(FETCH_CONCURRENCY)
         await self._guard(asyncio.gather(*(self._complete(r, limit) for r in results)))
-        for result in sorted(results, key=lambda r: r.label):
+        for result in sorted(results, key=lambda r: natural_key(r.label)):
             self.done[result.instance_id] = result
             self.printer.invocation(result)
 

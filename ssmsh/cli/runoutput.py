@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = [
     "InvocationResult",
     "PluginResult",
     "Printer",
+    "natural_key",
     "run_exit_status",
     "split_details",
 ]
@@ -248,7 +250,8 @@ class Printer:
         failed = [r.label for r in results if r.status != "Success"]
         text = f"{expected} instance{'s' if expected != 1 else ''}: {', '.join(parts)}"
         if failed:
-            shown = ", ".join(sorted(failed)[:10]) + (", ..." if len(failed) > 10 else "")
+            ordered = sorted(failed, key=natural_key)
+            shown = ", ".join(ordered[:10]) + (", ..." if len(failed) > 10 else "")
             text += f" (not successful: {shown})"
         self.reporter.status(text)
 
@@ -284,3 +287,12 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return iso_time(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def natural_key(label: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that puts node-2 before node-10 (numbers compared as numbers)."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in re.split(r"(\d+)", label)
+        if part
+    )

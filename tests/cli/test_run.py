@@ -307,3 +307,10 @@ def test_final_statuses_are_the_models() -> None:
     ):
         enum = set(getattr(model.shape_for(shape), "enum", ()))
         assert final.issubset(enum), shape
+
+
+def test_instances_are_listed_in_natural_order() -> None:
+    from ssmsh.cli.runoutput import natural_key
+
+    labels = ["node-105", "node-21", "node-3", "web-1", "node-2"]
+    assert sorted(labels, key=natural_key) == ["node-2", "node-3", "node-21", "node-105", "web-1"]
