@@ -483,7 +483,8 @@ def _fleet_script(log: Path) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(
+#: The 200-instance fleet (some failing, offline and slow nodes) the rate-control tests use.
+FLEET_200 = pytest.mark.parametrize(
     "emulator_config",
     [
         EmulatorConfig(
@@ -495,6 +496,9 @@ def _fleet_script(log: Path) -> list[str]:
         )
     ],
 )
+
+
+@FLEET_200
 def test_fleet_rate_controls(ssm: Any, tmp_path: Path) -> None:
     log = tmp_path / "log"
     # Every node (all have a Role tag), 20 at a time, stop after the sixth error.
@@ -531,18 +535,7 @@ def test_fleet_rate_controls(ssm: Any, tmp_path: Path) -> None:
     assert _max_overlap(log) <= 20
 
 
-@pytest.mark.parametrize(
-    "emulator_config",
-    [
-        EmulatorConfig(
-            instances=200,
-            offline_instances=OFFLINE,
-            slow_instances=SLOW,
-            command_visibility_delay=0.0,
-            command_timeout_scale=SCALE,
-        )
-    ],
-)
+@FLEET_200
 def test_fleet_incomplete_under_max_errors(emu: Any, ssm: Any, tmp_path: Path) -> None:
     log = tmp_path / "log"
     # Env=prod is nodes 1, 4, 7...: 7 fail, 1 hangs, 4 are offline (one comes back).
