@@ -3,8 +3,12 @@
 The public API, importable from here (heavier parts are imported on first use,
 so ``import ssmsh`` stays cheap):
 
-* :class:`SessionConnection`, :class:`ConnectionConfig`, :class:`SessionInfo`,
-  :class:`ConnectionState`: the asyncio session driver (``ssmsh.channel``);
+* :class:`SessionConnection`, :class:`ConnectionConfig`, :class:`SessionInfo` (built
+  from a SessionId and :class:`StreamCredentials`), :class:`ConnectionState`: the
+  asyncio session driver (``ssmsh.channel``), and the events it yields
+  (:data:`SessionEvent`: :class:`OutputReceived`, :class:`StderrReceived`,
+  :class:`ExitCodeReceived`, :class:`FlagReceived`, :class:`SessionEstablished`,
+  :class:`ChannelClosedByRemote`);
 * :class:`SsmSessions`, :class:`AwsSettings`: StartSession/ResumeSession/KMS through
   boto3 (``ssmsh.aws``);
 * :class:`Emulator`, :class:`EmulatorConfig`: the local Session Manager emulator
@@ -21,10 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .exceptions import (
+    AgentUnresponsive,
     AwsError,
     ChannelClosed,
     EncryptionError,
     HandshakeError,
+    InternalError,
     InvalidMessage,
     LocalProtocolError,
     ProtocolError,
@@ -37,7 +43,20 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from .aws import AwsSettings, SsmSessions
-    from .channel import ConnectionConfig, ConnectionState, SessionConnection, SessionInfo
+    from .channel import (
+        ChannelClosedByRemote,
+        ConnectionConfig,
+        ConnectionState,
+        ExitCodeReceived,
+        FlagReceived,
+        OutputReceived,
+        SessionConnection,
+        SessionEstablished,
+        SessionEvent,
+        SessionInfo,
+        StderrReceived,
+        StreamCredentials,
+    )
     from .emulator import Emulator, EmulatorConfig
     from .protocol import ClientMessage, DataChannel
     from .protocol.session import ClientSession
@@ -50,6 +69,14 @@ _LAZY = {
     "ConnectionState": "ssmsh.channel",
     "SessionConnection": "ssmsh.channel",
     "SessionInfo": "ssmsh.channel",
+    "StreamCredentials": "ssmsh.channel",
+    "SessionEvent": "ssmsh.channel",
+    "OutputReceived": "ssmsh.channel",
+    "StderrReceived": "ssmsh.channel",
+    "ExitCodeReceived": "ssmsh.channel",
+    "FlagReceived": "ssmsh.channel",
+    "SessionEstablished": "ssmsh.channel",
+    "ChannelClosedByRemote": "ssmsh.channel",
     "Emulator": "ssmsh.emulator",
     "EmulatorConfig": "ssmsh.emulator",
     "ClientMessage": "ssmsh.protocol",
@@ -68,9 +95,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AgentUnresponsive",
     "AwsError",
     "AwsSettings",
     "ChannelClosed",
+    "ChannelClosedByRemote",
     "ClientMessage",
     "ClientSession",
     "ConnectionConfig",
@@ -79,16 +108,24 @@ __all__ = [
     "Emulator",
     "EmulatorConfig",
     "EncryptionError",
+    "ExitCodeReceived",
+    "FlagReceived",
     "HandshakeError",
+    "InternalError",
     "InvalidMessage",
     "LocalProtocolError",
+    "OutputReceived",
     "ProtocolError",
     "ReconnectFailed",
     "RemoteProtocolError",
     "SessionConnection",
+    "SessionEstablished",
+    "SessionEvent",
     "SessionInfo",
     "SsmSessions",
     "SsmshError",
+    "StderrReceived",
+    "StreamCredentials",
     "TunnelError",
     "UsageError",
     "__version__",

@@ -11,6 +11,8 @@ The tree::
     ├── EncryptionError           KMS / AES-GCM failure (bad key, tampered data)
     ├── ChannelClosed             the data channel ended (carries reason and exit code)
     ├── ReconnectFailed           the reconnect budget ran out or resume was refused
+    ├── AgentUnresponsive         the agent stopped acknowledging what we sent
+    ├── InternalError             a bug in ssmsh's own driver (the cause is logged)
     ├── TunnelError               a port-forwarding problem
     ├── AwsError                  an AWS API call failed (carries the AWS error code)
     └── UsageError                bad command-line arguments
@@ -22,10 +24,12 @@ protocol, may import it.
 from __future__ import annotations
 
 __all__ = [
+    "AgentUnresponsive",
     "AwsError",
     "ChannelClosed",
     "EncryptionError",
     "HandshakeError",
+    "InternalError",
     "InvalidMessage",
     "LocalProtocolError",
     "ProtocolError",
@@ -80,6 +84,15 @@ class ChannelClosed(SsmshError):
 
 class ReconnectFailed(SsmshError):
     """The connection was lost and could not be resumed."""
+
+
+class AgentUnresponsive(SsmshError):
+    """The agent stopped acknowledging: a message went unacknowledged through every
+    retransmission (about five minutes), though the link itself stayed up."""
+
+
+class InternalError(SsmshError):
+    """A bug in ssmsh: the session was ended cleanly, and the cause logged."""
 
 
 class TunnelError(SsmshError):

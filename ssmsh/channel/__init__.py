@@ -15,6 +15,7 @@ from .events import (
     ExitCodeReceived,
     FlagReceived,
     OutputReceived,
+    SessionEstablished,
     SessionEvent,
     StderrReceived,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "FlagReceived",
     "OutputReceived",
     "SessionConnection",
+    "SessionEstablished",
     "SessionEvent",
     "SessionInfo",
     "SessionService",

@@ -53,7 +53,7 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 
 from .._private_api import FrameLink
-from ..exceptions import ReconnectFailed, SsmshError
+from ..exceptions import InternalError, SsmshError
 from ..protocol.datachannel import ChannelConfig
 from ..protocol.session import ClientSession, SessionEstablished
 from .config import ConnectionConfig
@@ -243,7 +243,7 @@ class SessionConnection:
             self._driver.finish(exc)
         except Exception as exc:  # a bug: still end cleanly, with the cause logged
             logger.exception("channel driver failed")
-            self._driver.finish(ReconnectFailed(f"internal error: {exc!r}"))
+            self._driver.finish(InternalError(f"{type(exc).__name__}: {exc}"))
 
     def _on_finished(self, error: BaseException | None) -> None:
         """The driver saw the end (called once): the debug line, then CLOSED."""

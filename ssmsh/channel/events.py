@@ -7,9 +7,9 @@ handles the rest (KMS requests, establishment, pause/resume, failures) itself.
 from __future__ import annotations
 
 from ..exceptions import (
+    AgentUnresponsive,
     EncryptionError,
     HandshakeError,
-    ReconnectFailed,
     RemoteProtocolError,
     SsmshError,
 )
@@ -28,6 +28,7 @@ __all__ = [
     "ExitCodeReceived",
     "FlagReceived",
     "OutputReceived",
+    "SessionEstablished",
     "SessionEvent",
     "StderrReceived",
     "failure_exception",
@@ -50,7 +51,7 @@ _KINDS: dict[str, type[SsmshError]] = {
     "handshake": HandshakeError,
     "encryption": EncryptionError,
     "protocol": RemoteProtocolError,
-    "timeout": ReconnectFailed,
+    "timeout": AgentUnresponsive,
 }
 
 

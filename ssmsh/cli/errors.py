@@ -13,10 +13,12 @@ from __future__ import annotations
 import signal
 
 from ..exceptions import (
+    AgentUnresponsive,
     AwsError,
     ChannelClosed,
     EncryptionError,
     HandshakeError,
+    InternalError,
     InvalidMessage,
     ProtocolError,
     ReconnectFailed,
@@ -72,6 +74,8 @@ EXIT_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
     (HandshakeError, EXIT_FAILURE, "session handshake failed: "),
     (EncryptionError, EXIT_FAILURE, "encryption failed: "),
     (ReconnectFailed, EXIT_FAILURE, "connection failed: "),
+    (AgentUnresponsive, EXIT_FAILURE, "connection failed: "),
+    (InternalError, EXIT_FAILURE, "internal error: "),
     (ProtocolError, EXIT_FAILURE, "protocol error: "),
     (InvalidMessage, EXIT_FAILURE, "protocol error: "),
     (TunnelError, EXIT_FAILURE, ""),

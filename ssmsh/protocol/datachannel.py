@@ -52,7 +52,15 @@ from .events import (
     PublicationStarted,
     RetransmissionTimeout,
 )
-from .message import ClientMessage, format_wire_id, new_wire_id, pack_frame, parse_frame, type_field
+from .message import (
+    ClientMessage,
+    MessageIdSource,
+    format_wire_id,
+    new_wire_id,
+    pack_frame,
+    parse_frame,
+    type_field,
+)
 from .payloads import Acknowledge, ChannelClosedPayload
 from .rtt import RttConfig, RttEstimator
 
@@ -133,9 +141,17 @@ _DECRYPTED_IN = {
 class DataChannel:
     """Reliable, ordered delivery of stream payloads over the data channel."""
 
-    def __init__(self, role: Role = Role.CLIENT, config: ChannelConfig | None = None) -> None:
+    def __init__(
+        self,
+        role: Role = Role.CLIENT,
+        config: ChannelConfig | None = None,
+        message_ids: MessageIdSource | None = None,
+    ) -> None:
         self.role = role
         self.config = config or ChannelConfig()
+        #: Returns the 16-byte MessageId field of each new message (:func:`new_wire_id`,
+        #: random, unless a test injects its own as it can inject crypto nonces).
+        self._new_id: MessageIdSource = message_ids or new_wire_id
         if role is Role.CLIENT:
             self.local_type, self.remote_type = (
                 MessageType.INPUT_STREAM_DATA,
@@ -248,7 +264,7 @@ class DataChannel:
             self._created_date(now),
             entry.sequence_number,
             1 if (self.role is Role.AGENT and entry.sequence_number == 0) else 0,
-            new_wire_id(),
+            self._new_id(),
             entry.payload_type,
             entry.payload,
         )
@@ -427,7 +443,7 @@ class DataChannel:
             sequence_number,
         )
         self._frames.append(
-            pack_frame(self._ack_field, self._created_date(now), 0, 3, new_wire_id(), 0, payload)
+            pack_frame(self._ack_field, self._created_date(now), 0, 3, self._new_id(), 0, payload)
         )
 
     def _receive_stream(self, message: ClientMessage, now: float) -> None:

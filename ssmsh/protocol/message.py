@@ -22,6 +22,7 @@ import os
 import secrets
 import struct
 import uuid
+from collections.abc import Callable
 from hashlib import sha256
 
 from ..exceptions import InvalidMessage, LocalProtocolError
@@ -31,6 +32,7 @@ __all__ = [
     "HEADER_LENGTH",
     "HEADER_SIZE",
     "ClientMessage",
+    "MessageIdSource",
     "format_wire_id",
     "new_wire_id",
     "pack_frame",
@@ -72,13 +74,22 @@ def type_field(message_type: str) -> bytes:
     return mtype.ljust(_TYPE_SIZE, b" ")
 
 
+#: A source of MessageId fields (16 bytes each), for ``DataChannel(message_ids=...)``.
+MessageIdSource = Callable[[], bytes]
+
+
 class _RandomPool:
-    """Random bytes from the OS, fetched 4 KiB at a time instead of 16 bytes per id."""
+    """Random bytes from the OS, fetched 4 KiB at a time instead of 16 bytes per id.
+
+    Nothing happens at import: the first id fills the pool and registers the at-fork
+    hook that makes a forked child forget its parent's unused bytes.
+    """
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
         self._pool = memoryview(b"")
         self._offset = 0
+        self._fork_safe = False
 
     def discard(self) -> None:
         """Forget the unused bytes (a forked child must not reuse its parent's)."""
@@ -88,6 +99,9 @@ class _RandomPool:
     def take16(self) -> bytes:
         offset = self._offset
         if offset + 16 > len(self._pool):
+            if not self._fork_safe:
+                os.register_at_fork(after_in_child=self.discard)
+                self._fork_safe = True
             self._pool = memoryview(secrets.token_bytes(self._size))
             offset = 0
         self._offset = offset + 16
@@ -95,7 +109,6 @@ class _RandomPool:
 
 
 _random = _RandomPool()
-os.register_at_fork(after_in_child=_random.discard)
 
 
 def new_wire_id() -> bytes:

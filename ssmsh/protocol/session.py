@@ -73,6 +73,7 @@ from .handshake import (
     process_handshake_request,
     requested_kms_key_id,
 )
+from .message import MessageIdSource
 from .payloads import HandshakeRequest, TerminalSize, decode_exit_code, decode_flag, encode_flag
 
 __all__ = [
@@ -83,9 +84,9 @@ __all__ = [
     "KmsKeyRequested",
     "OutputReceived",
     "Paused",
+    "ProtocolEvent",
     "Resumed",
     "SessionEstablished",
-    "SessionEvent",
     "SessionFailed",
     "SessionState",
     "StderrReceived",
@@ -182,7 +183,9 @@ class SessionFailed:
     kind: str
 
 
-SessionEvent = (
+#: Everything :class:`ClientSession` emits. A :class:`~ssmsh.channel.SessionConnection`
+#: handles the rest itself and passes its consumer only :data:`ssmsh.channel.SessionEvent`.
+ProtocolEvent = (
     KmsKeyRequested
     | SessionEstablished
     | OutputReceived
@@ -215,8 +218,9 @@ class ClientSession:
         config: ChannelConfig | None = None,
         client_version: str = CLIENT_VERSION,
         nonce_source: NonceSource | None = None,
+        message_ids: MessageIdSource | None = None,
     ) -> None:
-        self.channel = DataChannel(Role.CLIENT, config)
+        self.channel = DataChannel(Role.CLIENT, config, message_ids)
         self.client_version = client_version
         self.state = SessionState.AWAITING
         self.session_type: str | None = None
@@ -229,7 +233,7 @@ class ClientSession:
         self._encrypter: Encrypter | None = None
         self._early: list[PayloadReceived] = []
         self._held: list[tuple[int, bytes]] = []
-        self._events: list[SessionEvent] = []
+        self._events: list[ProtocolEvent] = []
         self._skipped_handshake = False
         #: While a skipped handshake is unconfirmed (no stream data from the agent
         #: yet): what was sent, to send again should the agent handshake after all.
@@ -258,7 +262,7 @@ class ClientSession:
         """Binary WebSocket frames to write, in order. Empties the queue."""
         return self.channel.data_to_send()
 
-    def events_received(self) -> list[SessionEvent]:
+    def events_received(self) -> list[ProtocolEvent]:
         """Session events since the last call. Empties the queue."""
         events, self._events = self._events, []
         return events

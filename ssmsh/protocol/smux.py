@@ -13,7 +13,7 @@ Semantics, as read from xtaci/smux v1.5.16 (``session.go`` ``recvLoop``,
 
 * **Version / cmd.** A header whose version is not 1, or whose cmd is not one of
   SYN, FIN, PSH, NOP, is a protocol error: the session stops reading. Here that
-  is a :class:`SessionError` event and ``closed`` becomes true. (v1.5.16 also
+  is a :class:`SmuxFailed` event and ``closed`` becomes true. (v1.5.16 also
   parses cmd 4, UPD, under version 1 by reading 8 more bytes; no v1 peer sends
   it, so it is an error here.)
 * **Length.** The receiver never checks ``length`` against MaxFrameSize, which
@@ -35,7 +35,7 @@ Semantics, as read from xtaci/smux v1.5.16 (``session.go`` ``recvLoop``,
   the peer's own FIN, is dropped and counted in ``dropped_frames`` and
   ``dropped_bytes``. (v1.5.16 would still buffer data that follows a FIN.)
 * **NOP** is a keepalive. With keepalive enabled a NOP is sent every
-  ``keepalive_interval`` and the session dies with ``SessionError("keepalive
+  ``keepalive_interval`` and the session dies with ``SmuxFailed("keepalive
   timeout")`` once nothing has been received for ``keepalive_timeout``.
   (v1.5.16 checks on a 30 s ticker, so its real limit is 30-60 s.)
 """
@@ -56,8 +56,8 @@ __all__ = [
     "SMUX_VERSION",
     "Cmd",
     "Frame",
-    "SessionError",
     "SmuxEvent",
+    "SmuxFailed",
     "SmuxSession",
     "StreamData",
     "StreamFinished",
@@ -165,13 +165,14 @@ class StreamFinished:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class SessionError:
-    """The session is dead (protocol error or keepalive timeout); ``reason`` says why."""
+class SmuxFailed:
+    """An event, not an exception: the smux session (every stream of the tunnel) is dead,
+    after a protocol error or a keepalive timeout; ``reason`` says why."""
 
     reason: str
 
 
-SmuxEvent = StreamOpened | StreamData | StreamFinished | SessionError
+SmuxEvent = StreamOpened | StreamData | StreamFinished | SmuxFailed
 
 
 class StreamState(enum.Enum):
@@ -218,7 +219,7 @@ class SmuxSession:
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
         self.max_frame_size = max_frame_size
-        #: True once the session is dead (SessionError emitted, or :meth:`close`).
+        #: True once the session is dead (SmuxFailed emitted, or :meth:`close`).
         self.closed = False
         #: Why the session died, or None.
         self.error: str | None = None
@@ -431,4 +432,4 @@ class SmuxSession:
         self.closed = True
         self.error = reason
         self._buffer = bytearray()
-        self._events.append(SessionError(reason))
+        self._events.append(SmuxFailed(reason))

@@ -42,7 +42,7 @@ from ..protocol.constants import Flag
 from ..protocol.session import OutputReceived
 from ..protocol.smux import (
     MAX_FRAME_SIZE,
-    SessionError,
+    SmuxFailed,
     SmuxSession,
     StreamData,
     StreamFinished,
@@ -275,7 +275,7 @@ class MuxTunnel:
                 logger.debug("agent opened stream %d; closing it", event.stream_id)
                 self.session.close_stream(event.stream_id)
                 self._pump_wakeup.set()
-            elif type(event) is SessionError:
+            elif type(event) is SmuxFailed:
                 raise TunnelError(f"smux session failed: {event.reason}")
 
     def _silent_fin(self, stream: MuxStream) -> None:
@@ -326,7 +326,7 @@ class MuxTunnel:
                 await asyncio.sleep(delay)
             session.handle_timer(self._clock())
             for event in session.events_received():
-                if isinstance(event, SessionError):
+                if isinstance(event, SmuxFailed):
                     raise TunnelError(f"agent stopped responding ({event.reason})")
             self._pump_wakeup.set()
 

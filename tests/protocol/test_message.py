@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -388,3 +390,14 @@ def test_a_forked_child_draws_different_ids() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert len(child) == 16 and child != new_wire_id()
+
+
+def test_import_has_no_side_effects() -> None:
+    # Sans-I/O: importing the codec neither reads the OS's randomness nor registers an
+    # at-fork hook; the first random id does both.
+    code = (
+        "from ssmsh.protocol import message as m; "
+        "print(m._random._fork_safe); m.new_wire_id(); print(m._random._fork_safe)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]

@@ -38,9 +38,9 @@ from ssmsh.protocol.session import (
     KmsKeyRequested,
     OutputReceived,
     Paused,
+    ProtocolEvent,
     Resumed,
     SessionEstablished,
-    SessionEvent,
     SessionFailed,
     SessionState,
     StderrReceived,
@@ -79,10 +79,10 @@ class Link:
     def __init__(self, client: ClientSession | None = None) -> None:
         self.client = client or ClientSession(client_version="1.2.677.0")
         self.agent = Agent()
-        self.events: list[SessionEvent] = []
+        self.events: list[ProtocolEvent] = []
         self.drop_to_client: Callable[[ClientMessage], bool] = lambda m: False
 
-    def pump(self, now: float = T0) -> list[SessionEvent]:
+    def pump(self, now: float = T0) -> list[ProtocolEvent]:
         start = len(self.events)
         for _ in range(1000):
             moved = False
@@ -109,7 +109,7 @@ def is_writable(client: ClientSession) -> bool:
     return client.writable
 
 
-def of(events: list[SessionEvent], kind: type[Any]) -> list[Any]:
+def of(events: list[ProtocolEvent], kind: type[Any]) -> list[Any]:
     return [e for e in events if isinstance(e, kind)]
 
 
@@ -627,7 +627,7 @@ def test_retransmission_timeout() -> None:
     link.client.send_input(b"lost", T0)
     link.client.data_to_send()  # never delivered
     now = T0
-    events: list[SessionEvent] = []
+    events: list[ProtocolEvent] = []
     for _ in range(20):
         timer = link.client.get_timer()
         if timer is None:

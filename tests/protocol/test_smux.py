@@ -16,8 +16,8 @@ from ssmsh.protocol.smux import (
     MAX_FRAME_SIZE,
     Cmd,
     Frame,
-    SessionError,
     SmuxEvent,
+    SmuxFailed,
     SmuxSession,
     StreamData,
     StreamFinished,
@@ -339,7 +339,7 @@ def test_protocol_error_kills_session(bad: bytes, reason: str, sizes: list[int])
     assert events == [
         StreamOpened(3),
         StreamData(3, b"hi"),
-        SessionError(f"protocol error: {reason}"),
+        SmuxFailed(f"protocol error: {reason}"),
     ]
     assert server.closed
     assert server.error == f"protocol error: {reason}"
@@ -358,7 +358,7 @@ def test_protocol_error_kills_session(bad: bytes, reason: str, sizes: list[int])
 def test_bad_cmd_is_detected_from_the_header_alone() -> None:
     server = SmuxSession(False)
     server.receive_data(raw(1, 9, 3, length=1000), 0.0)  # the announced body never comes
-    assert server.events_received() == [SessionError("protocol error: unknown smux cmd 9")]
+    assert server.events_received() == [SmuxFailed("protocol error: unknown smux cmd 9")]
 
 
 def test_local_close() -> None:
@@ -492,8 +492,8 @@ def test_interleaved_streams_survive_any_chunking(
 
 def _check_events(session: SmuxSession, events: list[SmuxEvent]) -> None:
     for index, event in enumerate(events):
-        assert isinstance(event, StreamOpened | StreamData | StreamFinished | SessionError)
-        if isinstance(event, SessionError):
+        assert isinstance(event, StreamOpened | StreamData | StreamFinished | SmuxFailed)
+        if isinstance(event, SmuxFailed):
             assert index == len(events) - 1
             assert session.closed
 
@@ -571,7 +571,7 @@ def test_keepalive_nop_timing() -> None:
     session.handle_timer(144.9)
     assert not session.closed
     session.handle_timer(145.0)
-    assert session.events_received() == [SessionError("keepalive timeout")]
+    assert session.events_received() == [SmuxFailed("keepalive timeout")]
     assert (session.closed, session.error) == (True, "keepalive timeout")
     assert session.get_timer() is None
     assert session.data_to_send() == b""

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from ssmsh.exceptions import ChannelClosed
 from ssmsh.protocol.constants import Flag
 from ssmsh.protocol.session import FlagReceived, OutputReceived
-from ssmsh.protocol.smux import SessionError, SmuxSession, StreamData, StreamFinished, StreamOpened
+from ssmsh.protocol.smux import SmuxFailed, SmuxSession, StreamData, StreamFinished, StreamOpened
 from ssmsh.tunnel.channel import PortEvent
 
 
@@ -167,7 +167,7 @@ class MuxAgent:
             if writer is not None and not writer.is_closing():
                 with contextlib.suppress(OSError):
                     writer.write_eof()
-        elif isinstance(event, SessionError):
+        elif isinstance(event, SmuxFailed):
             self.error = event.reason
 
     async def _pump(self, sid: int, reader: asyncio.StreamReader) -> None:

@@ -235,12 +235,12 @@ async def test_basic_mode_for_old_agents(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 async def test_stop_sends_terminate_session_flag(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ssmsh.emulator.agent import port, port_mux
+    from ssmsh.emulator.agent import port_common, port_mux
     from ssmsh.emulator.agent.plugin import PluginHost
 
     flags: list[int | None] = []
-    # port_mux calls port.handle_flag under its own name: the patch goes on port_mux.
-    original = port.handle_flag
+    # port_mux calls port_common.handle_flag under its own name: the patch goes on port_mux.
+    original = port_common.handle_flag
 
     def record(host: PluginHost, payload: bytes) -> int | None:
         flags.append(int.from_bytes(payload, "big"))

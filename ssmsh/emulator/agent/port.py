@@ -24,15 +24,15 @@ import dataclasses
 import logging
 from typing import Any
 
-from ...exceptions import RemoteProtocolError
 from ...protocol.constants import Flag, PayloadType
-from ...protocol.payloads import decode_flag
 from ...protocol.versions import (
     agent_supports_smux,
     client_supports_smux,
     client_wants_agent_keepalive_off,
 )
 from .plugin import Plugin, PluginHost
+from .port_common import describe, handle_flag
+from .port_mux import MuxPortPlugin
 
 __all__ = ["LOCAL_PORT_FORWARDING", "BasicPortPlugin", "make_port_plugin", "port_address"]
 
@@ -63,8 +63,6 @@ def make_port_plugin(host: PluginHost, *, half_close: bool = True) -> Plugin | N
     ``half_close`` applies to the multiplexed variant (see :class:`.port_mux.MuxPortPlugin`);
     basic and stdio sessions have no way to carry a half-close, here as in the real agent.
     """
-    from .port_mux import MuxPortPlugin  # port_mux imports this module
-
     properties = host.session.properties or {}
     try:
         address = port_address(properties)
@@ -78,22 +76,6 @@ def make_port_plugin(host: PluginHost, *, half_close: bool = True) -> Plugin | N
             return MuxPortPlugin(host, address, keepalive=keepalive, half_close=half_close)
         return BasicPortPlugin(host, address, reconnect=True)
     return BasicPortPlugin(host, address, reconnect=False)
-
-
-def handle_flag(host: PluginHost, payload: bytes) -> int | None:
-    """Decode a Flag payload; TerminateSession ends the session. Returns the flag."""
-    try:
-        flag = decode_flag(payload)
-    except RemoteProtocolError as exc:
-        logger.debug("ignoring bad flag payload: %s", exc)
-        return None
-    if flag == Flag.TERMINATE_SESSION:
-        host.finish("")
-    return flag
-
-
-def describe(exc: BaseException) -> str:
-    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 @dataclasses.dataclass(eq=False, slots=True)

@@ -34,9 +34,9 @@ import logging
 
 from ...protocol.constants import Flag, PayloadType
 from ...protocol.payloads import encode_flag
-from ...protocol.smux import SessionError, SmuxSession, StreamData, StreamFinished, StreamOpened
+from ...protocol.smux import SmuxFailed, SmuxSession, StreamData, StreamFinished, StreamOpened
 from .plugin import Plugin, PluginHost
-from .port import describe, handle_flag
+from .port_common import describe, handle_flag
 
 #: Largest read from a destination connection: one smux frame's worth.
 DESTINATION_READ = 32 * 1024
@@ -119,7 +119,7 @@ class MuxPortPlugin(Plugin):
                 if stream_or_none is not None:
                     stream_or_none.remote_done = True
                     self._end_input(stream_or_none)
-            elif isinstance(event, SessionError):
+            elif isinstance(event, SmuxFailed):
                 logger.info("smux session ended: %s", event.reason)
                 self.host.finish(f"smux session ended: {event.reason}")
         self._collect()
