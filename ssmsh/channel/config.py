@@ -56,6 +56,14 @@ class ConnectionConfig:
     receive_coalesce: float = 0.03
     #: Time allowed for TerminateSession when closing.
     terminate_timeout: float = 5.0
+    #: Seconds from the first link to the agent's handshake (or, for an agent that does
+    #: not handshake, its first output or ``skip_handshake()``); past it the session
+    #: ends with HandshakeError. None: wait for ever. An agent that answers nothing is
+    #: otherwise indistinguishable from a slow one while pings keep the link alive.
+    handshake_timeout: float | None = 30.0
+    #: Largest WebSocket message accepted, fragments included (the agent's are about
+    #: 1 KiB); a larger one closes the link (code 1009) instead of being buffered.
+    max_message_size: int = 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.ping_interval is not None and self.ping_interval <= 0:
@@ -73,6 +81,10 @@ class ConnectionConfig:
             raise ValueError("receive_coalesce must be within [0, 0.1] seconds")
         if self.max_payload_size < 1:
             raise ValueError("max_payload_size must be positive")
+        if self.handshake_timeout is not None and self.handshake_timeout <= 0:
+            raise ValueError("handshake_timeout must be positive or None")
+        if self.max_message_size < 1024:
+            raise ValueError("max_message_size must be at least 1024")
 
 
 def backoff_delays(config: ConnectionConfig, rng: random.Random | None = None) -> Iterator[float]:

@@ -53,7 +53,7 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 
 from .._private_api import FrameLink
-from ..exceptions import InternalError, SsmshError
+from ..exceptions import HandshakeError, InternalError, SsmshError
 from ..protocol.datachannel import ChannelConfig
 from ..protocol.session import ClientSession, SessionEstablished
 from .config import ConnectionConfig
@@ -141,6 +141,7 @@ class SessionConnection:
         self._listeners: list[StateListener] = [on_state_change] if on_state_change else []
         self._closing = False
         self._runner: asyncio.Task[None] | None = None
+        self._handshake_timer: asyncio.TimerHandle | None = None
         self._inbox = Inbox()
         self._gate = ReadGate(loop, config.receive_coalesce)
         self._writer = FrameWriter(loop, config.write_limit)
@@ -192,6 +193,20 @@ class SessionConnection:
         ws = await self._reconnector.first_link()
         self._runner = asyncio.create_task(self._run(ws), name=f"ssmsh-{self.info.session_id}")
         self._reconnector.link_up()  # CONNECTED as soon as start() returns
+        deadline = self.config.handshake_timeout
+        if deadline is not None and not self._driver.established.done():
+            self._handshake_timer = self._loop.call_later(deadline, self._handshake_overdue)
+
+    def _handshake_overdue(self) -> None:
+        """``handshake_timeout`` passed with no word from the agent: end the session."""
+        self._handshake_timer = None
+        if not self._driver.established.done() and not self._driver.finished:
+            self._driver.finish(
+                HandshakeError(
+                    f"no handshake from the agent within {self.config.handshake_timeout:g} s "
+                    "(is the SSM agent on the instance running?)"
+                )
+            )
 
     async def close(self, terminate: bool = True) -> None:
         """End the session and release everything. Idempotent; never raises.
@@ -247,6 +262,9 @@ class SessionConnection:
 
     def _on_finished(self, error: BaseException | None) -> None:
         """The driver saw the end (called once): the debug line, then CLOSED."""
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
         if logger.isEnabledFor(logging.DEBUG):
             reconnector = self._reconnector
             log_ended(

@@ -95,7 +95,7 @@ async def open_link(
             url,
             additional_headers=dict(headers) or None,
             compression=None,
-            max_size=None,
+            max_size=config.max_message_size,
             open_timeout=config.open_timeout,
             ping_interval=None,  # Liveness does this, with a faster verdict
             close_timeout=config.close_timeout,

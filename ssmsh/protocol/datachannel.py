@@ -94,6 +94,9 @@ class ChannelConfig:
     #: Out-of-order messages held for reordering (official: 10 000); beyond it they are
     #: dropped without an ack so that the peer retransmits them later.
     reorder_capacity: int = 10_000
+    #: ... and at most this many payload bytes of them (10 000 of the agent's 1 KiB
+    #: messages fit; 10 000 messages of 100 KB would not).
+    reorder_capacity_bytes: int = 16 * 1024 * 1024
     #: Retransmissions of one message before :class:`RetransmissionTimeout` is raised.
     #: With the RTO capped at 1 s this is about five minutes, like the official limit.
     max_retransmissions: int = 300
@@ -186,6 +189,7 @@ class DataChannel:
         # Incoming
         self.expected_sequence_number = 0
         self._reorder: dict[int, ClientMessage] = {}
+        self._reorder_bytes = 0
 
         self._frames: list[bytes] = []
         self._events: list[Event] = []
@@ -457,8 +461,12 @@ class DataChannel:
             if seq in self._reorder:
                 self.stats["duplicates"] += 1
                 self._ack(str(message.message_id), seq, now)
-            elif len(self._reorder) < self.config.reorder_capacity:
+            elif (
+                len(self._reorder) < self.config.reorder_capacity
+                and self._reorder_bytes + len(message.payload) <= self.config.reorder_capacity_bytes
+            ):
                 self._reorder[seq] = message
+                self._reorder_bytes += len(message.payload)
                 self.stats["reordered"] += 1
                 self._ack(str(message.message_id), seq, now)
             else:
@@ -473,6 +481,7 @@ class DataChannel:
         reorder = self._reorder
         while reorder and self.expected_sequence_number in reorder:
             message = reorder.pop(self.expected_sequence_number)
+            self._reorder_bytes -= len(message.payload)
             seq = message.sequence_number
             self._deliver(message.payload_type, message.payload, seq, None, now)
 

@@ -38,6 +38,9 @@ __all__ = [
 
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
 
+#: Most actions a HandshakeRequest may ask for (the agent asks for two at most).
+MAX_REQUESTED_ACTIONS = 16
+
 
 def dumps(obj: Any) -> bytes:
     """Compact JSON as Go's encoding/json writes it (``<``, ``>``, ``&`` escaped)."""
@@ -203,6 +206,13 @@ class HandshakeRequest:
         raw_actions = obj.get("RequestedClientActions") or []
         if not isinstance(raw_actions, list):
             raise RemoteProtocolError(f"{what}: RequestedClientActions is not a list")
+        if len(raw_actions) > MAX_REQUESTED_ACTIONS:
+            # The agent asks for two at most (SessionType, KMSEncryption); answering
+            # thousands would build (and retransmit) a response of any size.
+            raise RemoteProtocolError(
+                f"{what}: {len(raw_actions)} actions requested (at most "
+                f"{MAX_REQUESTED_ACTIONS} are answered)"
+            )
         actions = []
         for raw in raw_actions:
             if not isinstance(raw, dict):

@@ -94,8 +94,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Most stream payloads held while the handshake is still running.
+#: Most stream payloads held while the handshake is still running...
 MAX_EARLY_PAYLOADS = 10_000
+#: ... and most bytes of them; more ends the session (they were acked already).
+MAX_EARLY_BYTES = 4 * 1024 * 1024
 #: Most bytes kept, after skip_handshake(), to send again if a handshake comes late.
 MAX_RESEND_AFTER_SKIP = 1 << 20
 _U32_MAX = 0xFFFFFFFF
@@ -232,6 +234,7 @@ class ClientSession:
         self._request: HandshakeRequest | None = None
         self._encrypter: Encrypter | None = None
         self._early: list[PayloadReceived] = []
+        self._early_bytes = 0
         self._held: list[tuple[int, bytes]] = []
         self._events: list[ProtocolEvent] = []
         self._skipped_handshake = False
@@ -422,8 +425,12 @@ class ClientSession:
             self.session_type = implied_session_type(ptype)
             self._early.append(event)
             self._establish(now)
-        elif len(self._early) < MAX_EARLY_PAYLOADS:
+        elif (
+            len(self._early) < MAX_EARLY_PAYLOADS
+            and self._early_bytes + len(event.payload) <= MAX_EARLY_BYTES
+        ):
             self._early.append(event)
+            self._early_bytes += len(event.payload)
         else:
             self._fail("too much stream data before the handshake completed", "protocol")
 
@@ -539,6 +546,7 @@ class ClientSession:
             )
         )
         early, self._early = self._early, []
+        self._early_bytes = 0
         for event in early:
             self._deliver(event)
         held, self._held = self._held, []

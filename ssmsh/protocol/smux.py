@@ -208,6 +208,7 @@ class SmuxSession:
         keepalive_interval: float = 10.0,
         keepalive_timeout: float = 30.0,
         max_frame_size: int = MAX_FRAME_SIZE,
+        accept_streams: bool = True,
         now: float | None = None,
     ) -> None:
         if not 0 < max_frame_size <= _MAX_LENGTH:
@@ -219,6 +220,11 @@ class SmuxSession:
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
         self.max_frame_size = max_frame_size
+        #: False: a peer's SYN is ignored, remembered nowhere (``refused_streams`` counts
+        #: them), and data on such a stream dropped: for an end whose peer never opens
+        #: streams, so that a flood of SYNs costs nothing.
+        self.accept_streams = accept_streams
+        self.refused_streams = 0
         #: True once the session is dead (SmuxFailed emitted, or :meth:`close`).
         self.closed = False
         #: Why the session died, or None.
@@ -412,9 +418,13 @@ class SmuxSession:
                     self._need = end - pos
                     return pos
                 if cmd == _SYN:
-                    if stream_id not in streams:
+                    if stream_id in streams:
+                        pass
+                    elif self.accept_streams:
                         streams[stream_id] = _OPEN
                         events.append(StreamOpened(stream_id))
+                    else:
+                        self.refused_streams += 1
                 elif cmd == _FIN:
                     state = streams.get(stream_id)
                     if state is _OPEN:

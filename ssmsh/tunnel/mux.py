@@ -46,7 +46,6 @@ from ..protocol.smux import (
     SmuxSession,
     StreamData,
     StreamFinished,
-    StreamOpened,
 )
 from .channel import PortChannel
 from .config import TunnelConfig
@@ -85,6 +84,7 @@ class MuxTunnel:
             keepalive_interval=self.config.keepalive_interval,
             keepalive_timeout=self.config.keepalive_timeout or math.inf,
             max_frame_size=MAX_FRAME_SIZE,
+            accept_streams=False,  # the agent never opens streams: its SYNs cost nothing
             now=clock(),
         )
         self.streams: dict[int, MuxStream] = {}
@@ -270,11 +270,6 @@ class MuxTunnel:
                 if stream.bytes_received == 0:
                     self._silent_fin(stream)
                 self.stream_ended(stream)
-            elif type(event) is StreamOpened:
-                # The agent never opens streams; refuse politely.
-                logger.debug("agent opened stream %d; closing it", event.stream_id)
-                self.session.close_stream(event.stream_id)
-                self._pump_wakeup.set()
             elif type(event) is SmuxFailed:
                 raise TunnelError(f"smux session failed: {event.reason}")
 

@@ -102,6 +102,8 @@ class FakeAgent:
         self.refuse_after: float | None = None
         #: SessionType the HandshakeRequest asks for.
         self.session_type = "Standard_Stream"
+        #: Answer pings, but never begin (no HandshakeRequest, no output).
+        self.mute = False
 
     async def __aenter__(self) -> FakeAgent:
         self.server = await serve(self._handle, "127.0.0.1", 0, compression=None, max_size=None)
@@ -236,7 +238,7 @@ class FakeAgent:
         first = session.ws is None and len(session.request_ids) == 1
         session.ws = ws
         session.channel.connection_made(time.monotonic())
-        if first:
+        if first and not self.mute:
             self._begin(session)
         dropper = None
         if self.drop_every is not None:
