@@ -97,6 +97,8 @@ class Agent:
                 # output (port sessions before the local stream exists) for a long time.
                 max_retransmissions=sys.maxsize,
                 resend=config.agent_resend,
+                max_in_flight=self._pacing.window,
+                high_water=2 * self._pacing.window,
             ),
         )
         self.driver = ChannelDriver(channel, self._handle_event)

@@ -18,6 +18,8 @@ __all__ = ["AGENT_CHUNK", "Pacing"]
 
 #: The real agent's read size (``StreamDataPayloadSize``).
 AGENT_CHUNK = 1024
+#: The official agent's outgoing buffer in bytes: 10,000 messages of 1 KiB.
+AGENT_WINDOW_BYTES = 10_000 * AGENT_CHUNK
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -30,6 +32,18 @@ class Pacing:
     port_chunk: int = 32 * 1024
     #: Pause after each message sent (seconds).
     delay: float = 0.0
+
+    @property
+    def window(self) -> int:
+        """Most unacknowledged messages in flight (``ChannelConfig.max_in_flight``).
+
+        The official agent holds 10,000 outgoing messages of at most 1 KiB
+        (``OutgoingMessageBufferCapacity``, ``StreamDataPayloadSize``): about 10 MiB.
+        Unpaced, messages are up to 32 KiB, so the same bytes are fewer messages; a
+        window of 10,000 of those (320 MB) would overflow the gateway's queue for a
+        client that stops reading, which then drops them (see ``link.py``).
+        """
+        return max(16, AGENT_WINDOW_BYTES // max(self.stream_chunk, self.port_chunk))
 
     @classmethod
     def real(cls) -> Pacing:
