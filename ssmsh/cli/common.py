@@ -17,19 +17,17 @@ import contextlib
 import json
 import logging
 import os
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from ..aws import AwsSettings, SsmSessions, StaticCredentials
 from ..channel import ConnectionConfig, SessionConnection, SessionInfo
 from ..exceptions import AwsError, UsageError
-from ..terminal.tty import Terminal
 from .errors import StartInterrupted
+from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set
 
 __all__ = [
     "LOCAL_CREDENTIALS",
-    "Reporter",
     "StartupSignals",
     "add_common_options",
     "aws_settings",
@@ -41,8 +39,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 #: Credentials used with ``--local`` (the emulator accepts any well-formed signature).
 LOCAL_CREDENTIALS = StaticCredentials("AKIDSSMSHLOCAL000000", "ssmsh-local-emulator-secret")
@@ -167,21 +163,6 @@ def _json_parameters(text: str) -> dict[str, list[str]]:
     return parameters
 
 
-class Reporter:
-    """Status lines on stderr (silenced by ``--quiet``); errors are never silenced."""
-
-    def __init__(self, terminal: Terminal, quiet: bool = False) -> None:
-        self.terminal = terminal
-        self.quiet = quiet
-
-    def status(self, text: str) -> None:
-        if not self.quiet:
-            self.terminal.status(text)
-
-    def error(self, text: str) -> None:
-        self.terminal.status(f"ssmsh: {text}")
-
-
 @contextlib.asynccontextmanager
 async def local_endpoint(args: argparse.Namespace) -> AsyncIterator[str | None]:
     """With ``--local``: an in-process emulator, yielding its endpoint URL. Else None."""
@@ -221,38 +202,6 @@ def default_target(args: argparse.Namespace, target: str | None) -> str:
     raise UsageError("no target given (an instance id or Name tag; or use --local)")
 
 
-def install_signal_handlers(
-    names: Sequence[str], handler: Callable[[int], None]
-) -> list[tuple[int, Any]]:
-    """Route the named signals to ``handler(signum)`` on the running loop, except
-    those that are ignored (``nohup``, a background job's SIGINT), which stay so.
-    Returns what :func:`restore_signal_handlers` puts back."""
-    loop = asyncio.get_running_loop()
-    installed: list[tuple[int, Any]] = []
-    for name in names:
-        signum = getattr(signal, name, None)
-        if signum is None:
-            continue
-        try:
-            previous = signal.getsignal(signum)
-            if previous is signal.SIG_IGN:
-                continue
-            loop.add_signal_handler(signum, handler, signum)
-        except (ValueError, RuntimeError, NotImplementedError):
-            continue  # not the main thread, or no signals here
-        installed.append((signum, previous))
-    return installed
-
-
-def restore_signal_handlers(installed: Sequence[tuple[int, Any]]) -> None:
-    """Undo :func:`install_signal_handlers`: the previous handlers come back."""
-    loop = asyncio.get_running_loop()
-    for signum, previous in installed:
-        loop.remove_signal_handler(signum)
-        with contextlib.suppress(ValueError, TypeError):
-            signal.signal(signum, previous)  # e.g. asyncio.run's own SIGINT handler
-
-
 class StartupSignals:
     """SIGINT, SIGTERM and SIGHUP while a session is starting.
 
@@ -265,20 +214,17 @@ class StartupSignals:
     job's SIGINT) stays ignored. :meth:`remove` puts the previous handlers back.
     """
 
-    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
-
     def __init__(self) -> None:
         #: The first signal received (0: none).
         self.signum = 0
         self._caught = asyncio.Event()
-        self._installed: list[tuple[int, Any]] = []
+        self._handlers = contextlib.ExitStack()
 
     def install(self) -> None:
-        self._installed += install_signal_handlers(self.NAMES, self._on_signal)
+        self._handlers.enter_context(handle_signals(STOP_SIGNALS, self._on_signal))
 
     def remove(self) -> None:
-        installed, self._installed = self._installed, []
-        restore_signal_handlers(installed)
+        self._handlers.close()
 
     def _on_signal(self, signum: int) -> None:
         logger.debug("signal %d while starting the session", signum)
@@ -286,32 +232,11 @@ class StartupSignals:
             self.signum = signum
         self._caught.set()
 
-    async def guard(self, step: Awaitable[_T]) -> _T:
-        """``step``'s result, unless a signal came (or comes) first: StartInterrupted."""
-        work = asyncio.ensure_future(step)
-        await unless_set(work, self._caught)
+    async def guard(self, step: Awaitable[None]) -> None:
+        """Run ``step``, unless a signal came (or comes) first: StartInterrupted."""
+        await unless_set(step, self._caught)
         if self.signum:
-            if not work.cancelled():
-                work.exception()  # whatever it was, the signal decides; mark it retrieved
             raise StartInterrupted(self.signum)
-        return work.result()
-
-
-async def unless_set(work: asyncio.Future[Any], event: asyncio.Event) -> None:
-    """Wait for ``work`` to finish or ``event`` to be set, whichever comes first.
-
-    ``work`` is cancelled (and awaited) if it is not done by then, also when
-    this wait itself is cancelled.
-    """
-    stop = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait([work, stop], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.cancel()
-        if not work.done():
-            work.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
 
 
 def _refuses_document(error: AwsError, document: str | None) -> bool:

@@ -20,11 +20,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..aws.commands import SsmCommands
 from ..exceptions import AwsError
-from .common import install_signal_handlers, restore_signal_handlers, unless_set
 from .runoutput import (
     DETAILS_LIMIT,
     STDERR_LIMIT,
@@ -35,6 +34,7 @@ from .runoutput import (
     natural_key,
     split_details,
 )
+from .runtime import handle_signals, unless_set
 
 __all__ = [
     "FINAL_COMMAND",
@@ -78,15 +78,14 @@ class Interrupts:
         self.cancel = asyncio.Event()
         self.leave = asyncio.Event()
         self.wake = asyncio.Event()
-        self._installed: list[tuple[int, Any]] = []
+        self._handlers = contextlib.ExitStack()
 
     def __enter__(self) -> Interrupts:
-        self._installed = install_signal_handlers(("SIGINT",), self._on_signal)
+        self._handlers.enter_context(handle_signals(("SIGINT",), self._on_signal))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        installed, self._installed = self._installed, []
-        restore_signal_handlers(installed)
+        self._handlers.close()
 
     def _on_signal(self, signum: int) -> None:
         if self.cancel.is_set() or not self.cancels:
@@ -179,13 +178,10 @@ class Follower:
 
     async def _guard(self, step: Awaitable[_T]) -> _T:
         """``step``'s result, unless the user leaves first (then it is abandoned)."""
-        work = asyncio.ensure_future(step)
-        await unless_set(work, self.interrupts.leave)
+        result = await unless_set(step, self.interrupts.leave)
         if self.interrupts.leave.is_set():
-            if work.done() and not work.cancelled():
-                work.exception()  # retrieved: the user's leaving decides
-            raise Interrupted
-        return work.result()
+            raise Interrupted  # the user's leaving decides
+        return cast(_T, result)
 
     async def _count(self, operation: str, call: Awaitable[_T]) -> _T:
         self.calls[operation] = self.calls.get(operation, 0) + 1

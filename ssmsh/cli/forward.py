@@ -15,7 +15,8 @@ duration, TerminateSession) is replaced instead: its listener stays, and the
 next connection to it starts a new session.
 
 What it shares with ``ssmsh proxy`` and plugin mode is in :mod:`.portsession`;
-plugin mode also serves its listener with :func:`serve_sessions`.
+plugin mode also serves its listener with :func:`serve_sessions`. The command is
+declared in :mod:`ssmsh.cli.commands.forward`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ..channel import ConnectionConfig
 from ..exceptions import ChannelClosed, SsmshError, TunnelError, UsageError
+from ..terminal.tty import Terminal
 from ..tunnel.config import TunnelConfig
 from ..tunnel.gate import HandlerGate
 from ..tunnel.listeners import Listener, open_listener
@@ -39,30 +41,18 @@ from .portsession import (
     add_tunnel_options,
     open_connection,
     port_connection_config,
-    port_protocol,
-    report,
-    run_command,
     session_service,
-    stop_signals,
     tunnel_config,
-    unless_stopped,
 )
+from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set
 
-# The shared helpers it names come from .portsession (plugin mode uses them from here).
 __all__ = [
-    "add_parser",
+    "DESCRIPTION",
+    "configure_forward",
     "forward",
-    "open_connection",
-    "port_connection_config",
-    "port_protocol",
-    "report",
-    "run",
-    "run_command",
+    "run_forward",
     "serve_sessions",
-    "session_service",
-    "stop_signals",
     "target_and_specs",
-    "tunnel_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,15 +67,8 @@ BIND defaults to 127.0.0.1; write 0.0.0.0 (or *, [::]) to accept other machines.
 Each SPEC runs as its own session. Ctrl-C ends them all."""
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``forward`` on the main parser's subcommands."""
-    parser = subparsers.add_parser(
-        "forward",
-        help="forward local ports to ports on (or behind) a target",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        conflict_handler="resolve",  # our -v (connection lines) replaces the common -v (--debug)
-    )
+def configure_forward(parser: argparse.ArgumentParser) -> None:
+    """``ssmsh forward``'s arguments (its parser resolves conflicts: see the -v below)."""
     add_target_argument(parser)
     parser.add_argument("specs", metavar="SPEC", nargs="+", help="what to forward (see above)")
     add_common_options(parser, suppress=True)
@@ -103,12 +86,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "terminated), keep listening and start a new session for the next connection",
     )
     add_tunnel_options(parser)
-    parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+async def run_forward(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
     """Entry point of ``ssmsh forward``."""
-    return run_command(lambda: forward(args))
+    return await forward(args, reporter)
 
 
 def target_and_specs(args: argparse.Namespace) -> tuple[str, list[ForwardSpec]]:
@@ -140,14 +122,18 @@ def target_and_specs(args: argparse.Namespace) -> tuple[str, list[ForwardSpec]]:
     return default_target(args, target), specs
 
 
-async def forward(args: argparse.Namespace) -> int:
+async def forward(args: argparse.Namespace, reporter: Reporter) -> int:
+    """Forward until a stop signal (0) or until a session ends on its own (255).
+
+    What it has to say goes to ``reporter.say``: never silenced by ``--quiet``.
+    """
     target, specs = target_and_specs(args)
     config = tunnel_config(args)
     channel_config = port_connection_config(args, config)
     verbose = bool(getattr(args, "tunnel_verbose", False))
     stop = asyncio.Event()
-    with stop_signals(stop):
-        return await _forward(args, target, specs, config, channel_config, verbose, stop)
+    with handle_signals(STOP_SIGNALS, lambda signum: stop.set()):
+        return await _forward(args, target, specs, config, channel_config, verbose, stop, reporter)
 
 
 async def _forward(
@@ -158,6 +144,7 @@ async def _forward(
     channel_config: ConnectionConfig,
     verbose: bool,
     stop: asyncio.Event,
+    reporter: Reporter,
 ) -> int:
     listeners: list[Listener] = []
     gates: list[HandlerGate] = []
@@ -167,11 +154,11 @@ async def _forward(
             listener = await open_listener(spec, gate)
             listeners.append(listener)
             gates.append(gate)
-            report(f"listening on {', '.join(listener.addresses)} for {spec.remote_label}")
+            reporter.say(f"listening on {', '.join(listener.addresses)} for {spec.remote_label}")
             for address in listener.public:
-                report(f"warning: {address} accepts connections from other machines")
+                reporter.say(f"warning: {address} accepts connections from other machines")
         async with session_service(args) as aws:
-            target_id = await unless_stopped(aws.resolve_target(target), stop)
+            target_id = await unless_set(aws.resolve_target(target), stop)
             if target_id is None:
                 return EXIT_OK
 
@@ -190,17 +177,17 @@ async def _forward(
                     listener,
                     gate,
                     remote_label=f"{spec.remote_label} via {target_id}",
-                    report=report,
+                    report=reporter.say,
                     verbose=verbose,
                     config=config,
                 )
 
-            sessions = await unless_stopped(_start_all(start, len(specs)), stop)
+            sessions = await unless_set(_start_all(start, len(specs)), stop)
             if sessions is None:
                 return EXIT_OK
             renew = start if getattr(args, "persist", False) else None
             try:
-                return await serve_sessions(sessions, stop, renew)
+                return await serve_sessions(sessions, stop, reporter, renew)
             finally:
                 await asyncio.gather(*(s.terminate() for s in sessions), return_exceptions=True)
     finally:
@@ -226,16 +213,18 @@ async def _start_all(
 async def serve_sessions(
     sessions: list[ForwardSession],
     stop: asyncio.Event,
+    reporter: Reporter,
     renew: Callable[[int], Awaitable[ForwardSession]] | None = None,
 ) -> int:
     """Run established-or-not forward sessions until ``stop`` (0) or one of them ends (255).
 
-    With ``renew``, a session the remote end closed is replaced in ``sessions``
-    by ``renew(index)``, called when the next connection comes to its listener.
-    The caller terminates the sessions afterwards (:meth:`ForwardSession.terminate`).
+    Their ends are told with ``reporter.say``. With ``renew``, a session the remote
+    end closed is replaced in ``sessions`` by ``renew(index)``, called when the next
+    connection comes to its listener. The caller terminates the sessions afterwards
+    (:meth:`ForwardSession.terminate`).
     """
     runners: dict[asyncio.Future[object], int] = {
-        asyncio.ensure_future(_serve(sessions, index, renew)): index
+        asyncio.ensure_future(_serve(sessions, index, reporter, renew)): index
         for index in range(len(sessions))
     }
     stopping: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
@@ -246,9 +235,9 @@ async def serve_sessions(
             index = runners.get(task)
             if index is not None:
                 status = EXIT_FAILURE
-                _report_end(sessions[index], task.exception())
+                _report_end(sessions[index], task.exception(), reporter)
         if status == EXIT_OK and any(s.log.verbose for s in sessions):
-            report("stopping")
+            reporter.say("stopping")
         return status
     finally:
         stopping.cancel()
@@ -260,6 +249,7 @@ async def serve_sessions(
 async def _serve(
     sessions: list[ForwardSession],
     index: int,
+    reporter: Reporter,
     renew: Callable[[int], Awaitable[ForwardSession]] | None,
 ) -> None:
     """Serve ``sessions[index]``; with ``renew``, replace it whenever the remote end closes it."""
@@ -276,7 +266,7 @@ async def _serve(
                 return
             reason = "the session ended"
         session.gate.reset()  # connections from now on wait for the next session
-        report(
+        reporter.say(
             f"{session.listener.label}: session {session.session_id} ended: {reason}; "
             "the next connection starts a new one"
         )
@@ -287,17 +277,17 @@ async def _serve(
         except SsmshError as exc:
             raise TunnelError(f"cannot start a new session: {exc}") from None
         if not session.log.verbose:
-            report(f"{session.listener.label}: new session {sessions[index].session_id}")
+            reporter.say(f"{session.listener.label}: new session {sessions[index].session_id}")
 
 
-def _report_end(session: ForwardSession, exc: BaseException | None) -> None:
+def _report_end(session: ForwardSession, exc: BaseException | None, reporter: Reporter) -> None:
     label = f"{session.listener.label}: session {session.session_id}"
     if isinstance(exc, ChannelClosed):
-        report(f"{label} ended: {closed_message(exc)}")
+        reporter.say(f"{label} ended: {closed_message(exc)}")
     elif isinstance(exc, SsmshError):
-        report(f"{label} failed: {exc}")
+        reporter.say(f"{label} failed: {exc}")
     elif exc is not None:
-        report(f"{label} failed: {exc!r}")
+        reporter.say(f"{label} failed: {exc!r}")
         logger.debug("session runner failed", exc_info=exc)
     else:
-        report(f"{label} ended")
+        reporter.say(f"{label} ended")

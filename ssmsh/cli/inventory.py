@@ -21,12 +21,22 @@ from typing import Any
 
 from ..exceptions import AwsError, SsmshError, UsageError
 from ..terminal.tty import Terminal
-from .common import Reporter, add_common_options, default_target
+from .common import add_common_options, default_target
 from .errors import EXIT_FAILURE, EXIT_OK, describe
 from .listing import add_output_options, emit, report_or_raise, table, to_json, wants_json
 from .portsession import session_service
+from .runtime import Reporter
 
-__all__ = ["EXIT_NOT_CONNECTED", "add_parser", "instance_filters", "run_ls", "run_status"]
+__all__ = [
+    "EXIT_NOT_CONNECTED",
+    "LS_DESCRIPTION",
+    "STATUS_DESCRIPTION",
+    "configure_ls",
+    "configure_status",
+    "instance_filters",
+    "run_ls",
+    "run_status",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +74,15 @@ IamRole, SourceIds, SourceTypes, tag:TAGKEY or tag-key. Repeat an option for
 several values of one key (any of them matches); different keys must all match."""
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``ls`` and ``status`` on the main parser's subcommands."""
-    ls = subparsers.add_parser(
-        "ls",
-        help="list managed instances",
-        description=LS_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+STATUS_DESCRIPTION = (
+    "Print whether each TARGET is connected to Session Manager "
+    "(GetConnectionStatus): 'connected' or 'notconnected'. Exit status: 0 when all "
+    "are connected, 1 when any is not, 255 when one could not be asked."
+)
+
+
+def configure_ls(ls: argparse.ArgumentParser) -> None:
+    """``ssmsh ls``'s arguments."""
     ls.add_argument(
         "--filter",
         dest="filters",
@@ -91,15 +102,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     add_output_options(ls)
     add_common_options(ls, suppress=True)
-    ls.set_defaults(runner=run_ls)
 
-    status = subparsers.add_parser(
-        "status",
-        help="is a target connected to Session Manager? (exit 0 if so, 1 if not)",
-        description="Print whether each TARGET is connected to Session Manager "
-        "(GetConnectionStatus): 'connected' or 'notconnected'. Exit status: 0 when all "
-        "are connected, 1 when any is not, 255 when one could not be asked.",
-    )
+
+def configure_status(status: argparse.ArgumentParser) -> None:
+    """``ssmsh status``'s arguments."""
     status.add_argument(
         "targets",
         metavar="TARGET",
@@ -107,7 +113,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="instance id or Name tag; default with --local or SSMSH_TARGET",
     )
     add_common_options(status, suppress=True)
-    status.set_defaults(runner=run_status)
 
 
 # -- status ---------------------------------------------------------------------------

@@ -22,8 +22,8 @@ from typing import Any
 from ..aws.errors import affects_every_call
 from ..exceptions import AwsError, SsmshError, UsageError
 from ..terminal.tty import Terminal, write_all
-from .common import Reporter
 from .errors import EXIT_OK, describe
+from .runtime import Reporter
 from .shell import EXIT_BROKEN_PIPE
 
 __all__ = [

@@ -1,14 +1,10 @@
-"""The ``ssmsh`` command line: argument parsing, logging, and exit statuses.
+"""The ``ssmsh`` command line: from ``argv`` to a command, run by :mod:`.runtime`.
 
-Commands:
-
-* ``ssmsh shell [TARGET]`` — an interactive shell (``--local`` for the emulator);
-* ``ssmsh exec [TARGET] [-t] -- COMMAND...`` — run one command;
-* ``ssmsh run TARGET... -- COMMAND`` — Run Command on many instances (``ssmsh commands``
-  lists the commands);
-* ``ssmsh emulator`` — run the local emulator (when it is installed);
-* ``ssmsh plugin ARGS`` — act as the AWS CLI's ``session-manager-plugin``, as
-  does ``ssmsh`` run under that name (a symlink): see :mod:`ssmsh.cli.plugin`.
+The commands are the modules of :mod:`ssmsh.cli.commands`, one per command and
+named after it (``ssmsh shell``, ``exec``, ``forward``, ``proxy``, ``run``...);
+each declares itself (:class:`~.registry.Command`), and this module knows none of
+them: it builds the parser from their declarations, parses, and hands the parsed
+command to :func:`.runtime.run_command`. The console script is :mod:`.entry`.
 
 Status lines and errors go to stderr; stdout carries only remote output.
 """
@@ -16,43 +12,34 @@ Status lines and errors go to stderr; stdout carries only remote output.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
-import importlib.util
-import inspect
-import logging
+import contextlib
+import io
 import sys
-import traceback
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from .._version import __version__
 from ..protocol import CLIENT_VERSION
-from ..terminal.tty import Terminal
-from .common import Reporter, add_common_options
-from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, describe, exit_status
-from .shell import configure_exec, configure_shell, run_exec, run_shell
+from . import registry
+from .common import add_common_options
+from .errors import EXIT_USAGE
+from .registry import Command
+from .runtime import run_command
 
-__all__ = ["build_parser", "main", "run_async", "setup_logging"]
-
-Runner = Callable[[argparse.Namespace, Terminal, Reporter], Awaitable[int]]
-
-#: Loggers that would print request bodies, URLs with tokens or frames at DEBUG level.
-_NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "websockets", "asyncio", "s3transfer")
+__all__ = ["build_parser", "main", "parse_args"]
 
 
-def _optional_command(module: str) -> Any:
-    """A command module that other parts of ssmsh may or may not provide."""
-    try:
-        return importlib.import_module(module, __package__)
-    except ImportError:
-        return None
+def build_parser(
+    argv: Sequence[str] | None = None, commands: Mapping[str, Command] | None = None
+) -> argparse.ArgumentParser:
+    """The ``ssmsh`` parser, with every command (:func:`.registry.load` unless given).
 
-
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The ``ssmsh`` parser. Given the command line, it leaves out what that line
-    cannot use: the emulator's options need its modules (and cryptography), ~5 MB
-    that ``forward`` or ``proxy`` would otherwise carry for nothing."""
+    Given the command line, it configures only the commands that line names: the
+    others are listed in ``--help``, no more. A command's options may need modules
+    that the others would otherwise carry for nothing (the emulator's: ~5 MB with
+    cryptography, for ``forward`` or ``proxy``).
+    """
+    if commands is None:
+        commands = registry.load()
     parser = argparse.ArgumentParser(
         prog="ssmsh",
         description="A client for AWS Systems Manager Session Manager.",
@@ -62,167 +49,78 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--version", action="version", version=f"ssmsh {__version__} (protocol {CLIENT_VERSION})"
     )
     add_common_options(parser)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    shell = commands.add_parser(
-        "shell",
-        help="interactive shell on a managed instance",
-        description="Open an interactive shell, like ssh. Escapes after Enter: "
-        "~. disconnect, ~? help, ~~ a literal ~.",
-    )
-    configure_shell(shell)
-    shell.set_defaults(runner=run_shell)
-
-    exec_ = commands.add_parser(
-        "exec",
-        help="run a command on a managed instance",
-        description="Run COMMAND and exit with its status. stdout and stderr stay separate "
-        "unless -t is given.",
-    )
-    configure_exec(exec_)
-    exec_.set_defaults(runner=run_exec)
-
-    emulator_help = "run a local Session Manager emulator"
-    if argv is None or "emulator" in argv:
-        emulator = _optional_command("ssmsh.emulator.cli")
-        if emulator is not None:
-            sub = commands.add_parser("emulator", help=emulator_help, description=emulator.__doc__)
-            emulator.configure_parser(sub)
-            sub.set_defaults(func=emulator.run)
-    elif importlib.util.find_spec("ssmsh.emulator") is not None:
-        commands.add_parser("emulator", help=emulator_help)  # listed in --help only
-
-    for name in (
-        ".forward",
-        ".proxy",
-        ".plugin",
-        ".sessionlist",
-        ".inventory",
-        ".setup",
-        ".runcommand",
-    ):
-        module = _optional_command(name)
-        if module is not None:
-            module.add_parser(commands)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in commands.values():
+        sub = subparsers.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description,
+            **command.parser_options,
+        )
+        if argv is None or command.name in argv:
+            command.configure(sub)
     return parser
 
 
-def setup_logging(args: argparse.Namespace, terminal: Terminal) -> None:
-    """ssmsh's log to stderr (or ``--log-file``); third-party debug output stays off."""
-    debug = bool(getattr(args, "debug", False))
-    log_file = getattr(args, "log_file", None)
-    handler: logging.Handler
-    if log_file:
-        handler = logging.FileHandler(log_file, encoding="utf-8")
-    else:
-        handler = _TerminalHandler(terminal)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.WARNING)
-    for name in _NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+def parse_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str], commands: Mapping[str, Command]
+) -> argparse.Namespace:
+    """Parse ``argv``, with what argparse alone cannot do, as the commands declare it.
 
-
-class _TerminalHandler(logging.Handler):
-    """Log records as status lines (CR LF while the terminal is raw)."""
-
-    def __init__(self, terminal: Terminal) -> None:
-        super().__init__()
-        self.terminal = terminal
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.terminal.status(self.format(record))
-        except Exception:
-            self.handleError(record)
-
-
-def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """Parse; for ``exec`` and ``run``, everything after the first ``--`` is the remote command.
-
-    (argparse alone cannot take options after a positional and a free-form tail.)
+    A command with ``passthrough`` gets every word after its name unparsed (``ssmsh
+    -v plugin --version``: ``-v`` is ours, ``--version`` the plugin's); one with
+    ``after_dashes`` gets the words after the first ``--``, its remote command line
+    (argparse cannot take options after a positional and a free-form tail).
     """
+    argv = list(argv)
+    for command in commands.values():
+        if command.passthrough is not None and command.name in argv:
+            cut = argv.index(command.name) + 1
+            args = _parse_quietly(parser, argv[:cut])
+            if args is not None and args.command == command.name:
+                setattr(args, command.passthrough, argv[cut:])
+                return args
+            # else the name was an option's value (--profile plugin): parse it all
     if "--" in argv:
         cut = argv.index("--")
         args = parser.parse_args(argv[:cut])
-        if getattr(args, "command", None) == "exec":
-            args.words = [*args.words, *argv[cut + 1 :]]
-            return args
-        if getattr(args, "command", None) == "run":
-            args.words = argv[cut + 1 :]
+        named = commands.get(args.command) if args.command else None
+        if named is not None and named.after_dashes is not None:
+            dest = named.after_dashes
+            setattr(args, dest, [*(getattr(args, dest, None) or []), *argv[cut + 1 :]])
             return args
     return parser.parse_args(argv)
 
 
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
+def _parse_quietly(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | None:
+    """The parse of ``argv``, or None when it is no valid command line (then the full
+    parse reports it; nothing is printed twice)."""
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            return parser.parse_args(argv)
+    except SystemExit:
+        return None
+
+
+def _program_command(argv0: str, commands: Mapping[str, Command]) -> list[str]:
+    """``[NAME]`` when ssmsh runs under a program name that means command NAME."""
+    for command in commands.values():
+        if command.invoked_as is not None and command.invoked_as(argv0):
+            return [command.name]
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:
+    commands = registry.load()
     if argv is None:
-        argv = sys.argv[1:]
-        if _plugin_name(sys.argv[0]):
-            from .plugin import main as plugin_main
-
-            return plugin_main(argv)
-    if argv and argv[0] == "plugin":  # its arguments are not ours to parse (--version...)
-        from .plugin import main as plugin_main
-
-        return plugin_main(argv[1:])
-    parser = build_parser(argv)
-    if "plugin" in argv:  # "ssmsh -v plugin ARGS"
-        from .plugin import command_after_options
-
-        plugin_command = command_after_options(parser, argv)
-        if plugin_command is not None:
-            return plugin_command()
-    args = parse_args(parser, argv)
+        argv = [*_program_command(sys.argv[0], commands), *sys.argv[1:]]
+    parser = build_parser(argv, commands)
+    args = parse_args(parser, argv, commands)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    terminal = Terminal()
-    reporter = Reporter(terminal, quiet=args.quiet)
-    try:
-        setup_logging(args, terminal)
-    except OSError as exc:
-        reporter.error(f"cannot open the log file: {describe(exc)}")
-        return EXIT_FAILURE
-    if hasattr(args, "func"):  # commands with their own entry point (emulator, forward...)
-        result = args.func(args)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
-        return int(result or 0)
-    runner: Runner = args.runner
-    return run_async(lambda: runner(args, terminal, reporter), terminal, reporter, args.debug)
-
-
-def _plugin_name(argv0: str) -> bool:
-    from .plugin_args import invoked_as_plugin
-
-    return invoked_as_plugin(argv0)
-
-
-def run_async(
-    command: Callable[[], Awaitable[int]], terminal: Terminal, reporter: Reporter, debug: bool
-) -> int:
-    """Run a session command; any failure becomes one line on stderr and an exit status."""
-    try:
-        return int(asyncio.run(_await(command())))
-    except KeyboardInterrupt:
-        terminal.restore()
-        reporter.error("interrupted")
-        return EXIT_INTERRUPTED
-    except BaseException as exc:  # every failure: one line, exit 255 (no traceback)
-        terminal.restore()
-        if isinstance(exc, SystemExit):
-            raise
-        if debug:
-            traceback.print_exception(exc)
-        reporter.error(describe(exc))
-        return exit_status(exc)
-    finally:
-        terminal.restore()
+    command = commands[args.command]
+    return run_command(command.run, args, command.prepare)
 
 
 if __name__ == "__main__":

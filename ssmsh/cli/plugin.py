@@ -24,20 +24,21 @@ that of ``ssmsh shell``: the remote status, 255 for failures (the AWS CLI then
 reports an error). Environment: ``SSMSH_DEBUG=1`` (debug log),
 ``SSMSH_LOG_FILE=PATH``, ``SSMSH_QUIET=1`` (no status lines),
 ``SSMSH_ESCAPE=CHAR`` (the escape character of shells; ``none`` disables it).
+
+The command is declared in :mod:`ssmsh.cli.commands.plugin`: its arguments reach
+:func:`prepare_plugin` unparsed, and the program name ``session-manager-plugin``
+means ``ssmsh plugin``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
-import io
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..aws import AwsSettings, SsmSessions
@@ -55,11 +56,10 @@ from ..tunnel.listeners import open_listener
 from ..tunnel.mode import PortMode, choose_mode
 from ..tunnel.session import ForwardSession
 from ..tunnel.spec import ForwardSpec
-from . import forward as forward_cli
-from . import proxy as proxy_cli
 from . import shell as shell_cli
-from .common import Reporter, connection_config
-from .errors import EXIT_FAILURE, EXIT_OK, describe, exit_status
+from .common import connection_config
+from .errors import EXIT_FAILURE, EXIT_OK
+from .forward import serve_sessions
 from .plugin_args import (
     INSTALLED_MESSAGE,
     USAGE,
@@ -67,14 +67,17 @@ from .plugin_args import (
     kms_endpoint,
     parse_plugin_argv,
 )
+from .portsession import port_connection_config, port_protocol
+from .proxy import forward_stdio
+from .runtime import STOP_SIGNALS, Reporter, handle_signals
 
 __all__ = [
     "PluginSessions",
-    "add_parser",
-    "command_after_options",
+    "configure_plugin",
     "listen_spec",
-    "main",
+    "prepare_plugin",
     "run_plugin",
+    "run_plugin_command",
 ]
 
 logger = logging.getLogger(__name__)
@@ -123,8 +126,8 @@ async def _open(
     config: ConnectionConfig = connection_config(defaults)
     protocol: ClientSession | None = None  # SessionConnection's default
     if _expects_port(request):
-        config = forward_cli.port_connection_config(defaults, tunnel)
-        protocol = forward_cli.port_protocol(tunnel)
+        config = port_connection_config(defaults, tunnel)
+        protocol = port_protocol(tunnel)
     conn = SessionConnection(request.session, sessions, config=config, protocol=protocol)
     try:
         await conn.start()
@@ -190,8 +193,8 @@ async def _run_stdio(conn: SessionConnection, tunnel: TunnelConfig) -> int:
     """Standard-stream forwarding: stdout carries the tunnel's bytes, nothing else."""
     stop = asyncio.Event()
     try:
-        with forward_cli.stop_signals(stop):
-            return await proxy_cli.forward_stdio(conn, tunnel, stop)
+        with handle_signals(STOP_SIGNALS, lambda signum: stop.set()):
+            return await forward_stdio(conn, tunnel, stop)
     finally:
         await conn.close(terminate=True)
 
@@ -232,7 +235,7 @@ async def _run_forward(
     """LocalPortForwarding: a listener like ``ssmsh forward``, until Ctrl-C or the end."""
     session_id = request.session.session_id
     stop = asyncio.Event()
-    with forward_cli.stop_signals(stop):
+    with handle_signals(STOP_SIGNALS, lambda signum: stop.set()):
         gate = HandlerGate()
         try:
             spec = listen_spec(established.properties)
@@ -248,18 +251,18 @@ async def _run_forward(
             listener,
             gate,
             remote_label=where,
-            report=forward_cli.report,
+            report=reporter.say,
             config=tunnel,
         )
         opened = f"Unix socket {listener.path}" if listener.path else f"Port {listener.port}"
-        forward_cli.report(
+        reporter.say(
             f"{opened} opened for sessionId {session_id} "
             f"(listening on {', '.join(listener.addresses)} for {where})"
         )
         for address in listener.public:
-            forward_cli.report(f"warning: {address} accepts connections from other machines")
+            reporter.say(f"warning: {address} accepts connections from other machines")
         try:
-            status = await forward_cli.serve_sessions([session], stop)
+            status = await serve_sessions([session], stop, reporter)
         finally:
             await session.terminate()
     if status == EXIT_OK:
@@ -290,11 +293,22 @@ def _take_back_sigint() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def main(argv: Sequence[str], *, debug: bool | None = None, log_file: str | None = None) -> int:
-    """``session-manager-plugin ARGS`` (``argv`` without the program name)."""
-    from .main import run_async, setup_logging  # main imports this module
+def configure_plugin(parser: argparse.ArgumentParser) -> None:
+    """For ``--help`` only: the arguments are never parsed (``--version`` is one of them),
+    they reach :func:`prepare_plugin` as they are."""
+    parser.add_argument("plugin_args", nargs=argparse.REMAINDER, metavar="ARGS")
 
-    argv = list(argv)
+
+def prepare_plugin(args: argparse.Namespace) -> int | None:
+    """What the plugin does before its session: ``--version``, the AWS CLI's arguments.
+
+    Answers ``--version``, ``--help`` and no arguments at once (their exit status).
+    Otherwise it reads the arguments into ``args.request`` (a UsageError when they
+    are wrong) and takes its settings from the environment (the AWS CLI passes no
+    options): ``quiet``, ``debug`` and ``log_file`` (``-v`` and ``--log-file`` given
+    before ``plugin`` count too) and ``escape``; and Ctrl-C interrupts it again.
+    """
+    argv = list(args.plugin_args)
     if not argv:
         _print(INSTALLED_MESSAGE)
         return EXIT_OK
@@ -304,67 +318,20 @@ def main(argv: Sequence[str], *, debug: bool | None = None, log_file: str | None
     if argv in (["-h"], ["--help"]):
         _print(USAGE)
         return EXIT_OK
-    terminal = Terminal()
-    reporter = Reporter(terminal, quiet=_env_flag("SSMSH_QUIET"))
+    args.request = parse_plugin_argv(argv)  # first: the response's variable is removed
     try:
-        request = parse_plugin_argv(argv)  # first: the response's variable is removed
-        escape = parse_escape_char(os.environ.get("SSMSH_ESCAPE") or "~")
-    except UsageError as exc:
-        reporter.error(describe(exc))
-        return exit_status(exc)
+        args.escape = parse_escape_char(os.environ.get("SSMSH_ESCAPE") or "~")
     except ValueError as exc:
-        reporter.error(f"SSMSH_ESCAPE: {exc}")
-        return EXIT_FAILURE
-    debug = _env_flag("SSMSH_DEBUG") if debug is None else debug
-    log_file = log_file or os.environ.get("SSMSH_LOG_FILE") or None
-    try:
-        setup_logging(argparse.Namespace(debug=debug, log_file=log_file), terminal)
-    except OSError as exc:
-        reporter.error(f"cannot open the log file: {describe(exc)}")
-        return EXIT_FAILURE
+        raise UsageError(f"SSMSH_ESCAPE: {exc}") from None
+    args.quiet = _env_flag("SSMSH_QUIET")
+    args.debug = bool(getattr(args, "debug", False)) or _env_flag("SSMSH_DEBUG")
+    args.log_file = getattr(args, "log_file", None) or os.environ.get("SSMSH_LOG_FILE") or None
     _take_back_sigint()
-    return run_async(
-        lambda: run_plugin(request, terminal, reporter, escape_char=escape),
-        terminal,
-        reporter,
-        debug=debug,
-    )
+    return None
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``plugin`` on the main parser's subcommands (for ``--help``).
-
-    Its arguments are never parsed by argparse (``--version`` is one of them):
-    :func:`ssmsh.cli.main.main` hands them over through :func:`command_after_options`.
-    """
-    parser = subparsers.add_parser(
-        "plugin",
-        help="act as the AWS CLI's session-manager-plugin",
-        description=USAGE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        add_help=False,
-    )
-    parser.add_argument("plugin_args", nargs=argparse.REMAINDER, metavar="ARGS")
-
-
-def command_after_options(
-    parser: argparse.ArgumentParser, argv: Sequence[str]
-) -> Callable[[], int] | None:
-    """``ssmsh [OPTIONS] plugin ARGS`` as a call of :func:`main`, or None if not that.
-
-    Only the part up to ``plugin`` is parsed (quietly: when it is not a valid
-    command line, the normal parse reports it), so that ``-v`` and
-    ``--log-file`` given before ``plugin`` apply to it.
-    """
-    cut = list(argv).index("plugin") + 1
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            args = parser.parse_args(list(argv[:cut]))
-    except SystemExit:
-        return None
-    if getattr(args, "command", None) != "plugin":
-        return None  # "plugin" was an option's value, e.g. --profile plugin
-    debug = bool(getattr(args, "debug", False)) or None
-    log_file = getattr(args, "log_file", None)
-    rest = list(argv[cut:])
-    return lambda: main(rest, debug=debug, log_file=log_file)
+async def run_plugin_command(
+    args: argparse.Namespace, terminal: Terminal, reporter: Reporter
+) -> int:
+    """Entry point of ``ssmsh plugin`` (after :func:`prepare_plugin`)."""
+    return await run_plugin(args.request, terminal, reporter, escape_char=args.escape)

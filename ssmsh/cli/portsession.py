@@ -2,9 +2,8 @@
 
 Their TARGET argument and tunnel options, the tunnel and channel settings from
 the parsed arguments, the AWS side (or an in-process emulator with ``--local``),
-opening a session connection, racing a start against Ctrl-C, stop signals, the
-stderr reporter, and running a command so that a failure is one line and an
-exit status.
+and opening a session connection. How they run (signals, the race against
+Ctrl-C, failures as one line) is :mod:`.runtime`'s, as for every command.
 """
 
 from __future__ import annotations
@@ -14,20 +13,16 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import signal
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
 
 from ..aws import SsmSessions
 from ..channel import ConnectionConfig, SessionConnection
-from ..exceptions import SsmshError, UsageError
+from ..exceptions import UsageError
 from ..protocol.datachannel import ChannelConfig
 from ..protocol.session import ClientSession
 from ..tunnel.config import TunnelConfig
 from .common import aws_settings, connection_config, local_endpoint
-from .errors import describe, exit_status
 
 __all__ = [
     "add_target_argument",
@@ -35,17 +30,11 @@ __all__ = [
     "open_connection",
     "port_connection_config",
     "port_protocol",
-    "report",
-    "run_command",
     "session_service",
-    "stop_signals",
     "tunnel_config",
-    "unless_stopped",
 ]
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 DEFAULT_MESSAGE_SIZE = TunnelConfig().max_message_size
 DEFAULT_AGENT_TIMEOUT = TunnelConfig().agent_timeout
@@ -77,11 +66,6 @@ def add_tunnel_options(parser: argparse.ArgumentParser) -> None:
         help="end the session when the agent acknowledges nothing for this long while "
         "data waits (default %(default)g)",
     )
-
-
-def report(line: str) -> None:
-    """A user-facing line on stderr."""
-    print(f"ssmsh: {line}", file=sys.stderr, flush=True)
 
 
 def tunnel_config(args: argparse.Namespace) -> TunnelConfig:
@@ -135,45 +119,3 @@ async def open_connection(
         await connection.close(terminate=True)
         raise
     return connection
-
-
-async def unless_stopped(start: Awaitable[T], stop: asyncio.Event) -> T | None:
-    """The result of ``start``, or None if ``stop`` is set first (``start`` is then cancelled)."""
-    starting = asyncio.ensure_future(start)
-    stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if not starting.done():
-        starting.cancel()
-        with contextlib.suppress(asyncio.CancelledError, SsmshError):
-            await starting
-        return None
-    stopping.cancel()
-    return starting.result()
-
-
-@contextlib.contextmanager
-def stop_signals(stop: asyncio.Event) -> Iterator[None]:
-    """Set ``stop`` on SIGINT, SIGTERM and SIGHUP while inside the block."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        try:
-            loop.add_signal_handler(signum, stop.set)
-            installed.append(signum)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            pass
-    try:
-        yield
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
-
-
-def run_command(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run an async command; a failure becomes one line on stderr and an exit status."""
-    try:
-        return asyncio.run(coro_factory())
-    except (SsmshError, OSError, KeyboardInterrupt) as exc:
-        report(describe(exc) if isinstance(exc, KeyboardInterrupt) else f"error: {describe(exc)}")
-        logger.debug("command failed", exc_info=exc)
-        return exit_status(exc)

@@ -12,7 +12,8 @@ bytes and nothing else: no banner, no status text (the official plugin prints
 The command ends with status 0 when the agent closes the session (the
 destination closed its connection) or stdout goes away, and on SIGINT, SIGTERM
 or SIGHUP (ssh sends SIGHUP to its ProxyCommand when it is done), after ending
-the session: Flag TerminateSession and the TerminateSession API.
+the session: Flag TerminateSession and the TerminateSession API. The command is
+declared in :mod:`ssmsh.cli.commands.proxy`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..aws import SsmSessions
 from ..channel import ConnectionConfig, SessionConnection
 from ..exceptions import SsmshError, TunnelError
 from ..protocol.constants import Flag
+from ..terminal.tty import Terminal
 from ..tunnel.channel import ConnectionChannel
 from ..tunnel.config import TunnelConfig
 from ..tunnel.mode import PortMode, choose_mode
@@ -40,37 +42,22 @@ from .portsession import (
     add_tunnel_options,
     open_connection,
     port_connection_config,
-    run_command,
     session_service,
-    stop_signals,
     tunnel_config,
-    unless_stopped,
 )
+from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set
 
-__all__ = ["add_parser", "forward_stdio", "proxy", "run"]
+__all__ = ["configure_proxy", "forward_stdio", "run_proxy", "target_and_port"]
 
 logger = logging.getLogger(__name__)
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``proxy`` on the main parser's subcommands."""
-    parser = subparsers.add_parser(
-        "proxy",
-        help="connect stdin/stdout to a port on a target (SSH ProxyCommand)",
-        description="Connect stdin and stdout to PORT on the target through an "
-        "AWS-StartSSHSession session. For ssh: "
-        "-o ProxyCommand='ssmsh proxy %h %p'. Only tunnel bytes go to stdout.",
-    )
+def configure_proxy(parser: argparse.ArgumentParser) -> None:
+    """``ssmsh proxy``'s arguments."""
     add_target_argument(parser)
     parser.add_argument("port", metavar="PORT", nargs="?", help="default 22")
     add_common_options(parser, suppress=True)
     add_tunnel_options(parser)
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Entry point of ``ssmsh proxy``."""
-    return run_command(lambda: proxy(args))
 
 
 def target_and_port(args: argparse.Namespace) -> tuple[str, int]:
@@ -86,15 +73,16 @@ def target_and_port(args: argparse.Namespace) -> tuple[str, int]:
     return default_target(args, target_word), port
 
 
-async def proxy(args: argparse.Namespace) -> int:
+async def run_proxy(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
+    """Entry point of ``ssmsh proxy``: 0 when the session ends or a stop signal comes."""
     target, port = target_and_port(args)
     config = tunnel_config(args)
     channel_config = port_connection_config(args, config)
     document, parameters = proxy_document(port)
     stop = asyncio.Event()
-    with stop_signals(stop):
+    with handle_signals(STOP_SIGNALS, lambda signum: stop.set()):
         async with session_service(args) as aws:
-            connection = await unless_stopped(
+            connection = await unless_set(
                 _start(aws, target, document, parameters, channel_config, config), stop
             )
             if connection is None:

@@ -29,7 +29,6 @@ from ..aws.commands import SsmCommands, polling_settings, ssm_enum
 from ..exceptions import AwsError, UsageError
 from ..terminal.tty import Terminal
 from .common import (
-    Reporter,
     add_common_options,
     aws_settings,
     default_target,
@@ -49,9 +48,20 @@ from .listing import (
     wants_json,
 )
 from .runoutput import Printer, run_exit_status
+from .runtime import Reporter
 from .shell import EXIT_BROKEN_PIPE
 
-__all__ = ["RUN_DOCUMENT", "Selection", "add_parser", "parse_targets", "run_commands", "run_run"]
+__all__ = [
+    "COMMANDS_DESCRIPTION",
+    "RUN_DESCRIPTION",
+    "RUN_DOCUMENT",
+    "Selection",
+    "configure_commands",
+    "configure_run",
+    "parse_targets",
+    "run_commands",
+    "run_run",
+]
 
 RUN_DOCUMENT = "AWS-RunShellScript"
 #: SendCommand's limits (botocore's SSM model): InstanceIds, Targets.
@@ -69,14 +79,15 @@ exit status; with several, 1 when any did not succeed; 130 after Ctrl-C (the com
 is cancelled); 255 when ssmsh itself failed. See docs/run.md."""
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``run`` and ``commands`` on the main parser's subcommands."""
-    run = subparsers.add_parser(
-        "run",
-        help="run a command on many instances (Run Command)",
-        description=RUN_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+COMMANDS_DESCRIPTION = (
+    "List the account's Run Command commands (ListCommands), newest first: "
+    "a table on a terminal, JSON otherwise. 'ssmsh commands show ID' shows one "
+    "command's output as 'ssmsh run --wait ID' does."
+)
+
+
+def configure_run(run: argparse.ArgumentParser) -> None:
+    """``ssmsh run``'s arguments; COMMAND (after ``--``) goes to ``words``."""
     run.add_argument("targets", nargs="*", metavar="TARGET", help="see above; COMMAND after --")
     run.add_argument(
         "--document", "--document-name", metavar="NAME", help=f"(default {RUN_DOCUMENT})"
@@ -128,15 +139,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run.add_argument("--dry-run", action="store_true", help="list the instances it would run on")
     run.add_argument("--wait", metavar="COMMAND_ID", help="follow an earlier command instead")
     add_common_options(run, suppress=True)
-    run.set_defaults(runner=run_run, words=None)
+    run.set_defaults(words=None)
 
-    commands = subparsers.add_parser(
-        "commands",
-        help="list Run Command commands; 'commands show ID' follows one",
-        description="List the account's Run Command commands (ListCommands), newest first: "
-        "a table on a terminal, JSON otherwise. 'ssmsh commands show ID' shows one "
-        "command's output as 'ssmsh run --wait ID' does.",
-    )
+
+def configure_commands(commands: argparse.ArgumentParser) -> None:
+    """``ssmsh commands``' arguments."""
     commands.add_argument("words", nargs="*", metavar="show ID", help="follow command ID")
     commands.add_argument("--since", metavar="WHEN", help="sent at WHEN or later (2h, 2024-08-29)")
     commands.add_argument("--status", metavar="STATUS", help="Pending, InProgress, Success, ...")
@@ -144,7 +151,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     commands.add_argument("--group", action="store_true", help="with show: grouped output")
     add_output_options(commands)
     add_common_options(commands, suppress=True)
-    commands.set_defaults(runner=run_commands)
 
 
 # -- targets ----------------------------------------------------------------------------

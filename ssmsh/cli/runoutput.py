@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..terminal.tty import Terminal, write_all
-from .common import Reporter
 from .listing import duration, iso_time
+from .runtime import Reporter
 
 __all__ = [
     "DETAILS_LIMIT",

@@ -15,7 +15,7 @@ from typing import Any
 from ..aws import SsmSessions
 from ..exceptions import SsmshError, UsageError
 from ..terminal.tty import Terminal
-from .common import Reporter, add_common_options
+from .common import add_common_options
 from .errors import EXIT_FAILURE, EXIT_OK
 from .listing import (
     add_output_options,
@@ -30,8 +30,18 @@ from .listing import (
     wants_json,
 )
 from .portsession import session_service
+from .runtime import Reporter
 
-__all__ = ["add_parser", "run_sessions", "run_terminate", "session_filters", "short_owner"]
+__all__ = [
+    "SESSIONS_DESCRIPTION",
+    "TERMINATE_DESCRIPTION",
+    "configure_sessions",
+    "configure_terminate",
+    "run_sessions",
+    "run_terminate",
+    "session_filters",
+    "short_owner",
+]
 
 #: DescribeSessions' filter values, as botocore's SSM model spells them.
 SESSION_STATUSES = (
@@ -57,14 +67,15 @@ WHEN is an ISO date or time (2024-08-29, 2024-08-29T10:00, local unless it ends
 in Z or an offset) or a time ago: 30m, 2h, 3d, 1w, 1h30m."""
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``sessions`` and ``terminate`` on the main parser's subcommands."""
-    parser = subparsers.add_parser(
-        "sessions",
-        help="list active sessions (or ended ones, --history)",
-        description=SESSIONS_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+TERMINATE_DESCRIPTION = (
+    "End each session (TerminateSession) and print its id. An id that "
+    "names no session is reported and the others are still ended; the exit status "
+    "is 0 only if every one was."
+)
+
+
+def configure_sessions(parser: argparse.ArgumentParser) -> None:
+    """``ssmsh sessions``' arguments."""
     parser.add_argument(
         "--history", action="store_true", help="sessions that have ended (State History)"
     )
@@ -85,18 +96,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--limit", type=int, metavar="N", help="at most N sessions (the newest)")
     add_output_options(parser)
     add_common_options(parser, suppress=True)
-    parser.set_defaults(runner=run_sessions)
 
-    terminate = subparsers.add_parser(
-        "terminate",
-        help="end sessions (TerminateSession)",
-        description="End each session (TerminateSession) and print its id. An id that "
-        "names no session is reported and the others are still ended; the exit status "
-        "is 0 only if every one was.",
-    )
-    terminate.add_argument("session_ids", metavar="SESSION_ID", nargs="+")
-    add_common_options(terminate, suppress=True)
-    terminate.set_defaults(runner=run_terminate)
+
+def configure_terminate(parser: argparse.ArgumentParser) -> None:
+    """``ssmsh terminate``'s arguments."""
+    parser.add_argument("session_ids", metavar="SESSION_ID", nargs="+")
+    add_common_options(parser, suppress=True)
 
 
 def _choice(value: str, choices: tuple[str, ...], option: str) -> str:

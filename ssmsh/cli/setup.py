@@ -28,14 +28,16 @@ from typing import Any
 
 from ..exceptions import UsageError
 from ..terminal.tty import Terminal
-from .common import Reporter, add_common_options
+from .common import add_common_options
 from .errors import EXIT_OK
 from .portsession import session_service
+from .runtime import Reporter
 
 __all__ = [
     "EXEC_DOCUMENT",
     "EXEC_DOCUMENT_CONTENT",
-    "add_parser",
+    "SETUP_DESCRIPTION",
+    "configure_setup",
     "forget_exec_document",
     "remembered_exec_document",
     "run_setup",
@@ -61,24 +63,24 @@ EXEC_DOCUMENT_CONTENT: dict[str, Any] = {
 }
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "setup",
-        help="create ssmsh's session document for exec (stderr apart)",
-        description=f"Create (or update) the Session document {EXEC_DOCUMENT} in the "
-        "account and region, so that ssmsh exec gets the command's stderr apart from its "
-        "stdout and its exit status from the agent. Needs ssm:CreateDocument (and, to "
-        "update it, ssm:GetDocument, ssm:UpdateDocument, ssm:UpdateDocumentDefaultVersion); "
-        "exec then needs ssm:StartSession on it. Without it exec still reports the exit "
-        "status, with stderr merged into stdout.",
-    )
+SETUP_DESCRIPTION = (
+    f"Create (or update) the Session document {EXEC_DOCUMENT} in the "
+    "account and region, so that ssmsh exec gets the command's stderr apart from its "
+    "stdout and its exit status from the agent. Needs ssm:CreateDocument (and, to "
+    "update it, ssm:GetDocument, ssm:UpdateDocument, ssm:UpdateDocumentDefaultVersion); "
+    "exec then needs ssm:StartSession on it. Without it exec still reports the exit "
+    "status, with stderr merged into stdout."
+)
+
+
+def configure_setup(parser: argparse.ArgumentParser) -> None:
+    """``ssmsh setup``'s arguments."""
     parser.add_argument(
         "--print",
         action="store_true",
         help="only print the document's content (to create it by other means)",
     )
     add_common_options(parser, suppress=True)
-    parser.set_defaults(runner=run_setup)
 
 
 async def run_setup(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:

@@ -15,16 +15,9 @@ from ..protocol.status_trailer import new_marker, wrap_command
 from ..terminal.bridge import BridgeResult, TerminalBridge
 from ..terminal.escape import parse_escape_char
 from ..terminal.tty import Terminal
-from .common import (
-    Reporter,
-    add_common_options,
-    install_signal_handlers,
-    open_session,
-    parse_parameters,
-    restore_signal_handlers,
-    unless_set,
-)
+from .common import add_common_options, open_session, parse_parameters
 from .errors import EXIT_FAILURE, StartInterrupted
+from .runtime import Reporter, handle_signals, unless_set
 from .setup import forget_exec_document, remembered_exec_document
 
 __all__ = [
@@ -284,15 +277,14 @@ async def bridge_session(
         status_marker=status_marker,
     )
     with _terminating_signals() as killed:
-        run = asyncio.ensure_future(bridge.run())
-        await unless_set(run, killed)
+        result = await unless_set(bridge.run(), killed)
     if killed.is_set():
         terminal.restore()
         if not conn.protocol.established and not conn.closed:
             raise StartInterrupted(killed.signum)
         reporter.error(f"killed by signal {killed.signum}; session terminated")
         return None
-    return run.result()
+    return result
 
 
 def finish(
@@ -357,8 +349,5 @@ def _terminating_signals() -> Iterator[_Killed]:
         killed.set()
 
     # An ignored SIGHUP (nohup) stays ignored: a hangup is not meant to end the session.
-    installed = install_signal_handlers(("SIGTERM", "SIGHUP"), on_signal)
-    try:
+    with handle_signals(("SIGTERM", "SIGHUP"), on_signal):
         yield killed
-    finally:
-        restore_signal_handlers(installed)

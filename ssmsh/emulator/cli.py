@@ -39,7 +39,7 @@ from .kms import KmsService
 from .server import Emulator
 from .state import DEFAULT_TARGET, TargetRecord
 
-__all__ = ["configure_parser", "main", "register", "run"]
+__all__ = ["configure_parser", "main", "register", "run", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -298,14 +298,7 @@ def _warn_exposed(host: str) -> None:
     )
 
 
-async def _serve(config: EmulatorConfig) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    installed: list[signal.Signals] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
-            installed.append(signum)
+async def _serve(config: EmulatorConfig, stop: asyncio.Event) -> int:
     emulator = Emulator(config)
     try:
         try:
@@ -327,8 +320,6 @@ async def _serve(config: EmulatorConfig) -> int:
         return 0
     finally:
         await emulator.close()
-        for signum in installed:
-            loop.remove_signal_handler(signum)
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -343,8 +334,10 @@ def _configure_logging(verbosity: int) -> None:
         logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the emulator until Ctrl-C or SIGTERM; the process exit status."""
+async def serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
+    """Run the emulator the parsed options describe until ``stop`` is set; the exit
+    status (2: a bad option, 1: cannot listen). ``ssmsh emulator`` sets ``stop`` on
+    Ctrl-C or SIGTERM."""
     try:
         config = build_config(args)
     except _UsageError as exc:
@@ -353,8 +346,28 @@ def run(args: argparse.Namespace) -> int:
     _configure_logging(args.verbose)
     if not is_loopback(config.host):
         _warn_exposed(config.host)
+    return await _serve(config, stop)
+
+
+async def _serve_until_signal(args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed: list[signal.Signals] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
     try:
-        return asyncio.run(_serve(config))
+        return await serve(args, stop)
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the emulator until Ctrl-C or SIGTERM; the process exit status."""
+    try:
+        return asyncio.run(_serve_until_signal(args))
     except KeyboardInterrupt:
         return 0
 

@@ -12,7 +12,9 @@ import pytest
 
 from ssmsh.cli import forward as forward_cli
 from ssmsh.cli.main import build_parser
+from ssmsh.cli.runtime import Reporter
 from ssmsh.emulator import Emulator, EmulatorConfig
+from ssmsh.terminal.tty import Terminal
 from tests.conftest import scaled
 
 
@@ -46,7 +48,8 @@ class RunningForward:
         self.args = args
         self.lines: list[str] = []
         self._new_line = asyncio.Event()
-        monkeypatch.setattr(forward_cli, "report", self._report)
+        self.reporter = Reporter(Terminal())
+        monkeypatch.setattr(self.reporter, "say", self._report)
         self.task: asyncio.Task[int] | None = None
 
     def _report(self, line: str) -> None:
@@ -54,7 +57,7 @@ class RunningForward:
         self._new_line.set()
 
     async def __aenter__(self) -> RunningForward:
-        self.task = asyncio.create_task(forward_cli.forward(self.args))
+        self.task = asyncio.create_task(forward_cli.forward(self.args, self.reporter))
         return self
 
     async def __aexit__(self, *exc: object) -> None:

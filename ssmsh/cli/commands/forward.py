@@ -1,0 +1,24 @@
+"""``ssmsh forward TARGET SPEC...``: local ports to ports on or behind a target
+(:mod:`ssmsh.cli.forward`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..forward import DESCRIPTION, configure_forward, run_forward
+from ..registry import Command
+
+__all__ = ["COMMAND"]
+
+COMMAND = Command(
+    name="forward",
+    help="forward local ports to ports on (or behind) a target",
+    description=DESCRIPTION,
+    parser_options={
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+        # its -v (connection lines) replaces the common -v (--debug)
+        "conflict_handler": "resolve",
+    },
+    configure=configure_forward,
+    run=run_forward,
+)
