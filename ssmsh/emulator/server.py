@@ -89,6 +89,7 @@ class Emulator:
             environment=self.config.environment,
             visibility_delay=self.config.command_visibility_delay,
             timeout_scale=self.config.command_timeout_scale,
+            clock=self.state.clock.now,
         )
         self.api = ApiHandler(self.state, self.config, self.commands)
         self._http = HttpServer(self.api, http_limits)

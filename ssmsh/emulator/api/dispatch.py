@@ -13,7 +13,7 @@ import json
 import logging
 import uuid
 
-from ..commands import CommandEngine
+from ..commands import CommandEngine, CommandSender
 from ..config import EmulatorConfig
 from ..errors import ServiceError
 from ..httpserver import HttpRequest, HttpResponse
@@ -24,7 +24,7 @@ from .commands import CommandsApi
 from .documents import DocumentsApi
 from .instances import InstancesApi
 from .kms import KmsApi
-from .registry import ApiContext, Operation, Registry, snake
+from .registry import ApiContext, Operation, Registry, model_check, snake
 from .sessions import SessionsApi
 from .validation import ModelValidator
 
@@ -62,7 +62,15 @@ class ApiHandler:
         self.state = state
         self.config = config
         #: Run Command's scheduler (the emulator passes its own, which it closes).
-        self.commands = commands if commands is not None else CommandEngine(state.targets)
+        self.commands = (
+            commands
+            if commands is not None
+            else CommandEngine(state.targets, region=config.region, clock=state.clock.now)
+        )
+        #: SendCommand requests, from the API, Automation and State Manager alike.
+        self.sender = CommandSender(
+            state, self.commands, region=config.region, validate=model_check("SendCommand")
+        )
         #: Number of requests answered, by ``Service.Operation`` (errors included).
         self.calls: dict[str, int] = {}
         context = ApiContext(state, config)
@@ -71,7 +79,7 @@ class ApiHandler:
             SessionsApi(context),
             InstancesApi(context),
             DocumentsApi(context),
-            CommandsApi(context, self.commands),
+            CommandsApi(context, self.sender),
             KmsApi(context),
         ):
             area.register(self._registry)

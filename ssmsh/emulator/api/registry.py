@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import re
 from collections.abc import Awaitable, Callable, Collection
+from typing import Any
 from urllib.parse import urlsplit
 
 import botocore.loaders
@@ -21,8 +22,16 @@ from ..config import EmulatorConfig, is_loopback
 from ..httpserver import HttpRequest
 from ..state import EmulatorState
 from .awsjson import Body
+from .validation import ModelValidator
 
-__all__ = ["ApiContext", "Operation", "OperationSpec", "Registry", "service_model"]
+__all__ = [
+    "ApiContext",
+    "Operation",
+    "OperationSpec",
+    "Registry",
+    "model_check",
+    "service_model",
+]
 
 #: An operation: the validated JSON body and the HTTP request in, the JSON answer out.
 Operation = Callable[[Body, HttpRequest], Awaitable[Body]]
@@ -38,6 +47,18 @@ def service_model(service: str) -> ServiceModel:
     """
     data = botocore.loaders.Loader().load_service_model(service, "service-2")
     return ServiceModel(data, service_name=service)
+
+
+def model_check(operation: str, service: str = "ssm") -> Callable[[dict[str, Any]], None]:
+    """A function that validates a request body of ``operation``, for requests made inside
+    the emulator (an Automation step's SendCommand) that the dispatcher never saw."""
+    shape = service_model(service).operation_model(operation).input_shape
+    assert shape is not None, f"{service} {operation} has no input shape"
+
+    def check(body: dict[str, Any]) -> None:
+        ModelValidator().validate(shape, body)
+
+    return check
 
 
 def snake(name: str) -> str:
