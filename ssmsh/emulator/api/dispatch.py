@@ -13,12 +13,14 @@ import json
 import logging
 import uuid
 
+from ..automation import AutomationEngine
 from ..commands import CommandEngine, CommandSender
 from ..config import EmulatorConfig
 from ..errors import ServiceError
 from ..httpserver import HttpRequest, HttpResponse
 from ..sigv4 import verify_request
 from ..state import EmulatorState
+from .automation import AutomationApi
 from .awsjson import Body
 from .commands import CommandsApi
 from .documents import DocumentsApi
@@ -73,6 +75,10 @@ class ApiHandler:
         )
         #: Number of requests answered, by ``Service.Operation`` (errors included).
         self.calls: dict[str, int] = {}
+        #: Automation executions (closed with :meth:`close`).
+        self.automation = AutomationEngine(
+            state, self.sender, region=config.region, environment=config.environment
+        )
         context = ApiContext(state, config)
         self._registry = Registry()
         for area in (
@@ -80,6 +86,7 @@ class ApiHandler:
             InstancesApi(context),
             DocumentsApi(context),
             CommandsApi(context, self.sender),
+            AutomationApi(context, self.automation),
             KmsApi(context),
         ):
             area.register(self._registry)
@@ -91,6 +98,11 @@ class ApiHandler:
         self._by_attribute: dict[str, Operation] = {
             snake(spec.name): spec.handler for spec in self._registry.specs.values()
         }
+
+    async def close(self) -> None:
+        """Stop what runs on its own: Automation executions (Run Command's engine is the
+        emulator's to close)."""
+        await self.automation.close()
 
     def __getattr__(self, name: str) -> Operation:
         operations = self.__dict__.get("_by_attribute", {})

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import botocore.loaders
 from botocore.model import ServiceModel, Shape
 
-from ..config import EmulatorConfig, is_loopback
+from ..config import DEFAULT_PRINCIPAL, EmulatorConfig, is_loopback
 from ..httpserver import HttpRequest
 from ..state import EmulatorState
 from .awsjson import Body
@@ -32,6 +32,8 @@ __all__ = [
     "model_check",
     "service_model",
 ]
+
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 #: An operation: the validated JSON body and the HTTP request in, the JSON answer out.
 Operation = Callable[[Body, HttpRequest], Awaitable[Body]]
@@ -119,6 +121,12 @@ class ApiContext:
 
     state: EmulatorState
     config: EmulatorConfig
+
+    def caller(self, request: HttpRequest) -> str:
+        """The IAM principal behind the request's access key (``EmulatorConfig.identities``)."""
+        match = _CREDENTIAL.search(request.header("authorization") or "")
+        key = match.group(1) if match else None
+        return self.config.identities.get(key, DEFAULT_PRINCIPAL) if key else DEFAULT_PRINCIPAL
 
     def base_url(self, request: HttpRequest) -> str | None:
         """The gateway URL as the client can reach it, for a wildcard bind."""

@@ -87,6 +87,12 @@ class NotificationLog:
         }
         self._publish(command, "Invocation", invocation.status, message, now)
 
+    def publish(self, topic_arn: str, kind: str, event: str, message: dict[str, Any]) -> None:
+        """Record a message another service (Automation's approvals) would publish."""
+        now = self.clock()
+        self.records.append(Notification(topic_arn, event, kind, message, now))
+        logger.info("SNS %s (%s %s): %s", topic_arn, kind, event, json.dumps(message))
+
     @staticmethod
     def _wanted(command: CommandRecord, kind: str, status: str) -> str | None:
         config = command.notification_config

@@ -30,6 +30,7 @@ __all__ = [
     "render_content",
     "schema_version",
     "validate_content",
+    "validate_parameters",
 ]
 
 SESSION_TYPES = ("Standard_Stream", "InteractiveCommands", "NonInteractiveCommands", "Port")
@@ -187,6 +188,11 @@ def _validate_command(data: Mapping[str, Any], version: str) -> None:
             raise invalid_content(f"mainSteps has two steps named {step['name']!r}.")
         names.add(step["name"])
     _check_references({"mainSteps": steps}, declared)
+
+
+def validate_parameters(parameters: Any) -> set[str]:
+    """Check a ``parameters`` section; the declared names."""
+    return _validate_parameters(parameters)
 
 
 def _validate_parameters(parameters: Any) -> set[str]:
