@@ -13,6 +13,7 @@ import json
 import logging
 import uuid
 
+from ..associations import AssociationEngine
 from ..automation import AutomationEngine
 from ..commands import CommandEngine, CommandSender
 from ..config import EmulatorConfig
@@ -20,6 +21,7 @@ from ..errors import ServiceError
 from ..httpserver import HttpRequest, HttpResponse
 from ..sigv4 import verify_request
 from ..state import EmulatorState
+from .associations import AssociationsApi
 from .automation import AutomationApi
 from .awsjson import Body
 from .commands import CommandsApi
@@ -79,6 +81,8 @@ class ApiHandler:
         self.automation = AutomationEngine(
             state, self.sender, region=config.region, environment=config.environment
         )
+        #: State Manager associations and their schedules (closed with :meth:`close`).
+        self.associations = AssociationEngine(state, self.sender)
         context = ApiContext(state, config)
         self._registry = Registry()
         for area in (
@@ -87,6 +91,7 @@ class ApiHandler:
             DocumentsApi(context),
             CommandsApi(context, self.sender),
             AutomationApi(context, self.automation),
+            AssociationsApi(context, self.associations),
             KmsApi(context),
         ):
             area.register(self._registry)
@@ -100,8 +105,9 @@ class ApiHandler:
         }
 
     async def close(self) -> None:
-        """Stop what runs on its own: Automation executions (Run Command's engine is the
-        emulator's to close)."""
+        """Stop what runs on its own: association schedules, Automation executions (Run
+        Command's engine is the emulator's to close)."""
+        await self.associations.close()
         await self.automation.close()
 
     def __getattr__(self, name: str) -> Operation:
