@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,22 @@ import pytest
 from ssmsh.emulator import EmulatorConfig
 from tests.conftest import scaled
 from tests.emulator.conftest import EmulatorThread
+from tests.emulator.shapes import check_outputs
 
 _MODEL = botocore.session.get_session().get_service_model("ssm")
 _COMMON = {"ValidationException", "SerializationException"}
+OPERATIONS = (
+    "CreateAssociation",
+    "DescribeAssociation",
+    "ListAssociations",
+    "ListAssociationVersions",
+    "UpdateAssociation",
+    "DeleteAssociation",
+    "StartAssociationsOnce",
+    "DescribeAssociationExecutions",
+    "DescribeAssociationExecutionTargets",
+    "GetCommandInvocation",
+)
 FLEET = [f"i-{n:017x}" for n in range(1, 21)]
 ALL = [{"Key": "tag-key", "Values": ["Role"]}]  # the 20 fleet nodes, not the default target
 
@@ -29,6 +42,14 @@ ALL = [{"Key": "tag-key", "Values": ["Role"]}]  # the 20 fleet nodes, not the de
 @pytest.fixture
 def emulator_config() -> EmulatorConfig:
     return EmulatorConfig(instances=20, command_visibility_delay=0.0, command_timeout_scale=0.01)
+
+
+@pytest.fixture(autouse=True)
+def answers_fit_the_model(emu: EmulatorThread) -> Iterator[None]:
+    """Every answer of the operations under test is checked against botocore's shape."""
+    errors = check_outputs(emu.emulator.api, OPERATIONS)
+    yield
+    assert not errors
 
 
 def refused(fn: Callable[..., Any], **kwargs: Any) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import botocore.exceptions
@@ -20,9 +20,24 @@ import pytest
 from ssmsh.emulator import EmulatorConfig
 from tests.conftest import scaled
 from tests.emulator.conftest import EmulatorThread, make_client
+from tests.emulator.shapes import check_outputs
 
 _MODEL = botocore.session.get_session().get_service_model("ssm")
 _COMMON = {"ValidationException", "SerializationException"}
+OPERATIONS = (
+    "StartAutomationExecution",
+    "GetAutomationExecution",
+    "DescribeAutomationExecutions",
+    "DescribeAutomationStepExecutions",
+    "StopAutomationExecution",
+    "SendAutomationSignal",
+    "CreateDocument",
+    "DescribeDocument",
+    "GetDocument",
+    "ListDocuments",
+    "UpdateDocument",
+    "GetCommandInvocation",
+)
 ALICE = "arn:aws:iam::123456789012:user/alice"
 ROLE = "arn:aws:iam::123456789012:role/Approvers"
 SESSION = "arn:aws:sts::123456789012:assumed-role/Approvers/bob"
@@ -48,6 +63,14 @@ def alice(emu: EmulatorThread) -> Any:
 @pytest.fixture
 def bob(emu: EmulatorThread) -> Any:
     return make_client("ssm", emu.endpoint_url, access_key="AKIDBOB")
+
+
+@pytest.fixture(autouse=True)
+def answers_fit_the_model(emu: EmulatorThread) -> Iterator[None]:
+    """Every answer of the operations under test is checked against botocore's shape."""
+    errors = check_outputs(emu.emulator.api, OPERATIONS)
+    yield
+    assert not errors
 
 
 def refused(fn: Callable[..., Any], **kwargs: Any) -> tuple[str, str]:

@@ -313,7 +313,7 @@ def parameter_list(data: Mapping[str, Any]) -> list[dict[str, str]]:
     for name, definition in parameters.items():
         if not isinstance(definition, dict):
             continue
-        item = {"Name": str(name), "Type": str(definition.get("type", "String"))}
+        item = {"Name": str(name), "Type": _reported_type(definition.get("type"))}
         if definition.get("description") is not None:
             item["Description"] = str(definition["description"])
         if "default" in definition:
@@ -321,6 +321,16 @@ def parameter_list(data: Mapping[str, Any]) -> list[dict[str, str]]:
             item["DefaultValue"] = default if isinstance(default, str) else json.dumps(default)
         result.append(item)
     return result
+
+
+def _reported_type(kind: Any) -> str:
+    """A parameter's type as DescribeDocument reports it: the model's DocumentParameterType
+    has String and StringList only, so list types (StringList, MapList, ``List<AWS::...>``)
+    are StringList and the others (Integer, Boolean, StringMap, ``AWS::...``) String."""
+    text = str(kind or "String")
+    return (
+        "StringList" if text in ("StringList", "MapList") or text.startswith("List<") else "String"
+    )
 
 
 def platform_types(data: Mapping[str, Any], document_type: str) -> list[str]:
