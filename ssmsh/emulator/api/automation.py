@@ -31,7 +31,7 @@ from ..documents import document_name
 from ..errors import ServiceError
 from ..httpserver import HttpRequest
 from .awsjson import Body, key_values_filters, member_list, page_result, string
-from .registry import ApiContext, Registry
+from .registry import ApiContext, Registry, service_model
 
 __all__ = ["AutomationApi"]
 
@@ -60,6 +60,8 @@ _STEP_FILTERS = (
     "ParentStepIteration",
     "ParentStepIteratorValue",
 )
+#: Every AutomationExecutionStatus of the model (the emulator's executions use eight).
+_STATUSES = frozenset(service_model("ssm").shape_for("AutomationExecutionStatus").metadata["enum"])
 _UNSUPPORTED = ("Targets", "TargetMaps", "TargetLocations", "TargetLocationsURL")
 
 
@@ -182,12 +184,11 @@ def _execution_matches(execution: ExecutionRecord, key: str, values: list[str]) 
     if key == "DocumentNamePrefix":
         return any(execution.document_name.startswith(v) for v in values)
     if key == "ExecutionStatus":
-        wrong = [v for v in values if v not in {str(s) for s in Status}]
+        wrong = [v for v in values if v not in _STATUSES]
         if wrong:
             raise ServiceError(
                 "InvalidFilterValue",
-                f"{', '.join(wrong)} is not an execution status; use "
-                f"{', '.join(str(s) for s in Status)}.",
+                f"{', '.join(wrong)} is not an AutomationExecutionStatus.",
             )
         return str(execution.status) in values
     if key == "ExecutionId":
