@@ -673,3 +673,30 @@ def test_approval_request_is_published(emu: EmulatorThread, ssm: Any) -> None:
     )
     done = wait_for(ssm, start(ssm, "Wrong-Topic", wrong))
     assert done["AutomationExecutionStatus"] == "Failed"
+
+
+def test_stopping_a_command_step_cancels_the_command(ssm: Any) -> None:
+    content = runbook(
+        {
+            "name": "slow",
+            "action": "aws:runCommand",
+            "inputs": {
+                "DocumentName": "AWS-RunShellScript",
+                "InstanceIds": [NODE1],
+                "Parameters": {"commands": ["sleep 30"], "executionTimeout": ["6000"]},
+            },
+        }
+    )
+    execution_id = start(ssm, "Slow-Command", content)
+    deadline = time.monotonic() + scaled(20)
+    while not ssm.list_commands()["Commands"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    ssm.stop_automation_execution(AutomationExecutionId=execution_id)
+    done = wait_for(ssm, execution_id)
+    assert done["AutomationExecutionStatus"] == "Cancelled"
+    assert done["StepExecutions"][0]["StepStatus"] == "Cancelled"
+    deadline = time.monotonic() + scaled(20)
+    while (command := ssm.list_commands()["Commands"][0])["Status"] != "Cancelled":
+        assert time.monotonic() < deadline, command["Status"]
+        time.sleep(0.02)

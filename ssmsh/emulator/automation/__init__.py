@@ -5,6 +5,7 @@
 - ``actions.py``: the actions the emulator runs (approve, pause, sleep, runCommand,
   executeScript);
 - ``script.py``: ``aws:executeScript``'s Python scripts, in a child process;
+- ``signals.py``: SendAutomationSignal: who may send what, and when;
 - ``engine.py``: :class:`AutomationEngine`, steps, transitions, signals and stops;
 - ``render.py``: the records in botocore's shapes.
 

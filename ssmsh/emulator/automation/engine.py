@@ -16,10 +16,11 @@ What AWS does, and how we know (user guide: "Properties shared by all actions",
 - StopAutomationExecution (Type Cancel) makes the execution Cancelling, then Cancelled:
   the running step ends Cancelled (a command it sent is cancelled), the steps not reached
   stay Pending. ``onCancel`` is recorded, not run.
-- SendAutomationSignal: Approve / Reject to an execution waiting in an ``aws:approve``
-  step, from one of its Approvers, once each; Resume with ``StepName`` to one waiting in
-  that ``aws:pause`` step. Anything else is InvalidAutomationSignalException (a step name
-  the runbook does not have: AutomationStepNotFoundException).
+- SendAutomationSignal (``signals.py``): Approve / Reject to an execution waiting in an
+  ``aws:approve`` step, from one of its Approvers, once each; Resume with ``StepName`` to
+  one waiting in that ``aws:pause`` step. Anything else is
+  InvalidAutomationSignalException (a step name the runbook does not have:
+  AutomationStepNotFoundException).
 - Guessed, for want of a source: a signal from a principal who is not an approver, or a
   second decision from the same one, is InvalidAutomationSignalException (the model's
   code for "not valid for the current execution"); StartStep, StopStep and Revoke (for
@@ -49,10 +50,10 @@ from .actions import (
     DEFAULT_TIMEOUTS,
     ActionContext,
     StepFailed,
-    is_approver,
     unsupported,
 )
 from .model import ExecutionRecord, Status, StepRecord
+from .signals import apply_signal
 from .values import (
     MissingReference,
     api_values,
@@ -72,10 +73,6 @@ MAX_STEP_RUNS = 1000
 
 class _StepTimedOut(Exception):
     pass
-
-
-def _signal_error(message: str) -> ServiceError:
-    return ServiceError("InvalidAutomationSignalException", message)
 
 
 class AutomationEngine:
@@ -150,9 +147,14 @@ class AutomationEngine:
         self.executions[execution.execution_id] = execution
         task = asyncio.get_running_loop().create_task(self._run(execution))
         self._tasks[execution.execution_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(execution.execution_id, None))
+        task.add_done_callback(lambda _: self._done(execution))
         logger.info("automation %s of %s started", execution.execution_id, name)
         return execution
+
+    def _done(self, execution: ExecutionRecord) -> None:
+        self._tasks.pop(execution.execution_id, None)
+        if not execution.finished:  # cancelled before it started
+            self._end(execution, Status.CANCELLED, "")
 
     def get(self, execution_id: str) -> ExecutionRecord:
         execution = self.executions.get(execution_id)
@@ -168,50 +170,7 @@ class AutomationEngine:
     ) -> None:
         """SendAutomationSignal."""
         execution = self.get(execution_id)
-        if signal_type not in ("Approve", "Reject", "Resume"):
-            raise _signal_error(
-                f"{signal_type} signals are for Interactive executions and change requests; "
-                f"execution {execution_id} runs in {execution.mode} mode."
-            )
-        record = execution.current
-        if execution.finished or record is None or record.status != Status.WAITING:
-            raise _signal_error(
-                f"Automation execution {execution_id} is {execution.status}: it is not "
-                "waiting for a signal."
-            )
-        if signal_type == "Resume":
-            self._resume(execution, record, payload)
-            return
-        approval = record.approval
-        if record.waiting_for != "approve" or approval is None:
-            raise _signal_error(
-                f"Step {record.step.name} waits for a Resume signal, not for {signal_type}."
-            )
-        if not is_approver(caller, approval.approvers):
-            raise _signal_error(f"{caller} is not an approver of step {record.step.name}.")
-        if any(decision[0] == caller for decision in approval.decisions):
-            raise _signal_error(f"{caller} already sent a decision for step {record.step.name}.")
-        comment = " ".join(payload.get("Comment") or [])
-        decision = "Approved" if signal_type == "Approve" else "Rejected"
-        approval.decisions.append((caller, decision, comment, self.clock.now()))
-        approval.changed.set()
-        logger.info("automation %s: %s by %s", execution_id, decision.lower(), caller)
-
-    def _resume(
-        self, execution: ExecutionRecord, record: StepRecord, payload: Mapping[str, list[str]]
-    ) -> None:
-        names = payload.get("StepName") or []
-        if not names:
-            raise _signal_error("A Resume signal names its step: Payload StepName=NAME.")
-        if not any(step.name == names[0] for step in execution.runbook.steps):
-            raise ServiceError(
-                "AutomationStepNotFoundException",
-                f"The runbook of execution {execution.execution_id} has no step {names[0]}.",
-            )
-        if record.waiting_for != "resume" or names[0] != record.step.name:
-            raise _signal_error(f"Step {names[0]} is not paused waiting for Resume.")
-        assert record.resumed is not None
-        record.resumed.set()
+        apply_signal(execution, signal_type, payload, caller, self.clock.now())
 
     def stop(self, execution_id: str, stop_type: str = "Cancel") -> None:
         """StopAutomationExecution."""
