@@ -15,7 +15,11 @@ is Pending (the command is not yet picked up), InProgress, Success or Failed, an
 DetailedStatus is the invocation's Run Command StatusDetails (Failed,
 ExecutionTimedOut, DeliveryTimedOut, Cancelled, Terminated...). An execution is Pending
 until a target starts, InProgress until every target has ended, then Success if every
-target succeeded (also when it had no target at all), else Failed.
+target succeeded (also when it had no target at all), else Failed. The association's
+Overview is its latest execution's (Pending while that runs), ``Pending`` / ``Creating``
+before its first. Every execution has its own ExecutionId: the 2018 release notes said an
+association without a schedule reuses its AssociationId, the current model no longer
+does, and StartAssociationsOnce runs of such an association could not be told apart.
 """
 
 from __future__ import annotations
