@@ -133,10 +133,7 @@ class AutomationEngine:
             document_name=name,
             document_version=version,
             runbook=runbook,
-            parameters={
-                k: [str(i) for i in v] if isinstance(v, list) else [str(v)]
-                for k, v in given.items()
-            },
+            parameters={k: api_values(v) for k, v in given.items()},
             values=typed_parameters(definitions, given),
             executed_by=caller,
             created=now,
