@@ -18,6 +18,7 @@ from .cli_types import (
     _count,
     _credentials,
     _delay,
+    _identity,
     _numbers,
     _port,
     _rate,
@@ -61,6 +62,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         type=_credentials,
         action="append",
         help="verify SigV4 signatures against these credentials (repeatable)",
+    )
+    net.add_argument(
+        "--identity",
+        metavar="KEY=ARN",
+        type=_identity,
+        action="append",
+        default=[],
+        help="the IAM principal behind an access key: Automation's ExecutedBy and "
+        "aws:approve's approvers (repeatable; other keys are "
+        "arn:aws:iam::123456789012:user/emulated)",
     )
     agent = parser.add_argument_group("targets and agent")
     agent.add_argument(
@@ -229,6 +240,7 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         port=args.port,
         region=args.region,
         credentials=list(args.credentials) if args.credentials else None,
+        identities=dict(args.identity),
         targets=list(targets.values()),
         kms_keys=list(args.kms_key),
         shell=args.shell,

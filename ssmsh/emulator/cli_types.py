@@ -24,6 +24,19 @@ def _credentials(text: str) -> tuple[str, str]:
     return key, secret
 
 
+_PRINCIPAL = re.compile(r"^arn:aws[\w-]*:(iam|sts)::\d{12}:[\w+=,.@/-]+$")
+
+
+def _identity(text: str) -> tuple[str, str]:
+    """``KEY=ARN``: the IAM principal behind an access key (--identity)."""
+    key, sep, arn = text.partition("=")
+    if not sep or not key or not _PRINCIPAL.match(arn):
+        raise argparse.ArgumentTypeError(
+            "expected ACCESS_KEY=ARN, the ARN an IAM user, role or assumed-role session's"
+        )
+    return key, arn
+
+
 _INSTANCE_ID = re.compile(r"^(?:i-[0-9a-f]{8}(?:[0-9a-f]{9})?|mi-[0-9a-f]{17})$")
 
 

@@ -7,6 +7,7 @@ import ipaddress
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, get_args
 
+from .kms import ACCOUNT_ID
 from .state import DEFAULT_TARGET, TargetRecord
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ __all__ = [
     "AGENT_FIN_MODES",
     "AGENT_RESEND_MODES",
     "DEFAULT_AGENT_VERSION",
+    "DEFAULT_PRINCIPAL",
     "DEFAULT_REGION",
     "AgentFin",
     "AgentResend",
@@ -27,6 +29,8 @@ __all__ = [
 ]
 
 DEFAULT_REGION = "us-east-1"
+#: Who a request comes from when its access key is not in ``EmulatorConfig.identities``.
+DEFAULT_PRINCIPAL = f"arn:aws:iam::{ACCOUNT_ID}:user/emulated"
 #: The agent release the traces in ``protocol/traces`` were recorded with.
 DEFAULT_AGENT_VERSION = "3.3.1142.0"
 
@@ -97,6 +101,11 @@ class EmulatorConfig:
     #: Several pairs may be given (credential rotation). When None, any well-formed
     #: signature is accepted.
     credentials: Credentials | None = None
+    #: The IAM principal (an ARN: ``arn:aws:iam::123456789012:user/alice``, a role, an
+    #: ``arn:aws:sts::...:assumed-role/...`` session) behind each access key id: who
+    #: started an automation (ExecutedBy) and who signs an approval (aws:approve's
+    #: Approvers). Other keys are :data:`DEFAULT_PRINCIPAL`.
+    identities: dict[str, str] = dataclasses.field(default_factory=dict)
     #: The managed instances the emulator pretends to host.
     targets: list[TargetRecord] = dataclasses.field(default_factory=_default_targets)
     #: A generated fleet added to ``targets``: this many instances (see :func:`fleet`).

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from .api import ApiHandler
+from .clock import EmulatorClock
 from .commands import CommandEngine, Notification
 from .config import DEFAULT_AGENT_VERSION, EmulatorConfig, fleet
 from .httpserver import HttpLimits, HttpServer
@@ -89,6 +90,7 @@ class Emulator:
             environment=self.config.environment,
             visibility_delay=self.config.command_visibility_delay,
             timeout_scale=self.config.command_timeout_scale,
+            clock=self.state.clock.now,
         )
         self.api = ApiHandler(self.state, self.config, self.commands)
         self._http = HttpServer(self.api, http_limits)
@@ -116,9 +118,10 @@ class Emulator:
         return self
 
     async def close(self) -> None:
-        """Stop serving: API first (no new sessions or commands), then running commands
-        (their processes are killed), then the gateway and its sessions."""
+        """Stop serving: API first (no new sessions or commands), then automations, then
+        running commands (their processes are killed), then the gateway and its sessions."""
         await self._http.close()
+        await self.api.close()
         await self.commands.close()
         if self._gateway is not None:
             gateway, self._gateway = self._gateway, None
@@ -166,6 +169,12 @@ class Emulator:
 
     def reconnect_instance(self, target_id: str) -> None:
         self.state.reconnect_instance(target_id)
+
+    @property
+    def clock(self) -> EmulatorClock:
+        """The emulator's clock; ``clock.advance(seconds)`` (on the emulator's loop) runs
+        what schedules and waits have come due."""
+        return self.state.clock
 
     def set_pickup_delay(self, target_id: str, seconds: float) -> None:
         """Make an instance's agent slow (or quick again) to pick up Run Command work."""

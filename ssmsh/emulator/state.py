@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from .clock import EmulatorClock
 from .documents import (
     DEFAULT_DOCUMENT,
     DOCUMENTS,
@@ -162,6 +163,8 @@ class EmulatorState:
     ) -> None:
         self.token_ttl = token_ttl
         self.region = region
+        #: The clock schedules, Automation and Run Command go by (tests advance it).
+        self.clock = EmulatorClock()
         self.max_session_duration = max_session_duration
         #: KMS keys: the configured ones and every target's forced key.
         self.kms = KmsService(region, kms_keys)

@@ -155,6 +155,7 @@ def test_non_loopback_host_warns_loudly() -> None:
         ["--close-every", "0"],
         ["--delay", "-5"],
         ["--kms-key", "a/b/c"],
+        ["--identity", "AKID=alice"],
     ],
 )
 def test_bad_options(args: list[str]) -> None:
@@ -221,6 +222,14 @@ def test_defaults() -> None:
     assert config.host == "127.0.0.1" and config.port == 0
     assert [t.instance_id for t in config.targets] == [DEFAULT_TARGET]
     assert config.credentials is None
+    assert config.identities == {}
+
+
+def test_identities() -> None:
+    alice = "arn:aws:iam::123456789012:user/alice"
+    session = "arn:aws:sts::123456789012:assumed-role/Approvers/bob"
+    config = build_config(parse("--identity", f"AKIDA={alice}", "--identity", f"AKIDB={session}"))
+    assert config.identities == {"AKIDA": alice, "AKIDB": session}
 
 
 @pytest.mark.parametrize(

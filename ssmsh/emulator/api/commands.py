@@ -1,8 +1,9 @@
 """Run Command: SendCommand, ListCommands, ListCommandInvocations, GetCommandInvocation
 and CancelCommand.
 
-Requests arrive validated against botocore's model; this module resolves targets and the
-document, builds the :class:`~ssmsh.emulator.commands.CommandRecord` and hands it to the
+Requests arrive validated against botocore's model; SendCommand goes to the
+:class:`~ssmsh.emulator.commands.send.CommandSender` (shared with Automation and State
+Manager), which resolves targets and the document and hands the command to the
 :class:`~ssmsh.emulator.commands.CommandEngine`, which runs it. Refusals use the codes the
 model lists for each operation (InvalidInstanceId, DuplicateInstanceId, InvalidDocument,
 InvalidDocumentVersion, InvalidParameters, UnsupportedPlatformType, InvalidRole,
@@ -12,41 +13,30 @@ InvalidFilterKey), or ValidationException.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import hashlib
-import re
-import time
-import uuid
-from typing import Any
 
-from ..commands import CommandEngine, CommandRecord, InvocationRecord, PluginRecord, plan_plugins
+from ..commands import CommandRecord, InvocationRecord
 from ..commands.render import command_shape, invocation_result, invocation_shape
-from ..documents import DocumentVersion
-from ..documents.content import platform_types
+from ..commands.send import CommandSender
 from ..errors import ServiceError
 from ..httpserver import HttpRequest
-from ..state import EmulatorState, TargetRecord
-from .awsjson import Body, integer, member_list, page_result, string
+from ..state import EmulatorState
+from .awsjson import Body, member_list, page_result, string
 from .registry import ApiContext, Registry
 
 __all__ = ["CommandsApi"]
 
 _FILTER_KEYS = ("InvokedAfter", "InvokedBefore", "Status", "ExecutionStage", "DocumentName")
 _COMMAND_STATUSES = ("Pending", "InProgress", "Success", "Cancelled", "Failed", "TimedOut")
-_SNS_ARN = re.compile(r"^arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$")
-_ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-#: Delivery timeout when SendCommand gives none.
-DEFAULT_TIMEOUT_SECONDS = 3600
 
 
 class CommandsApi:
     """Run Command over the emulated fleet."""
 
-    def __init__(self, context: ApiContext, engine: CommandEngine) -> None:
+    def __init__(self, context: ApiContext, sender: CommandSender) -> None:
         self.state: EmulatorState = context.state
-        self.region = context.config.region
-        self.engine = engine
+        self.sender = sender
+        self.engine = sender.engine
 
     def register(self, registry: Registry) -> None:
         registry.add("ssm", "SendCommand", self.send_command)
@@ -62,138 +52,9 @@ class CommandsApi:
     # -- SendCommand ----------------------------------------------------------------
 
     async def send_command(self, body: Body, request: HttpRequest) -> Body:
-        document, version = self._document(body)
-        parameters = {k: list(v) for k, v in (body.get("Parameters") or {}).items()}
-        template = plan_plugins(document, version.data, parameters)
-        instance_ids = [str(i) for i in member_list(body, "InstanceIds")]
-        targets = member_list(body, "Targets")
-        chosen = self._resolve(instance_ids, targets)
-        platforms = platform_types(version.data, "Command")
-        wrong = [t.instance_id for t in chosen if t.platform_type not in platforms]
-        if wrong:
-            raise ServiceError(
-                "UnsupportedPlatformType",
-                f"Document {document} does not support the platform of {', '.join(wrong)}.",
-            )
-        notification = self._notification(body)
-        now = time.time()
-        execution = sum(p.timeout for p in template)
-        timeout = integer(body, "TimeoutSeconds") or DEFAULT_TIMEOUT_SECONDS
-        bucket = string(body, "OutputS3BucketName") or ""
-        command = CommandRecord(
-            command_id=str(uuid.uuid4()),
-            document_name=document,
-            document_version=string(body, "DocumentVersion") or "$DEFAULT",
-            requested=now,
-            expires_after=now + timeout + execution,
-            timeout_seconds=timeout,
-            parameters=parameters,
-            instance_ids=instance_ids,
-            targets=[{"Key": t["Key"], "Values": list(t.get("Values") or [])} for t in targets],
-            max_concurrency=string(body, "MaxConcurrency") or "50",
-            max_errors=string(body, "MaxErrors") or "0",
-            comment=string(body, "Comment") or "",
-            output_s3_region=(string(body, "OutputS3Region") or self.region) if bucket else "",
-            output_s3_bucket=bucket,
-            output_s3_prefix=string(body, "OutputS3KeyPrefix") or "",
-            service_role=string(body, "ServiceRoleArn") or "",
-            notification_config=notification,
-            cloudwatch_config=dict(body.get("CloudWatchOutputConfig") or {}),
-            alarm_config=body.get("AlarmConfiguration"),
-        )
-        for target in chosen:
-            command.invocations[target.instance_id] = InvocationRecord(
-                command_id=command.command_id,
-                instance_id=target.instance_id,
-                instance_name=target.name,
-                requested=now,
-                plugins=[_copy(p) for p in template],
-            )
-        self.engine.submit(command)
+        # The dispatcher validated the body already.
+        command = self.sender.send(body, check=False)
         return {"Command": command_shape(command)}
-
-    def _document(self, body: Body) -> tuple[str, DocumentVersion]:
-        name = string(body, "DocumentName", required=True) or ""
-        document = self.state.documents.get(name)
-        if document.document_type != "Command":
-            raise ServiceError(
-                "InvalidDocument",
-                f"Document {document.name} is a {document.document_type} document; "
-                "SendCommand needs a Command document.",
-            )
-        version = document.version(string(body, "DocumentVersion") or "$DEFAULT")
-        wanted = string(body, "DocumentHash")
-        if wanted is not None:
-            kind = string(body, "DocumentHashType") or "Sha256"
-            digest = hashlib.sha1 if kind == "Sha1" else hashlib.sha256
-            if digest(version.content.encode()).hexdigest() != wanted:
-                raise ServiceError(
-                    "InvalidDocument",
-                    f"The {kind} hash does not match version {version.version} of "
-                    f"document {document.name}.",
-                )
-        return document.name, version
-
-    def _resolve(self, instance_ids: list[str], targets: list[Any]) -> list[TargetRecord]:
-        if bool(instance_ids) == bool(targets):
-            raise ServiceError(
-                "ValidationException",
-                "Specify either InstanceIds or Targets (one of them, not both).",
-            )
-        if instance_ids:
-            return self._instances(instance_ids)
-        chosen = sorted(self.state.targets.values(), key=lambda t: t.instance_id)
-        for target in targets:
-            key, values = str(target["Key"]), [str(v) for v in target.get("Values") or []]
-            if key == "InstanceIds":
-                wanted = {t.instance_id for t in self._instances(values)}
-                chosen = [t for t in chosen if t.instance_id in wanted]
-            elif key.startswith("tag:"):
-                chosen = [t for t in chosen if t.all_tags.get(key[4:]) in values]
-            elif key == "tag-key":
-                chosen = [t for t in chosen if any(v in t.all_tags for v in values)]
-            else:
-                raise ServiceError(
-                    "ValidationException",
-                    f"Target key {key} is not supported here; use InstanceIds, tag:NAME or "
-                    "tag-key.",
-                )
-        return chosen
-
-    def _instances(self, instance_ids: list[str]) -> list[TargetRecord]:
-        seen: set[str] = set()
-        for instance_id in instance_ids:
-            if instance_id in seen:
-                raise ServiceError(
-                    "DuplicateInstanceId", f"Instance {instance_id} is given more than once."
-                )
-            seen.add(instance_id)
-        unknown = [i for i in instance_ids if i not in self.state.targets]
-        if unknown:
-            raise ServiceError(
-                "InvalidInstanceId",
-                f"Instances [{', '.join(unknown)}] not in a valid state for account.",
-            )
-        return [self.state.targets[i] for i in instance_ids]
-
-    @staticmethod
-    def _notification(body: Body) -> dict[str, Any]:
-        config = dict(body.get("NotificationConfig") or {})
-        arn = config.get("NotificationArn")
-        role = string(body, "ServiceRoleArn")
-        if role is not None and not _ROLE_ARN.match(role):
-            raise ServiceError("InvalidRole", f"{role} is not an IAM role ARN.")
-        if arn:
-            if not _SNS_ARN.match(str(arn)):
-                raise ServiceError(
-                    "InvalidNotificationConfig", f"{arn} is not an Amazon SNS topic ARN."
-                )
-            if role is None:
-                raise ServiceError(
-                    "InvalidRole",
-                    "Notifications need ServiceRoleArn: the role Run Command publishes with.",
-                )
-        return config
 
     # -- listing --------------------------------------------------------------------
 
@@ -289,10 +150,6 @@ class CommandsApi:
             )
         self.engine.cancel(command, instance_ids or None)
         return {}
-
-
-def _copy(plugin: PluginRecord) -> PluginRecord:
-    return dataclasses.replace(plugin)
 
 
 def _filters(body: Body) -> tuple[tuple[str, str], ...]:

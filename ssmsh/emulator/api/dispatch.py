@@ -13,18 +13,22 @@ import json
 import logging
 import uuid
 
-from ..commands import CommandEngine
+from ..associations import AssociationEngine
+from ..automation import AutomationEngine
+from ..commands import CommandEngine, CommandSender
 from ..config import EmulatorConfig
 from ..errors import ServiceError
 from ..httpserver import HttpRequest, HttpResponse
 from ..sigv4 import verify_request
 from ..state import EmulatorState
+from .associations import AssociationsApi
+from .automation import AutomationApi
 from .awsjson import Body
 from .commands import CommandsApi
 from .documents import DocumentsApi
 from .instances import InstancesApi
 from .kms import KmsApi
-from .registry import ApiContext, Operation, Registry, snake
+from .registry import ApiContext, Operation, Registry, model_check, snake
 from .sessions import SessionsApi
 from .validation import ModelValidator
 
@@ -62,16 +66,32 @@ class ApiHandler:
         self.state = state
         self.config = config
         #: Run Command's scheduler (the emulator passes its own, which it closes).
-        self.commands = commands if commands is not None else CommandEngine(state.targets)
+        self.commands = (
+            commands
+            if commands is not None
+            else CommandEngine(state.targets, region=config.region, clock=state.clock.now)
+        )
+        #: SendCommand requests, from the API, Automation and State Manager alike.
+        self.sender = CommandSender(
+            state, self.commands, region=config.region, validate=model_check("SendCommand")
+        )
         #: Number of requests answered, by ``Service.Operation`` (errors included).
         self.calls: dict[str, int] = {}
+        #: Automation executions (closed with :meth:`close`).
+        self.automation = AutomationEngine(
+            state, self.sender, region=config.region, environment=config.environment
+        )
+        #: State Manager associations and their schedules (closed with :meth:`close`).
+        self.associations = AssociationEngine(state, self.sender)
         context = ApiContext(state, config)
         self._registry = Registry()
         for area in (
             SessionsApi(context),
             InstancesApi(context),
             DocumentsApi(context),
-            CommandsApi(context, self.commands),
+            CommandsApi(context, self.sender),
+            AutomationApi(context, self.automation),
+            AssociationsApi(context, self.associations),
             KmsApi(context),
         ):
             area.register(self._registry)
@@ -83,6 +103,12 @@ class ApiHandler:
         self._by_attribute: dict[str, Operation] = {
             snake(spec.name): spec.handler for spec in self._registry.specs.values()
         }
+
+    async def close(self) -> None:
+        """Stop what runs on its own: association schedules, Automation executions (Run
+        Command's engine is the emulator's to close)."""
+        await self.associations.close()
+        await self.automation.close()
 
     def __getattr__(self, name: str) -> Operation:
         operations = self.__dict__.get("_by_attribute", {})

@@ -12,17 +12,28 @@ import dataclasses
 import functools
 import re
 from collections.abc import Awaitable, Callable, Collection
+from typing import Any
 from urllib.parse import urlsplit
 
 import botocore.loaders
 from botocore.model import ServiceModel, Shape
 
-from ..config import EmulatorConfig, is_loopback
+from ..config import DEFAULT_PRINCIPAL, EmulatorConfig, is_loopback
 from ..httpserver import HttpRequest
 from ..state import EmulatorState
 from .awsjson import Body
+from .validation import ModelValidator
 
-__all__ = ["ApiContext", "Operation", "OperationSpec", "Registry", "service_model"]
+__all__ = [
+    "ApiContext",
+    "Operation",
+    "OperationSpec",
+    "Registry",
+    "model_check",
+    "service_model",
+]
+
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 #: An operation: the validated JSON body and the HTTP request in, the JSON answer out.
 Operation = Callable[[Body, HttpRequest], Awaitable[Body]]
@@ -38,6 +49,18 @@ def service_model(service: str) -> ServiceModel:
     """
     data = botocore.loaders.Loader().load_service_model(service, "service-2")
     return ServiceModel(data, service_name=service)
+
+
+def model_check(operation: str, service: str = "ssm") -> Callable[[dict[str, Any]], None]:
+    """A function that validates a request body of ``operation``, for requests made inside
+    the emulator (an Automation step's SendCommand) that the dispatcher never saw."""
+    shape = service_model(service).operation_model(operation).input_shape
+    assert shape is not None, f"{service} {operation} has no input shape"
+
+    def check(body: dict[str, Any]) -> None:
+        ModelValidator().validate(shape, body)
+
+    return check
 
 
 def snake(name: str) -> str:
@@ -98,6 +121,12 @@ class ApiContext:
 
     state: EmulatorState
     config: EmulatorConfig
+
+    def caller(self, request: HttpRequest) -> str:
+        """The IAM principal behind the request's access key (``EmulatorConfig.identities``)."""
+        match = _CREDENTIAL.search(request.header("authorization") or "")
+        key = match.group(1) if match else None
+        return self.config.identities.get(key, DEFAULT_PRINCIPAL) if key else DEFAULT_PRINCIPAL
 
     def base_url(self, request: HttpRequest) -> str | None:
         """The gateway URL as the client can reach it, for a wildcard bind."""

@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .model import CommandRecord, InvocationRecord
@@ -51,13 +52,14 @@ class Notification:
 class NotificationLog:
     """Every notification the emulated Run Command published, oldest first."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.records: list[Notification] = []
+        self.clock = clock
 
     def command_changed(self, command: CommandRecord) -> None:
         if self._wanted(command, "Command", command.status) is None:
             return
-        now = time.time()
+        now = self.clock()
         message = {
             "commandId": command.command_id,
             "documentName": command.document_name,
@@ -74,7 +76,7 @@ class NotificationLog:
     def invocation_changed(self, command: CommandRecord, invocation: InvocationRecord) -> None:
         if self._wanted(command, "Invocation", invocation.status) is None:
             return
-        now = time.time()
+        now = self.clock()
         message = {
             "commandId": command.command_id,
             "documentName": command.document_name,
@@ -84,6 +86,12 @@ class NotificationLog:
             "eventTime": iso_time(now),
         }
         self._publish(command, "Invocation", invocation.status, message, now)
+
+    def publish(self, topic_arn: str, kind: str, event: str, message: dict[str, Any]) -> None:
+        """Record a message another service (Automation's approvals) would publish."""
+        now = self.clock()
+        self.records.append(Notification(topic_arn, event, kind, message, now))
+        logger.info("SNS %s (%s %s): %s", topic_arn, kind, event, json.dumps(message))
 
     @staticmethod
     def _wanted(command: CommandRecord, kind: str, status: str) -> str | None:

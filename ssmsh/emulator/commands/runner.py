@@ -21,7 +21,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..agent.shell import program_env
@@ -52,14 +52,16 @@ async def run_plugin(
     region: str,
     environment: Mapping[str, str],
     timeout_scale: float = 1.0,
+    now: Callable[[], float] = time.time,
 ) -> None:
     """Run ``plugin`` to its end, filling in its status, code, times and output.
 
     Cancelling the task kills the process group and marks the plugin Cancelled before
-    the cancellation propagates.
+    the cancellation propagates. ``now`` gives the start and end times it reports (the
+    emulator's clock).
     """
     plugin.detail = Detail.IN_PROGRESS
-    plugin.start = time.time()
+    plugin.start = now()
     env = program_env(environment)
     env.update(AWS_SSM_INSTANCE_ID=instance_id, AWS_SSM_REGION_NAME=region)
     stdout, stderr = bytearray(), bytearray()
@@ -69,7 +71,7 @@ async def run_plugin(
             handle.write(plugin.script + "\n")
         cwd = plugin.working_directory or orchestration
         if not os.path.isdir(cwd):
-            _finish(plugin, Detail.FAILED, 1, "", f"Invalid workingDirectory {cwd!r}.")
+            _finish(plugin, Detail.FAILED, 1, "", f"Invalid workingDirectory {cwd!r}.", now)
             return
         process = await asyncio.create_subprocess_exec(
             "sh",
@@ -88,17 +90,17 @@ async def run_plugin(
                 await readers
         except TimeoutError:
             await _kill(process, readers)
-            _finish(plugin, Detail.EXECUTION_TIMED_OUT, STOPPED_EXIT_CODE, stdout, stderr)
+            _finish(plugin, Detail.EXECUTION_TIMED_OUT, STOPPED_EXIT_CODE, stdout, stderr, now)
             return
         except asyncio.CancelledError:
             await _kill(process, readers)
-            _finish(plugin, Detail.CANCELLED, STOPPED_EXIT_CODE, stdout, stderr)
+            _finish(plugin, Detail.CANCELLED, STOPPED_EXIT_CODE, stdout, stderr, now)
             raise
     code = process.returncode if process.returncode is not None else -1
     if code < 0:  # killed by a signal from elsewhere
         code = 128 - code
     detail = Detail.SUCCESS if code == 0 else Detail.FAILED
-    _finish(plugin, detail, code, stdout, stderr)
+    _finish(plugin, detail, code, stdout, stderr, now)
 
 
 async def _kill(process: asyncio.subprocess.Process, readers: asyncio.Future[Any]) -> None:
@@ -120,6 +122,7 @@ def _finish(
     code: int,
     stdout: bytes | bytearray | str,
     stderr: bytes | bytearray | str,
+    now: Callable[[], float],
 ) -> None:
     out = stdout if isinstance(stdout, str) else stdout.decode("utf-8", "replace")
     err = stderr if isinstance(stderr, str) else stderr.decode("utf-8", "replace")
@@ -129,5 +132,5 @@ def _finish(
     plugin.detail = detail
     plugin.response_code = code
     plugin.stdout, plugin.stderr = out, err
-    plugin.end = time.time()
+    plugin.end = now()
     logger.debug("plugin %s ended %s (%d)", plugin.name, detail, code)

@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from .model import CommandRecord, Detail, InvocationRecord
@@ -61,14 +62,17 @@ class CommandEngine:
         environment: Mapping[str, str] | None = None,
         visibility_delay: float = 0.5,
         timeout_scale: float = 1.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.targets = targets
+        #: The emulator's clock: the times commands report (``EmulatorClock.now``).
+        self.clock = clock
         self.region = region
         self.environment = dict(environment or {})
         self.visibility_delay = visibility_delay
         self.timeout_scale = timeout_scale
         self.commands: dict[str, CommandRecord] = {}
-        self.notifications = NotificationLog()
+        self.notifications = NotificationLog(clock)
         self._command_tasks: dict[str, asyncio.Task[None]] = {}
         self._invocation_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
@@ -98,6 +102,12 @@ class CommandEngine:
                 task.cancel()
             else:  # not sent yet
                 self._end(command, invocation, Detail.CANCELLED)
+
+    async def wait(self, command: CommandRecord) -> None:
+        """Return once ``command`` has ended (every invocation finished)."""
+        task = self._command_tasks.get(command.command_id)
+        if task is not None and not task.done():
+            await asyncio.shield(task)
 
     async def close(self) -> None:
         """Cancel everything that runs (the emulator is shutting down)."""
@@ -173,6 +183,7 @@ class CommandEngine:
                     region=self.region,
                     environment=self.environment,
                     timeout_scale=self.timeout_scale,
+                    now=self.clock,
                 )
             self._end(command, invocation, _merged(invocation))
         except asyncio.CancelledError:

@@ -2,6 +2,7 @@
 
 - ``store.py``: the account's documents, with versions, owners and tags;
 - ``content.py``: JSON/YAML content and the checks AWS makes on it;
+- ``automation.py``: Automation runbooks (schemaVersion 0.3), checked and parsed;
 - ``builtin.py``: the documents every account starts with (the AWS-owned Session
   documents, AWS-RunShellScript, and the account's SSM-SessionManagerRunShell);
 - ``session.py``: a Session document applied to StartSession's Parameters.

@@ -30,6 +30,7 @@ __all__ = [
     "render_content",
     "schema_version",
     "validate_content",
+    "validate_parameters",
 ]
 
 SESSION_TYPES = ("Standard_Stream", "InteractiveCommands", "NonInteractiveCommands", "Port")
@@ -189,6 +190,11 @@ def _validate_command(data: Mapping[str, Any], version: str) -> None:
     _check_references({"mainSteps": steps}, declared)
 
 
+def validate_parameters(parameters: Any) -> set[str]:
+    """Check a ``parameters`` section; the declared names."""
+    return _validate_parameters(parameters)
+
+
 def _validate_parameters(parameters: Any) -> set[str]:
     if parameters is None:
         return set()
@@ -307,7 +313,7 @@ def parameter_list(data: Mapping[str, Any]) -> list[dict[str, str]]:
     for name, definition in parameters.items():
         if not isinstance(definition, dict):
             continue
-        item = {"Name": str(name), "Type": str(definition.get("type", "String"))}
+        item = {"Name": str(name), "Type": _reported_type(definition.get("type"))}
         if definition.get("description") is not None:
             item["Description"] = str(definition["description"])
         if "default" in definition:
@@ -315,6 +321,16 @@ def parameter_list(data: Mapping[str, Any]) -> list[dict[str, str]]:
             item["DefaultValue"] = default if isinstance(default, str) else json.dumps(default)
         result.append(item)
     return result
+
+
+def _reported_type(kind: Any) -> str:
+    """A parameter's type as DescribeDocument reports it: the model's DocumentParameterType
+    has String and StringList only, so list types (StringList, MapList, ``List<AWS::...>``)
+    are StringList and the others (Integer, Boolean, StringMap, ``AWS::...``) String."""
+    text = str(kind or "String")
+    return (
+        "StringList" if text in ("StringList", "MapList") or text.startswith("List<") else "String"
+    )
 
 
 def platform_types(data: Mapping[str, Any], document_type: str) -> list[str]:

@@ -2,8 +2,8 @@
 
 Holds what CreateDocument, UpdateDocument, UpdateDocumentDefaultVersion,
 DescribeDocument, GetDocument, ListDocuments and DeleteDocument work on, for every
-document type (Session now, Command for Run Command next). Refusals raise ServiceError
-with the codes the real service uses. No I/O.
+document type (Session, Command for Run Command, Automation runbooks). Refusals raise
+ServiceError with the codes the real service uses. No I/O.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import ServiceError
+from .automation import parse_runbook
 from .builtin import AWS_DOCUMENTS, DEFAULT_DOCUMENT, preferences_content
 from .content import invalid_content, parse_content, render_content, validate_content
 
@@ -203,6 +204,8 @@ class DocumentStore:
         data = parse_content(content, document_format)
         self._check_type(name, document_type, data)
         validate_content(data, document_type)
+        if document_type == "Automation":
+            parse_runbook(data)
         if name in self._documents:
             raise ServiceError("DocumentAlreadyExists", f"Document {name} already exists.")
         when = time.time() if now is None else now
@@ -239,6 +242,8 @@ class DocumentStore:
         data = parse_content(content, document_format)
         self._check_type(document.name, document.document_type, data)
         validate_content(data, document.document_type)
+        if document.document_type == "Automation":
+            parse_runbook(data)
         digest = hashlib.sha256(content.encode()).hexdigest()
         if any(v.hash == digest for v in document.versions.values()):
             raise ServiceError(
