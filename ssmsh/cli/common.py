@@ -103,6 +103,13 @@ def add_common_options(parser: argparse.ArgumentParser, suppress: bool = False) 
         help="ping interval; silence for this long (plus as much again) "
         "counts as a lost connection (default 10)",
     )
+    out.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=default(30.0),
+        metavar="SECONDS",
+        help="how long to wait for the agent's first word once connected (default 30; 0: for ever)",
+    )
 
 
 def aws_settings(args: argparse.Namespace, endpoint_url: str | None = None) -> AwsSettings:
@@ -120,13 +127,19 @@ def aws_settings(args: argparse.Namespace, endpoint_url: str | None = None) -> A
 def connection_config(args: argparse.Namespace) -> ConnectionConfig:
     keepalive = getattr(args, "keepalive", 10.0)
     budget = getattr(args, "reconnect_timeout", 300.0)
-    if keepalive <= 0 or budget < 0:
-        raise UsageError("--keepalive must be positive and --reconnect-timeout not negative")
+    handshake = getattr(args, "handshake_timeout", 30.0)
+    if not keepalive > 0:
+        raise UsageError("--keepalive must be positive")
+    if not budget >= 0:
+        raise UsageError("--reconnect-timeout must not be negative")
+    if not handshake >= 0:
+        raise UsageError("--handshake-timeout must not be negative")
     return ConnectionConfig(
         ping_interval=keepalive,
         ping_timeout=keepalive,
         reconnect_budget=budget,
         connect_budget=min(budget, ConnectionConfig().connect_budget),
+        handshake_timeout=handshake or None,
     )
 
 

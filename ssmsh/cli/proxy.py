@@ -114,7 +114,9 @@ async def forward_stdio(
     set (then Flag TerminateSession is sent); raises the channel's failure. The
     caller closes the connection.
     """
-    established = await connection.wait_established()
+    established = await unless_set(connection.wait_established(), stop)
+    if established is None:  # stopped before the agent said a word: nothing to end
+        return EXIT_OK
     mode = choose_mode(established)
     if mode is not PortMode.STDIO:
         raise TunnelError(

@@ -175,6 +175,35 @@ async def test_sighup_during_the_handshake_terminates_the_session() -> None:
         await killed_after_start_session(aws, agent.linked, signal.SIGHUP)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT])
+async def test_proxy_stops_during_the_handshake(signum: int) -> None:
+    # ssh sends SIGHUP to its ProxyCommand when it gives up: a slow or silent agent
+    # must not keep ssmsh proxy running (docs/tunnels.md: exit 0 after ending the session).
+    agent = MuteAgent()
+    async with agent, ScriptedAws(agent) as aws:
+        proc = await start_cli(["proxy", TARGET, "22", "--endpoint-url", aws.endpoint_url])
+        status, out, err = await signal_when(proc, agent.linked, signum)
+        assert status == 0, err
+        assert out == b"" and b"Traceback" not in err
+        assert aws.calls == ["StartSession", "TerminateSession"]
+
+
+async def test_a_silent_agent_meets_the_handshake_deadline() -> None:
+    agent = MuteAgent()
+    async with agent, ScriptedAws(agent) as aws:
+        proc = await start_cli(
+            ["exec", TARGET, "--endpoint-url", aws.endpoint_url, "-q"]
+            + ["--handshake-timeout", str(scaled(1)), "--", "true"]
+        )
+        async with asyncio.timeout(scaled(20)):
+            out, err = await proc.communicate()
+        assert single_line(err).startswith(
+            "ssmsh: session handshake failed: no handshake from the agent within"
+        )
+        assert proc.returncode == 255
+        assert aws.calls == ["StartSession", "TerminateSession"]
+
+
 async def test_an_ignored_sighup_stays_ignored(silent: SilentServer) -> None:
     args = ["shell", TARGET, "--endpoint-url", f"http://127.0.0.1:{silent.port}"]
     proc = await start_cli(args, preexec=_ignore_sighup)
