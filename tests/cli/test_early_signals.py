@@ -191,12 +191,11 @@ async def test_proxy_stops_during_the_handshake(signum: int) -> None:
 async def test_a_silent_agent_meets_the_handshake_deadline() -> None:
     agent = MuteAgent()
     async with agent, ScriptedAws(agent) as aws:
-        proc = await start_cli(
-            ["exec", TARGET, "--endpoint-url", aws.endpoint_url, "-q"]
-            + ["--handshake-timeout", str(scaled(1)), "--", "true"]
-        )
+        deadline = str(scaled(1))
+        args = ["exec", TARGET, "--endpoint-url", aws.endpoint_url, "-q"]
+        proc = await start_cli([*args, "--handshake-timeout", deadline, "--", "true"])
         async with asyncio.timeout(scaled(20)):
-            out, err = await proc.communicate()
+            _, err = await proc.communicate()
         assert single_line(err).startswith(
             "ssmsh: session handshake failed: no handshake from the agent within"
         )
