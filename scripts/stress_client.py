@@ -376,8 +376,8 @@ async def main() -> int:
         "shell": ["shell", TARGET],
     }
     for cmd, argv in commands.items():
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            runs.append((f"signal-{cmd}-{sig.name[3:].lower()}", mute, argv, sig, False))
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            runs.append((f"signal-{cmd}-{signum.name[3:].lower()}", mute, argv, signum, False))
 
     failed = 0
     print(f"{'scenario':<24} {'peak RSS':>9} {'exit after':>10} {'status':>6}  target / last line")
