@@ -286,4 +286,9 @@ def compare(
     for received in ours.client.received:
         if received is not None and received.message_type == "acknowledge":
             assert (received.flags, received.sequence_number) == (3, 0), where
-            assert template(received.payload) == template(recorded_ack.payload), where
+            # The agent acknowledges input_stream_data; a recorded client ack (the shape's
+            # only example when the agent acked nothing before the end) names the other.
+            shape = template(recorded_ack.payload).replace(
+                b"output_stream_data", b"input_stream_data"
+            )
+            assert template(received.payload) == shape, (where, received.payload)
