@@ -220,13 +220,19 @@ async def test_proxy_with_stdin_from_dev_null() -> None:
     async with emulator() as emu, echo_server() as dest:
         with open(os.devnull, "rb") as null:
             proc = await asyncio.create_subprocess_exec(
-                *ssmsh(emu, "proxy", TARGET, str(dest)),
+                *ssmsh(emu, "--debug", "proxy", TARGET, str(dest)),
                 stdin=null,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
+        seen: list[str] = []
         try:
-            await asyncio.sleep(scaled(1.5))  # stdin is at EOF at once; the tunnel stays up
+            assert proc.stderr is not None
+            # Up and forwarding (however long the start took), then stdin is at EOF at
+            # once; the tunnel stays up.
+            await read_lines_until(proc.stderr, " established: ", 1, seen)
+            await asyncio.sleep(scaled(0.5))
+            assert proc.returncode is None, seen
             proc.send_signal(signal.SIGHUP)
             async with asyncio.timeout(scaled(15)):
                 stdout, stderr = await proc.communicate()
@@ -234,6 +240,6 @@ async def test_proxy_with_stdin_from_dev_null() -> None:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 0, (seen, stderr)
     assert b"Traceback" not in stderr and b"PermissionError" not in stderr
     assert stdout == b""
