@@ -61,9 +61,12 @@ logger = logging.getLogger(__name__)
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 #: How many bytes one read takes from a socket.
 _READ_SIZE = 64 * 1024
-#: After an error response, how long the rest of the request is read and dropped, so
-#: the peer reads the response instead of a reset.
+#: After an error response, how long (and how much of) the rest of the request is read
+#: and dropped, so that the peer reads the response instead of a reset.
 _LINGER = 2.0
+_LINGER_BYTES = 64 * 1024 * 1024
+#: Refused connections answered politely at once (the rest get a bare 503 and a close).
+_MAX_REFUSING = 32
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -103,7 +106,7 @@ class HttpLimits:
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY or soft <= 0:
             return self.max_connections
-        return max(8, min(self.max_connections, soft // 4))
+        return min(self.max_connections, max(8, soft // 4))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -269,6 +272,7 @@ class HttpServer:
         self._acceptors: list[asyncio.Task[None]] = []
         self._connections: dict[_Connection, None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._refusing: set[asyncio.Task[None]] = set()
         self._buffered = 0
         self._cap = self.limits.max_connections
         self._throttle = LogThrottle(logger)
@@ -335,10 +339,11 @@ class HttpServer:
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
-        for task in list(self._tasks):
+        tasks = [*self._tasks, *self._refusing]
+        for task in tasks:
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- accepting --------------------------------------------------------------------
 
@@ -369,9 +374,7 @@ class HttpServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if len(self._connections) >= self._cap and not self._evict_one("connection cap"):
             self._warn_pressure(f"{len(self._connections)} requests in progress")
-            with contextlib.suppress(OSError):
-                sock.send(_render_raw(_error_response(_TOO_BUSY)))
-            sock.close()
+            self._refuse(sock)
             return
         peer = (str(address[0]), int(address[1])) if isinstance(address, tuple) else None
         conn = _Connection(sock, peer, self.limits)
@@ -380,6 +383,35 @@ class HttpServer:
         conn.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """503 to a connection there is no room for; its request is read first (briefly),
+        so that the peer gets the answer instead of a reset."""
+        if len(self._refusing) >= _MAX_REFUSING:
+            with contextlib.suppress(OSError):
+                sock.send(_render_raw(_error_response(_TOO_BUSY)))
+            sock.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._refuse_politely(sock))
+        self._refusing.add(task)
+        task.add_done_callback(self._refusing.discard)
+
+    async def _refuse_politely(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_LINGER / 4):
+                    await loop.sock_recv(sock, _READ_SIZE)
+            await loop.sock_sendall(sock, _render_raw(_error_response(_TOO_BUSY)))
+            sock.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_LINGER / 4):
+                    while await loop.sock_recv(sock, _READ_SIZE):
+                        pass
+        except OSError:
+            pass
+        finally:
+            sock.close()
 
     # -- pressure ---------------------------------------------------------------------
 
@@ -509,7 +541,7 @@ class HttpServer:
                 writer.write_eof()
             async with asyncio.timeout(_LINGER):
                 dropped = 0
-                while dropped <= self.limits.max_body:
+                while dropped <= _LINGER_BYTES:
                     chunk = await reader.read(_READ_SIZE)
                     if not chunk:
                         break

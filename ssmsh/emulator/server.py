@@ -145,6 +145,11 @@ class Emulator:
         return self._http.url
 
     @property
+    def http(self) -> HttpServer:
+        """The API's HTTP server (its ``limits``, open ``connections``, ``evictions``)."""
+        return self._http
+
+    @property
     def gateway(self) -> GatewayLike:
         if self._gateway is None:
             raise RuntimeError("the emulator is not started")
