@@ -18,8 +18,9 @@ Attacks (issue #15): ``content-length`` (E1: ``Content-Length: ²`` and 5,000 di
 ``deep-json`` (E2), ``presign`` (E3: X-Amz-Expires beyond a week or 1e20, dates far in
 the past or future), ``payload-hash`` (E4: a signed body swapped for another, with
 UNSIGNED-PAYLOAD or a stale hash), ``targets`` (E5: 3,000 distinct 60 KB X-Amz-Target
-values), ``idle-flood`` (E6: 2,000 idle connections), and ``slowloris`` (headers a byte
-a second) and ``stalled-bodies`` (bodies that stop 1 byte short of their 1 MiB).
+values), ``idle-flood`` (E6: 2,000 idle connections), ``gateway-flood`` (the same on the
+message gateway's port, which shares the process's descriptors), ``slowloris`` (headers
+a byte a second) and ``stalled-bodies`` (bodies that stop 1 byte short of their 1 MiB).
 
 Usage: python scripts/stress.py [--duration 6] [--only NAME ...]
 """
@@ -35,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -394,7 +396,9 @@ async def attack_targets(emu: Emulator, duration: float, out: Outcome) -> None:
     out.ok = grown < 40 and sum(out.seen.values()) - 1 == 3000
 
 
-async def _hold(emu: Emulator, out: Outcome, count: int, deadline: float, first: bytes) -> None:
+async def _hold(
+    emu: Emulator, out: Outcome, count: int, deadline: float, first: bytes, port: int = 0
+) -> None:
     """Keep ``count`` connections open until ``deadline``, reopening closed ones."""
     out.held = []
     readers: list[asyncio.StreamReader] = []
@@ -408,7 +412,7 @@ async def _hold(emu: Emulator, out: Outcome, count: int, deadline: float, first:
                 out.held[i].close()
             try:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(emu.host, emu.port), 2
+                    asyncio.open_connection(emu.host, port or emu.port), 2
                 )
             except (OSError, TimeoutError):
                 out.seen["connect failed"] += 1
@@ -441,6 +445,15 @@ async def attack_idle_flood(emu: Emulator, duration: float, out: Outcome) -> Non
     await _hold(emu, out, 2000, time.monotonic() + duration, b"")
 
 
+async def attack_gateway_flood(emu: Emulator, duration: float, out: Outcome) -> None:
+    out.expect = "2,000 idle connections on the gateway's port; API client unaffected"
+    with open(emu.log_path, "rb") as f:
+        found = re.search(rb"message gateway at ws://[^:]+:(\d+)", f.read())
+    if found is None:
+        raise RuntimeError("no gateway URL in the emulator's banner")
+    await _hold(emu, out, 2000, time.monotonic() + duration, b"", int(found.group(1)))
+
+
 async def attack_slowloris(emu: Emulator, duration: float, out: Outcome) -> None:
     out.expect = "500 connections sending a header byte a second; client unaffected"
     deadline = time.monotonic() + duration
@@ -471,6 +484,7 @@ ATTACKS: dict[str, Callable[[Emulator, float, Outcome], Awaitable[None]]] = {
     "payload-hash": attack_payload_hash,
     "targets": attack_targets,
     "idle-flood": attack_idle_flood,
+    "gateway-flood": attack_gateway_flood,
     "slowloris": attack_slowloris,
     "stalled-bodies": attack_stalled_bodies,
 }

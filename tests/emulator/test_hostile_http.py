@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import resource
 import socket
 import subprocess
@@ -37,11 +38,14 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from ssmsh.emulator import DEFAULT_TARGET, EmulatorConfig
+from ssmsh.emulator import gateway as gateway_module
 from ssmsh.emulator.api.dispatch import MAX_JSON_DEPTH, parse_json
 from ssmsh.emulator.errors import ServiceError
 from ssmsh.emulator.httpserver import HttpLimits, HttpRequest, HttpResponse, HttpServer
+from ssmsh.protocol.constants import PayloadType
 from tests.conftest import scaled
 from tests.emulator.conftest import ACCESS_KEY, SECRET_KEY, EmulatorThread, PlaceholderGateway
+from tests.emulator.dcclient import DCClient, gateway_for, make_session
 from tests.emulator.test_api import parse_response, raw_exchange, signed_request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -512,9 +516,11 @@ def test_an_oversized_body_gets_its_413(
     assert exc_info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
 
 
-def test_the_issue_setup_ulimit_and_two_thousand_idle_connections(tmp_path: Any) -> None:
-    """``ssmsh emulator`` under ``ulimit -n 256``: 2,000 idle connections come and go
-    while a client is answered; the log stays a few lines."""
+@pytest.mark.parametrize("port", ["api", "gateway"])
+def test_the_issue_setup_ulimit_and_two_thousand_idle_connections(tmp_path: Any, port: str) -> None:
+    """``ssmsh emulator`` under ``ulimit -n 256``: 2,000 idle connections to its API port
+    (or to its gateway's, which shares the descriptors) while a client is answered; the
+    log stays a few lines, without a traceback."""
     log = tmp_path / "emulator.log"
 
     def limit() -> None:
@@ -534,13 +540,21 @@ def test_the_issue_setup_ulimit_and_two_thousand_idle_connections(tmp_path: Any)
     try:
         assert process.stdout is not None
         url = process.stdout.readline().decode().strip()
-        split = urlsplit(url)
+        target = urlsplit(url).port
+        deadline = time.monotonic() + scaled(10)
+        while "Press Ctrl-C" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if port == "gateway":
+            found = re.search(r"message gateway at ws://[^:]+:(\d+)", log.read_text())
+            assert found is not None
+            target = int(found.group(1))
         with WellBehaved(url):
             for _ in range(count):
                 try:
-                    sockets.append(socket.create_connection((split.hostname, split.port), 5))
+                    sockets.append(socket.create_connection(("127.0.0.1", target), 5))
                 except OSError:
                     break
+            time.sleep(0.5)
         assert len(sockets) == count
     finally:
         for sock in sockets:
@@ -553,3 +567,36 @@ def test_the_issue_setup_ulimit_and_two_thousand_idle_connections(tmp_path: Any)
     assert "Traceback" not in text
     logged = text.split("Press Ctrl-C to stop.", 1)[1].strip().splitlines()
     assert len(logged) <= 5, logged
+
+
+async def test_the_gateway_cuts_idle_connections_not_sessions(
+    quiet: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gateway_module, "MAX_CONNECTIONS", 8)
+    async with gateway_for() as gw:
+        port = int(gw.url.rsplit(":", 1)[1])
+        session = make_session(gw.state, gateway=gw)
+        client = DCClient(session)
+        await client.connect()
+        client.send(PayloadType.OUTPUT, b"echo be''fore\n")
+        await client.wait_output(b"before")
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(40)]
+        await asyncio.sleep(0.2)
+        # The oldest idle ones were cut; the session was not, and new ones still open.
+        cut = 0
+        for reader, _ in idle[:30]:
+            async with asyncio.timeout(scaled(5)):
+                cut += await reader.read() == b""
+        assert cut == 30
+        client.send(PayloadType.OUTPUT, b"echo dur''ing\n")
+        await client.wait_output(b"during")
+        second = DCClient(make_session(gw.state, gateway=gw))
+        await second.connect()
+        second.send(PayloadType.OUTPUT, b"echo sec''ond\n")
+        await second.wait_output(b"second")
+        await second.close()
+        await client.close()
+        for _, writer in idle:
+            writer.close()
+    warnings = [r.getMessage() for r in quiet.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "gateway at its cap" in warnings[0]
