@@ -153,6 +153,10 @@ class Gateway:
             self._reaper = None
         for agent in list(self._agents.values()):
             await agent.terminate("")
+        for ws in list(self._connections):
+            # websockets waits for upgrades in progress (up to UPGRADE_TIMEOUT): cut them.
+            if ws.protocol.state is State.CONNECTING or ws in self._opening:
+                transport_of(ws).abort()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
