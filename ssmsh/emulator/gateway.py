@@ -20,6 +20,11 @@ real gateway pauses the agent; ``start_publication`` is sent to the client when 
 closed with 1000 "Bye".
 
 Fault injection (:mod:`~ssmsh.emulator.faults`) is applied here, on real traffic.
+
+Connections are capped like the API's (:data:`MAX_CONNECTIONS`, at most a quarter of
+the open-file limit; the two share the process's descriptors): at the cap, the
+connection that has waited longest without completing its upgrade or sending
+OpenDataChannel is cut; a connection with a session is never cut to make room.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import asyncio
 import contextlib
 import logging
 import re
+import resource
+import time
 from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +42,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from .._private_api import transport_of
 from ..exceptions import RemoteProtocolError
@@ -43,6 +51,7 @@ from ..protocol.payloads import OpenDataChannel
 from .agent import Agent
 from .config import EmulatorConfig
 from .faults import FaultInjector
+from .httpserver import LogThrottle
 from .link import ClientLink, channel_closed_frame, gateway_message
 from .sigv4 import SigV4Error, verify_request
 from .state import EmulatorState, SessionRecord, SessionStatus, TokenError
@@ -60,6 +69,18 @@ CLOSE_AUTH_FAILED = 1008
 REAP_INTERVAL = 1.0
 #: Largest WebSocket message accepted from a client.
 MAX_MESSAGE = 16 * 1024 * 1024
+#: Concurrent connections (upgrading, opening or with a session); also at most a
+#: quarter of the soft RLIMIT_NOFILE.
+MAX_CONNECTIONS = 256
+#: Seconds a connection may take to complete its WebSocket upgrade.
+UPGRADE_TIMEOUT = 10.0
+
+
+def _connection_cap() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return MAX_CONNECTIONS
+    return min(MAX_CONNECTIONS, max(8, soft // 4))
 
 
 class Gateway:
@@ -76,6 +97,10 @@ class Gateway:
         #: Connections that have not sent OpenDataChannel yet.
         self._opening: set[ServerConnection] = set()
         self._server: Server | None = None
+        #: Every connection, with when it came.
+        self._connections: dict[ServerConnection, float] = {}
+        self._cap = MAX_CONNECTIONS
+        self._throttle = LogThrottle(logger)
         self._background: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         state.on_terminate = self.terminate
@@ -85,6 +110,18 @@ class Gateway:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Listen on ``host`` (port 0: any free port); sets :attr:`url`."""
+        self._cap = _connection_cap()
+        gateway = self
+
+        class _CountedConnection(ServerConnection):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                gateway._admit(self)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                gateway._connections.pop(self, None)
+                super().connection_lost(exc)
+
         self._server = await serve(
             self._handle,
             host,
@@ -94,6 +131,8 @@ class Gateway:
             close_timeout=2.0,
             max_size=MAX_MESSAGE,
             compression=None,
+            open_timeout=UPGRADE_TIMEOUT,
+            create_connection=_CountedConnection,
         )
         sockname = self._server.sockets[0].getsockname()
         address = str(sockname[0])
@@ -114,6 +153,10 @@ class Gateway:
             self._reaper = None
         for agent in list(self._agents.values()):
             await agent.terminate("")
+        for ws in list(self._connections):
+            # websockets waits for upgrades in progress (up to UPGRADE_TIMEOUT): cut them.
+            if ws.protocol.state is State.CONNECTING or ws in self._opening:
+                transport_of(ws).abort()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -220,6 +263,27 @@ class Gateway:
         return True
 
     # ------------------------------------------------------------------ serving
+
+    def _admit(self, ws: ServerConnection) -> None:
+        """Count a new connection; at the cap, cut the one waiting longest to open."""
+        if len(self._connections) >= self._cap:
+            waiting = [
+                (since, conn)
+                for conn, since in self._connections.items()
+                if conn.protocol.state is State.CONNECTING or conn in self._opening
+            ]
+            self._throttle.log(
+                logging.WARNING,
+                "cap",
+                "gateway at its cap of %d connections: cutting the ones waiting longest to open",
+                self._cap,
+            )
+            victim = min(waiting, key=lambda item: item[0])[1] if waiting else ws
+            self._connections.pop(victim, None)
+            transport_of(victim).abort()
+            if victim is ws:
+                return
+        self._connections[ws] = time.monotonic()
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         split = urlsplit(request.path)

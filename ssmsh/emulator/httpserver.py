@@ -1,9 +1,29 @@
-"""A minimal asyncio HTTP/1.1 server for the emulator's JSON API.
+"""The emulator's HTTP/1.1 server: h11 speaks the protocol, this module keeps the peace.
 
-Enough of HTTP/1.1 for AWS SDKs and curl: Content-Length and chunked request bodies,
-``Expect: 100-continue``, keep-alive, and limits on the request line, headers and
-body. Malformed requests get a clear 4xx with a JSON body and the connection is
-closed; a handler that raises gets a 500 and the server keeps serving.
+`h11 <https://h11.readthedocs.io>`_ (a maintained, Sans-I/O HTTP/1.1 implementation)
+parses every request and frames every response: request line and headers,
+Content-Length and chunked bodies, ``Expect: 100-continue``, keep-alive and
+pipelining. What is left here is the glue a server on a shared machine needs:
+
+* sockets: our own accept loop, so running out of file descriptors is handled (the
+  connection idle longest is closed) instead of logged once per attempt;
+* limits (:class:`HttpLimits`): header section, header count, request target, body
+  size, request bytes buffered across all connections, concurrent connections;
+* timeouts: idle (keep-alive or before the first byte), header section, whole request,
+  writing the response;
+* AWS-shaped JSON errors (``{"__type": ..., "message": ...}``): malformed HTTP gets
+  its 4xx/5xx and the connection is closed; a handler that raises gets a 500 and the
+  server keeps serving.
+
+Pressure never refuses a newcomer while someone is merely waiting: at the connection
+cap (or out of file descriptors, or over the buffered-bytes budget) the connection
+that has waited longest for request bytes is closed (idle: quietly; in the middle of
+a request: with a 503). A connection whose request is being handled is never chosen.
+A well-behaved client sends its request as soon as it connects and retries on a
+closed idle connection, so it keeps being answered while idle or slow peers churn.
+
+Logging: one DEBUG line per refused or dropped connection; WARNINGs about pressure
+and tracebacks of handler failures are rate-limited (:class:`LogThrottle`).
 """
 
 from __future__ import annotations
@@ -12,33 +32,81 @@ import asyncio
 import contextlib
 import dataclasses
 import email.utils
+import enum
+import errno
 import http
 import json
 import logging
-import re
+import resource
+import socket
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["HttpError", "HttpLimits", "HttpRequest", "HttpResponse", "HttpServer"]
+import h11
+
+__all__ = [
+    "HttpError",
+    "HttpLimits",
+    "HttpRequest",
+    "HttpResponse",
+    "HttpServer",
+    "LogThrottle",
+]
 
 logger = logging.getLogger(__name__)
 
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_VERSION = re.compile(r"^HTTP/1\.[01]$")
+#: accept() errors that mean "out of resources": free some and retry.
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: How many bytes one read takes from a socket.
+_READ_SIZE = 64 * 1024
+#: After an error response, how long (and how much of) the rest of the request is read
+#: and dropped, so that the peer reads the response instead of a reset.
+_LINGER = 2.0
+_LINGER_BYTES = 64 * 1024 * 1024
+#: Refused connections answered politely at once (the rest get a bare 503 and a close).
+_MAX_REFUSING = 32
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class HttpLimits:
-    """Size and time limits; the defaults are generous for API calls."""
+    """Size, count and time limits. The defaults suit SDK clients on a shared machine.
 
-    max_request_line: int = 8 * 1024
+    The largest SSM request is a CreateDocument / UpdateDocument with 64 KB of content
+    (escaped in JSON); AWS's own request limits are well under ``max_body``.
+    """
+
+    #: Request line and headers together (h11's ``max_incomplete_event_size`` too); 431.
     max_header_bytes: int = 64 * 1024
+    #: Header fields in one request; 431.
     max_headers: int = 100
+    #: Length of the request target (path and query); 414.
+    max_request_line: int = 8 * 1024
+    #: One request's body; 413.
     max_body: int = 1024 * 1024
-    #: Seconds to receive a whole request once its first byte arrived.
+    #: Request body bytes held across all connections at once; over it, the connection
+    #: that has been sending its request longest is closed with a 503.
+    max_buffered: int = 32 * 1024 * 1024
+    #: Concurrent connections; also at most a quarter of the open-file limit.
+    max_connections: int = 256
+    #: Seconds a connection may wait for the first byte of a request (new or keep-alive).
+    idle_timeout: float = 20.0
+    #: Seconds from a request's first byte to the end of its header section; 408.
+    header_timeout: float = 10.0
+    #: Seconds from a request's first byte to the end of its body; 408.
     request_timeout: float = 30.0
-    #: Seconds an idle keep-alive connection stays open.
-    keepalive_timeout: float = 60.0
+    #: Seconds to hand a response to a peer that does not read; then the connection is cut.
+    write_timeout: float = 10.0
+    #: Pending connections the kernel queues before accept.
+    backlog: int = 1024
+
+    def connection_cap(self) -> int:
+        """``max_connections``, lowered to a quarter of the soft RLIMIT_NOFILE."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY or soft <= 0:
+            return self.max_connections
+        return min(self.max_connections, max(8, soft // 4))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -100,6 +168,37 @@ class HttpError(Exception):
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
+class LogThrottle:
+    """At most one record per key and ``interval``; the rest are counted, then reported."""
+
+    def __init__(self, log: logging.Logger, interval: float = 10.0) -> None:
+        self._log = log
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def log(
+        self, level: int, key: str, message: str, *args: object, exc_info: bool = False
+    ) -> bool:
+        """Log unless ``key`` was logged less than ``interval`` ago; True if logged."""
+        if not self._log.isEnabledFor(level):
+            return False
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False
+        if len(self._last) > 1000:  # keys are ours, but stay bounded whatever they are
+            self._last.clear()
+            self._suppressed.clear()
+        self._last[key] = now
+        suppressed = self._suppressed.pop(key, 0)
+        if suppressed:
+            message += f" (and {suppressed} more like it in the last {self.interval:.0f} s)"
+        self._log.log(level, message, *args, exc_info=exc_info)
+        return True
+
+
 def _reason(status: int) -> str:
     try:
         return http.HTTPStatus(status).phrase
@@ -112,93 +211,458 @@ def _error_response(error: HttpError) -> HttpResponse:
     return HttpResponse.json(error.status, {"__type": code, "message": error.message})
 
 
+def _render_raw(response: HttpResponse) -> bytes:
+    """A closing response without h11, for a socket h11 never saw."""
+    head = (
+        f"HTTP/1.1 {response.status} {_reason(response.status)}\r\n"
+        f"Content-Type: {response.content_type}\r\n"
+        f"Content-Length: {len(response.body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + response.body
+
+
+class _Phase(enum.Enum):
+    #: Waiting for the first byte of a request.
+    IDLE = "idle"
+    #: Part of a request has arrived.
+    READING = "reading"
+    #: The handler has the request: never evicted.
+    HANDLING = "handling"
+    #: Handing the response to the peer.
+    WRITING = "writing"
+
+
+_TOO_BUSY = HttpError(503, "The server is too busy: too many connections or pending requests.")
+
+
+class _Evicted(Exception):
+    """The connection being served was itself chosen to make room."""
+
+
+class _Connection:
+    """One client connection: its h11 state, phase, and the task serving it."""
+
+    __slots__ = ("buffered", "evicted", "h11", "peer", "phase", "since", "sock", "task", "writer")
+
+    def __init__(self, sock: socket.socket, peer: tuple[str, int] | None, limits: HttpLimits):
+        self.sock = sock
+        self.peer = peer
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        self.writer: asyncio.StreamWriter | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.phase = _Phase.IDLE
+        self.since = time.monotonic()
+        self.buffered = 0
+        #: Why the server closed it (eviction), or None.
+        self.evicted: str | None = None
+
+    def enter(self, phase: _Phase) -> None:
+        self.phase = phase
+        self.since = time.monotonic()
+
+
 class HttpServer:
     """Serves ``handler`` on one TCP port. Use :meth:`start` then :meth:`close`."""
 
     def __init__(self, handler: Handler, limits: HttpLimits | None = None) -> None:
         self._handler = handler
         self.limits = limits or HttpLimits()
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.StreamWriter] = set()
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._sockets: list[socket.socket] = []
+        self._acceptors: list[asyncio.Task[None]] = []
+        self._connections: dict[_Connection, None] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refusing: set[asyncio.Task[None]] = set()
+        self._buffered = 0
+        self._cap = self.limits.max_connections
+        self._throttle = LogThrottle(logger)
+        #: Connections closed to make room (cap, descriptors, buffered bytes).
+        self.evictions = 0
         self.host = ""
         self.port = 0
 
+    # -- lifecycle ------------------------------------------------------------------
+
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = await asyncio.start_server(
-            self._accept,
-            host,
-            port,
-            limit=self.limits.max_header_bytes,
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
-        sockname = self._server.sockets[0].getsockname()
-        self.host, self.port = sockname[0], sockname[1]
+        self._cap = self.limits.connection_cap()
+        try:
+            for family, kind, proto, _, address in dict.fromkeys(infos):
+                if self._sockets and port == 0:  # the other families on the same port
+                    address = (address[0], self.port, *address[2:])
+                sock = socket.socket(family, kind, proto)
+                self._sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    sock.bind(address)
+                except OSError:
+                    if len(self._sockets) == 1 or port != 0:
+                        raise
+                    self._sockets.pop().close()  # that port is taken there: serve the others
+                    continue
+                sock.listen(self.limits.backlog)
+                sock.setblocking(False)
+                if len(self._sockets) == 1:
+                    sockname = sock.getsockname()
+                    self.host, self.port = str(sockname[0]), int(sockname[1])
+        except BaseException:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+            raise
+        self._acceptors = [
+            loop.create_task(self._accept_loop(sock), name=f"http accept {self.port}")
+            for sock in self._sockets
+        ]
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        return len(self._connections)
+
     async def close(self) -> None:
         """Stop listening and close every connection."""
-        if self._server is not None:
-            self._server.close()
-        for writer in list(self._connections):
-            writer.close()
-        for task in list(self._handlers):
+        for task in self._acceptors:
             task.cancel()
-        if self._handlers:
-            await asyncio.gather(*self._handlers, return_exceptions=True)
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-            self._server = None
+        await asyncio.gather(*self._acceptors, return_exceptions=True)
+        self._acceptors.clear()
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+        tasks = [*self._tasks, *self._refusing]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    # -- connection loop ------------------------------------------------------------
+    # -- accepting --------------------------------------------------------------------
 
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # Our own task (not asyncio's callback wrapper), so close() may cancel it quietly.
-        task = asyncio.get_running_loop().create_task(self._serve_connection(reader, writer))
-        self._handlers.add(task)
-        task.add_done_callback(self._handlers.discard)
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        accepted = 0
+        while True:
+            try:
+                sock, address = await loop.sock_accept(listener)
+            except OSError as exc:
+                if exc.errno in _RESOURCE_ERRNOS:
+                    self._warn_pressure(f"accept failed ({exc.strerror})")
+                    if not self._evict_one("out of file descriptors"):
+                        await asyncio.sleep(0.1)
+                    await asyncio.sleep(0)  # let the evicted connection close its socket
+                elif exc.errno not in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
+                    self._throttle.log(logging.WARNING, "accept", "accept failed: %s", exc)
+                    await asyncio.sleep(0.1)
+                continue
+            accepted += 1
+            if accepted % 16 == 0:
+                await asyncio.sleep(0)  # a flood of connections must not starve the rest
+            self._admit(sock, address)
 
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self._connections.add(writer)
-        peername = writer.get_extra_info("peername")
-        peer = (str(peername[0]), int(peername[1])) if isinstance(peername, tuple) else None
+    def _admit(self, sock: socket.socket, address: Any) -> None:
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if len(self._connections) >= self._cap and not self._evict_one("connection cap"):
+            self._warn_pressure(f"{len(self._connections)} requests in progress")
+            self._refuse(sock)
+            return
+        peer = (str(address[0]), int(address[1])) if isinstance(address, tuple) else None
+        conn = _Connection(sock, peer, self.limits)
+        self._connections[conn] = None
+        task = asyncio.get_running_loop().create_task(self._serve(conn))
+        conn.task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """503 to a connection there is no room for; its request is read first (briefly),
+        so that the peer gets the answer instead of a reset."""
+        if len(self._refusing) >= _MAX_REFUSING:
+            with contextlib.suppress(OSError):
+                sock.send(_render_raw(_error_response(_TOO_BUSY)))
+            sock.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._refuse_politely(sock))
+        self._refusing.add(task)
+        task.add_done_callback(self._refusing.discard)
+
+    async def _refuse_politely(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            while True:
-                try:
-                    async with asyncio.timeout(self.limits.keepalive_timeout):
-                        first = await reader.read(1)
-                except TimeoutError:
-                    break
-                if not first:
-                    break
-                try:
-                    async with asyncio.timeout(self.limits.request_timeout):
-                        request = await self._read_request(first, reader, writer, peer)
-                except HttpError as exc:
-                    await self._write(writer, _error_response(exc), keep_alive=False, head=False)
-                    break
-                except TimeoutError:
-                    error = HttpError(408, "Timed out reading the request.")
-                    await self._write(writer, _error_response(error), keep_alive=False, head=False)
-                    break
-                response = await self._call_handler(request)
-                keep_alive = self._keep_alive(request)
-                await self._write(writer, response, keep_alive, head=request.method == "HEAD")
-                if not keep_alive:
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_LINGER / 4):
+                    await loop.sock_recv(sock, _READ_SIZE)
+            await loop.sock_sendall(sock, _render_raw(_error_response(_TOO_BUSY)))
+            sock.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_LINGER / 4):
+                    while await loop.sock_recv(sock, _READ_SIZE):
+                        pass
+        except OSError:
             pass
         finally:
-            self._connections.discard(writer)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            sock.close()
+
+    # -- pressure ---------------------------------------------------------------------
+
+    def _warn_pressure(self, what: str) -> None:
+        self._throttle.log(
+            logging.WARNING,
+            "pressure",
+            "HTTP server under pressure (%s; cap %d connections, %d open): closing the "
+            "connections that wait longest for request bytes",
+            what,
+            self._cap,
+            len(self._connections),
+        )
+
+    def _evict_one(self, reason: str, reading_only: bool = False) -> bool:
+        """Close the connection that has waited longest for request bytes; False if none."""
+        oldest: _Connection | None = None
+        for conn in self._connections:
+            if conn.phase is _Phase.HANDLING or conn.evicted is not None:
+                continue
+            if reading_only and conn.phase is not _Phase.READING:
+                continue
+            if oldest is None or conn.since < oldest.since:
+                oldest = conn
+        if oldest is None:
+            return False
+        self._warn_pressure(reason)
+        self._evict(oldest, reason)
+        return True
+
+    def _evict(self, conn: _Connection, reason: str) -> None:
+        conn.evicted = reason
+        self.evictions += 1
+        self._forget(conn)
+        logger.debug("closing %s connection from %s: %s", conn.phase.value, conn.peer, reason)
+        if conn.task is not None and conn.task is not asyncio.current_task():
+            conn.task.cancel()  # else the caller raises _Evicted
+
+    def _forget(self, conn: _Connection) -> None:
+        self._connections.pop(conn, None)
+        self._buffered -= conn.buffered
+        conn.buffered = 0
+
+    # -- serving a connection -----------------------------------------------------------
+
+    async def _serve(self, conn: _Connection) -> None:
+        task = asyncio.current_task()
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn.sock, limit=_READ_SIZE)
+            conn.writer = writer
+            await self._serve_requests(conn, reader, writer)
+        except asyncio.CancelledError:
+            if conn.evicted is None or task is None:
+                raise
+            task.uncancel()  # our own eviction: close below, quietly
+        except _Evicted:
+            pass
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            logger.debug("connection from %s ended: %r", conn.peer, exc)
+        except Exception:
+            self._throttle.log(
+                logging.ERROR,
+                "connection",
+                "HTTP connection from %s failed",
+                conn.peer,
+                exc_info=True,
+            )
+        finally:
+            self._forget(conn)
+            self._finish(conn)
+
+    def _finish(self, conn: _Connection) -> None:
+        """Close the connection's socket; a 503 first if it was evicted mid-request."""
+        writer = conn.writer
+        if writer is None:
+            conn.sock.close()
+            return
+        transport = writer.transport
+        if conn.evicted is not None and conn.phase is _Phase.WRITING:
+            transport.abort()
+            return
+        if conn.evicted is not None and conn.phase is _Phase.READING:
+            self._send_error(conn, _TOO_BUSY)
+        transport.close()
+        if transport.get_write_buffer_size():
+            # A peer that does not read must not keep the socket open for ever.
+            asyncio.get_running_loop().call_later(self.limits.write_timeout, transport.abort)
+
+    async def _serve_requests(
+        self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            try:
+                request = await self._receive(conn, reader, writer)
+            except HttpError as exc:
+                logger.debug("refused a request from %s: %d %s", conn.peer, exc.status, exc)
+                self._send_error(conn, exc)
+                await self._linger(conn, reader, writer)
+                return
+            if request is None:
+                return
+            conn.enter(_Phase.HANDLING)
+            response = await self._call_handler(request)
+            self._forget_body(conn)
+            conn.enter(_Phase.WRITING)
+            data = self._render(conn, request, response)
+            writer.write(data)
+            try:
+                async with asyncio.timeout(self.limits.write_timeout):
+                    await writer.drain()
+            except TimeoutError:
+                logger.debug("%s does not read its response: connection cut", conn.peer)
+                writer.transport.abort()
+                return
+            if conn.h11.our_state is h11.MUST_CLOSE or conn.h11.their_state is h11.MUST_CLOSE:
+                return
+            conn.h11.start_next_cycle()
+
+    async def _linger(
+        self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Stop sending; read and drop what the peer still sends, briefly."""
+        self._forget_body(conn)
+        conn.enter(_Phase.WRITING)
+        with contextlib.suppress(OSError, RuntimeError, TimeoutError):
+            if writer.can_write_eof():
+                writer.write_eof()
+            async with asyncio.timeout(_LINGER):
+                dropped = 0
+                while dropped <= _LINGER_BYTES:
+                    chunk = await reader.read(_READ_SIZE)
+                    if not chunk:
+                        break
+                    dropped += len(chunk)
+
+    def _forget_body(self, conn: _Connection) -> None:
+        self._buffered -= conn.buffered
+        conn.buffered = 0
+
+    async def _read(self, reader: asyncio.StreamReader, deadline: float, what: str) -> bytes:
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await reader.read(_READ_SIZE)
+        except TimeoutError:
+            raise HttpError(408, f"Timed out reading the {what}.") from None
+
+    async def _receive(
+        self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> HttpRequest | None:
+        """The next whole request, or None when the peer is done (or idle too long)."""
+        limits = self.limits
+        machine = conn.h11
+        started: float | None = None
+        if machine.trailing_data[0]:  # pipelined: its first bytes are here already
+            conn.enter(_Phase.READING)
+            started = conn.since
+        else:
+            conn.enter(_Phase.IDLE)
+        request: h11.Request | None = None
+        body: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                event = machine.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise HttpError(exc.error_status_hint, f"Malformed request: {exc}.") from None
+            if event is h11.NEED_DATA:
+                if started is None:
+                    try:
+                        data = await self._read(reader, conn.since + limits.idle_timeout, "")
+                    except HttpError:
+                        logger.debug("closing idle connection from %s", conn.peer)
+                        return None
+                    if data:
+                        conn.enter(_Phase.READING)
+                        started = conn.since
+                elif request is None:
+                    data = await self._read(
+                        reader, started + limits.header_timeout, "request headers"
+                    )
+                else:
+                    data = await self._read(reader, started + limits.request_timeout, "request")
+                if not data and request is not None:
+                    raise HttpError(400, "Incomplete request: the connection closed in the body.")
+                if not data and started is not None:
+                    raise HttpError(400, "Incomplete request: the connection closed in the header.")
+                machine.receive_data(data)
+            elif isinstance(event, h11.Request):
+                request = event
+                self._check_head(event)
+                if machine.client_is_waiting_for_100_continue:
+                    writer.write(
+                        machine.send(
+                            h11.InformationalResponse(
+                                status_code=100, headers=[], reason=b"Continue"
+                            )
+                        )
+                    )
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > limits.max_body:
+                    raise HttpError(413, f"Request body larger than {limits.max_body} bytes.")
+                body.append(event.data)
+                conn.buffered += len(event.data)
+                self._buffered += len(event.data)
+                while self._buffered > limits.max_buffered:
+                    if not self._evict_one("request bytes buffered", reading_only=True):
+                        break
+                    if conn.evicted is not None:  # this one waited longest
+                        raise _Evicted
+            elif isinstance(event, h11.EndOfMessage):
+                assert request is not None
+                return HttpRequest(
+                    request.method.decode("ascii"),
+                    request.target.decode("ascii"),
+                    "HTTP/" + request.http_version.decode("ascii"),
+                    tuple(
+                        (name.decode("latin-1"), value.decode("latin-1"))
+                        for name, value in request.headers.raw_items()
+                    ),
+                    b"".join(body),
+                    conn.peer,
+                )
+            else:  # ConnectionClosed (or PAUSED, which start_next_cycle prevents)
+                return None
+
+    def _check_head(self, request: h11.Request) -> None:
+        """Our limits and rules on what h11 accepted."""
+        limits = self.limits
+        if request.http_version not in (b"1.0", b"1.1"):
+            version = request.http_version.decode("ascii", "replace")
+            raise HttpError(505, f"HTTP version {version} is not supported.")
+        raw = request.headers.raw_items()
+        if len(raw) > limits.max_headers:
+            raise HttpError(431, "Too many request headers.")
+        size = len(request.method) + len(request.target) + 12
+        size += sum(len(name) + len(value) + 4 for name, value in raw)
+        if size > limits.max_header_bytes:
+            raise HttpError(431, "Request header section too large.")
+        if len(request.target) > limits.max_request_line:
+            raise HttpError(414, "Request target too long.")
+        if not request.target.startswith(b"/"):
+            raise HttpError(400, "Malformed request target.")
+        names = {name for name, _ in request.headers}
+        if b"transfer-encoding" in names and b"content-length" in names:
+            raise HttpError(400, "Both Transfer-Encoding and Content-Length are present.")
+        for name, value in request.headers:
+            if name == b"content-length" and int(value) > limits.max_body:
+                raise HttpError(413, f"Request body larger than {limits.max_body} bytes.")
+            if name == b"expect" and value.lower() != b"100-continue":
+                raise HttpError(417, "Unsupported Expect header.")
 
     async def _call_handler(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -206,150 +670,59 @@ class HttpServer:
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("internal error handling %s %s", request.method, request.path)
+            self._throttle.log(
+                logging.ERROR,
+                f"handler {request.method} {request.path[:100]}",
+                "internal error handling %s %s",
+                request.method,
+                request.path[:100],
+                exc_info=True,
+            )
             return HttpResponse.json(
                 500, {"__type": "InternalServerError", "message": "Internal server error."}
             )
 
-    @staticmethod
-    def _keep_alive(request: HttpRequest) -> bool:
-        connection = (request.header("connection") or "").lower()
-        tokens = {t.strip() for t in connection.split(",")}
-        if request.version == "HTTP/1.0":
-            return "keep-alive" in tokens
-        return "close" not in tokens
-
-    async def _write(
-        self, writer: asyncio.StreamWriter, response: HttpResponse, keep_alive: bool, head: bool
-    ) -> None:
-        lines = [f"HTTP/1.1 {response.status} {_reason(response.status)}"]
-        lines.append(f"Date: {email.utils.formatdate(usegmt=True)}")
+    def _render(self, conn: _Connection, request: HttpRequest, response: HttpResponse) -> bytes:
+        headers = [("Date", email.utils.formatdate(usegmt=True))]
         if response.body or response.content_type:
-            lines.append(f"Content-Type: {response.content_type}")
-        lines.append(f"Content-Length: {len(response.body)}")
-        lines.extend(f"{name}: {value}" for name, value in response.headers)
-        lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        writer.write(data if head else data + response.body)
-        await writer.drain()
+            headers.append(("Content-Type", response.content_type))
+        headers.append(("Content-Length", str(len(response.body))))
+        headers.extend(response.headers)
+        machine = conn.h11
+        data = machine.send(
+            h11.Response(
+                status_code=response.status,
+                headers=headers,
+                reason=_reason(response.status).encode("latin-1"),
+            )
+        )
+        if request.method != "HEAD" and response.body:
+            data += machine.send(h11.Data(data=response.body))
+        return data + machine.send(h11.EndOfMessage())
 
-    # -- parsing --------------------------------------------------------------------
-
-    async def _read_request(
-        self,
-        first: bytes,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        peer: tuple[str, int] | None,
-    ) -> HttpRequest:
-        limits = self.limits
+    def _send_error(self, conn: _Connection, error: HttpError) -> None:
+        """An error response that closes the connection (h11 frames it when it can)."""
+        writer = conn.writer
+        if writer is None or writer.transport.is_closing():
+            return
+        response = _error_response(error)
+        machine = conn.h11
+        if machine.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return  # a response is already under way: just close
         try:
-            head = first + await reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError:
-            raise HttpError(431, "Request header section too large.") from None
-        except asyncio.IncompleteReadError:
-            raise HttpError(400, "Incomplete request: connection closed in the header.") from None
-        if len(head) > limits.max_header_bytes:
-            raise HttpError(431, "Request header section too large.")
-        try:
-            text = head[:-4].decode("latin-1")
-        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes everything
-            raise HttpError(400, "Undecodable request header.") from None
-        request_line, *header_lines = text.split("\r\n")
-        if len(request_line) > limits.max_request_line:
-            raise HttpError(414, "Request line too long.")
-        parts = request_line.split(" ")
-        if len(parts) != 3:
-            raise HttpError(400, "Malformed request line.")
-        method, target, version = parts
-        if not _TOKEN.match(method):
-            raise HttpError(400, "Malformed request method.")
-        if not _VERSION.match(version):
-            if version.startswith("HTTP/"):
-                raise HttpError(505, f"HTTP version {version[5:]} is not supported.")
-            raise HttpError(400, "Malformed request line.")
-        if not target.startswith("/") or any(ord(c) <= 32 or ord(c) == 127 for c in target):
-            raise HttpError(400, "Malformed request target.")
-        if len(header_lines) > limits.max_headers:
-            raise HttpError(431, "Too many request headers.")
-        headers: list[tuple[str, str]] = []
-        for line in header_lines:
-            name, sep, value = line.partition(":")
-            if not sep or not _TOKEN.match(name):
-                raise HttpError(400, "Malformed header line.")
-            if any(ord(c) < 32 and c != "\t" for c in value):
-                raise HttpError(400, f"Invalid characters in header {name}.")
-            headers.append((name, value.strip(" \t")))
-        lowered: dict[str, list[str]] = {}
-        for name, value in headers:
-            lowered.setdefault(name.lower(), []).append(value)
-        if version == "HTTP/1.1" and "host" not in lowered:
-            raise HttpError(400, "Missing Host header.")
-        body = await self._read_body(lowered, reader, writer, version)
-        return HttpRequest(method, target, version, tuple(headers), body, peer)
-
-    async def _read_body(
-        self,
-        headers: dict[str, list[str]],
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        version: str,
-    ) -> bytes:
-        limits = self.limits
-        transfer = headers.get("transfer-encoding")
-        lengths = headers.get("content-length")
-        if transfer is not None and lengths is not None:
-            raise HttpError(400, "Both Transfer-Encoding and Content-Length are present.")
-        length = 0
-        if lengths is not None:
-            values = {v.strip() for value in lengths for v in value.split(",")}
-            if len(values) != 1 or not next(iter(values)).isdigit():
-                raise HttpError(400, "Invalid Content-Length.")
-            length = int(next(iter(values)))
-            if length > limits.max_body:
-                raise HttpError(413, f"Request body larger than {limits.max_body} bytes.")
-        elif transfer is not None:
-            codings = [c.strip().lower() for value in transfer for c in value.split(",")]
-            if codings != ["chunked"]:
-                raise HttpError(501, f"Unsupported Transfer-Encoding {', '.join(codings)}.")
-        expect = headers.get("expect")
-        if expect is not None:
-            if [e.lower() for e in expect] != ["100-continue"]:
-                raise HttpError(417, "Unsupported Expect header.")
-            if version == "HTTP/1.1":
-                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                await writer.drain()
-        if transfer is not None:
-            return await self._read_chunked(reader)
-        if length == 0:
-            return b""
-        try:
-            return await reader.readexactly(length)
-        except asyncio.IncompleteReadError:
-            raise HttpError(400, "Incomplete request body.") from None
-
-    async def _read_chunked(self, reader: asyncio.StreamReader) -> bytes:
-        body = bytearray()
-        while True:
-            try:
-                size_line = await reader.readuntil(b"\r\n")
-            except (asyncio.LimitOverrunError, asyncio.IncompleteReadError):
-                raise HttpError(400, "Malformed chunked body.") from None
-            size_text = size_line[:-2].split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise HttpError(400, "Malformed chunk size.") from None
-            if size < 0 or len(body) + size > self.limits.max_body:
-                raise HttpError(413, f"Request body larger than {self.limits.max_body} bytes.")
-            try:
-                if size == 0:
-                    # Trailer section: lines until an empty one.
-                    while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                        pass
-                    return bytes(body)
-                body += await reader.readexactly(size)
-                if await reader.readexactly(2) != b"\r\n":
-                    raise HttpError(400, "Malformed chunked body.")
-            except (asyncio.LimitOverrunError, asyncio.IncompleteReadError):
-                raise HttpError(400, "Malformed chunked body.") from None
+            data = machine.send(
+                h11.Response(
+                    status_code=response.status,
+                    headers=[
+                        ("Date", email.utils.formatdate(usegmt=True)),
+                        ("Content-Type", response.content_type),
+                        ("Content-Length", str(len(response.body))),
+                        ("Connection", "close"),
+                    ],
+                    reason=_reason(response.status).encode("latin-1"),
+                )
+            )
+            data += machine.send(h11.Data(data=response.body)) + machine.send(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            data = _render_raw(response)
+        writer.write(data)

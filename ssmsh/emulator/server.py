@@ -11,6 +11,7 @@ StartSession's ``StreamUrl`` points to.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import logging
@@ -22,7 +23,7 @@ from .api import ApiHandler
 from .clock import EmulatorClock
 from .commands import CommandEngine, Notification
 from .config import DEFAULT_AGENT_VERSION, EmulatorConfig, fleet
-from .httpserver import HttpLimits, HttpServer
+from .httpserver import HttpLimits, HttpServer, LogThrottle
 from .state import EmulatorState, SessionRecord
 
 __all__ = ["Emulator", "GatewayLike"]
@@ -44,6 +45,30 @@ class GatewayLike(Protocol):
 
 
 GatewayFactory = Callable[[EmulatorState, EmulatorConfig], GatewayLike]
+
+#: What asyncio's own accept loop (the gateway's, through websockets) reports when the
+#: process is out of file descriptors: once per failed accept, with a traceback.
+_ACCEPT_EXHAUSTED = "socket.accept() out of system resource"
+
+
+class _QuietAcceptErrors:
+    """A loop exception handler: descriptor exhaustion in accept() becomes a rate-limited
+    one-line WARNING (asyncio retries by itself); everything else goes to the default."""
+
+    def __init__(self) -> None:
+        self._throttle = LogThrottle(logger)
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") == _ACCEPT_EXHAUSTED:
+            self._throttle.log(
+                logging.WARNING,
+                "accept",
+                "out of file descriptors: a listening socket cannot accept (%s); it retries "
+                "as connections close",
+                context.get("exception"),
+            )
+            return
+        loop.default_exception_handler(context)
 
 
 def _default_gateway(state: EmulatorState, config: EmulatorConfig) -> GatewayLike:
@@ -97,6 +122,7 @@ class Emulator:
         self._gateway_factory = gateway_factory or _default_gateway
         self._gateway: GatewayLike | None = None
         self._started = False
+        self._loop_handler: _QuietAcceptErrors | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -105,6 +131,10 @@ class Emulator:
         if self._started:
             return self
         self._started = True
+        loop = asyncio.get_running_loop()
+        if loop.get_exception_handler() is None:  # the application's own handler stays
+            self._loop_handler = _QuietAcceptErrors()
+            loop.set_exception_handler(self._loop_handler)
         try:
             self._gateway = self._gateway_factory(self.state, self.config)
             await self._gateway.start(self.config.host)
@@ -126,6 +156,11 @@ class Emulator:
         if self._gateway is not None:
             gateway, self._gateway = self._gateway, None
             await gateway.close()
+        if self._loop_handler is not None:
+            loop = asyncio.get_running_loop()
+            if loop.get_exception_handler() is self._loop_handler:
+                loop.set_exception_handler(None)
+            self._loop_handler = None
 
     async def __aenter__(self) -> Emulator:
         return await self.start()
@@ -146,6 +181,11 @@ class Emulator:
         if not self._http.port:
             raise RuntimeError("the emulator is not started")
         return self._http.url
+
+    @property
+    def http(self) -> HttpServer:
+        """The API's HTTP server (its ``limits``, open ``connections``, ``evictions``)."""
+        return self._http
 
     @property
     def gateway(self) -> GatewayLike:

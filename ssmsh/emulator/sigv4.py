@@ -3,16 +3,34 @@
 Used by the API server (services ``ssm`` and ``kms``) and by the message gateway for
 the WebSocket upgrade (service ``ssmmessages``, ``GET`` with an empty body). Failures
 raise :class:`SigV4Error` carrying the code and message AWS answers with.
+
+What is checked, in order (only the last two need the secret, so without credentials
+everything else still is):
+
+1. the form: Authorization header or presigned query parameters, credential scope,
+   signed headers (``host`` among them), 64 hex digits of signature, X-Amz-Date;
+   a presigned ``X-Amz-Expires`` must be a whole number of seconds from 0 to 604,800
+   (a week; S3's ``AuthorizationQueryParametersError`` and wording otherwise);
+2. the scope: service and region;
+3. the time: a header-signed request within 15 minutes of the server clock either way
+   (``Signature expired`` / ``Signature not yet current``); a presigned one not dated
+   more than 15 minutes ahead and not past X-Amz-Date + X-Amz-Expires;
+4. the payload: an ``x-amz-content-sha256`` header must be the SHA-256 of the body
+   actually received; ``UNSIGNED-PAYLOAD`` only with an empty body (the SSM, KMS and
+   message-gateway APIs sign their payloads; S3's unsigned payloads do not apply);
+5. the access key (``UnrecognizedClientException``) and the signature itself.
 """
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import datetime as dt
 import hashlib
 import hmac
 import posixpath
 import re
+import time
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -35,8 +53,11 @@ UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 #: How far X-Amz-Date may be from the server clock (AWS: 15 minutes).
 MAX_SKEW = 15 * 60
+#: The longest a presigned request may stay valid (AWS: one week).
+MAX_EXPIRES = 7 * 24 * 60 * 60
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_INTEGER = re.compile(r"^-?[0-9]+$")
 _MISMATCH = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your AWS Secret Access Key and signing method. Consult the service "
@@ -192,6 +213,24 @@ def _parse_authorization(value: str) -> tuple[str, list[str], str]:
     return fields["Credential"], fields["SignedHeaders"].split(";"), fields["Signature"]
 
 
+def _query_error(message: str) -> SigV4Error:
+    return SigV4Error("AuthorizationQueryParametersError", message)
+
+
+def _parse_expires(value: str) -> int:
+    """A presigned request's X-Amz-Expires: seconds, 0 to a week (S3's checks and wording)."""
+    if not _INTEGER.match(value):
+        raise _query_error("X-Amz-Expires should be a number")
+    if value.startswith("-"):
+        raise _query_error("X-Amz-Expires must be non-negative")
+    if len(value) > 7 or int(value) > MAX_EXPIRES:
+        raise _query_error(
+            "X-Amz-Expires must be less than a week (in seconds); that is, the given "
+            f"X-Amz-Expires must be less than {MAX_EXPIRES} seconds"
+        )
+    return int(value)
+
+
 def _parse(
     method: str, target: str, headers: dict[str, str]
 ) -> tuple[SignatureInfo, str, str, int | None]:
@@ -226,10 +265,7 @@ def _parse(
         amz_date = query_params["X-Amz-Date"]
         token = query_params.get("X-Amz-Security-Token")
         presigned = True
-        try:
-            expires = int(query_params.get("X-Amz-Expires", "900"))
-        except ValueError:
-            raise _incomplete("X-Amz-Expires must be an integer.") from None
+        expires = _parse_expires(query_params.get("X-Amz-Expires", "900"))
     else:
         raise SigV4Error("MissingAuthenticationTokenException", "Missing Authentication Token")
     access_key, date, region, service = _parse_credential(credential)
@@ -280,8 +316,9 @@ def verify_request(
     """Check a request's SigV4 signature (Authorization header or presigned query).
 
     ``target`` is the request target (path and query). The signature must always be
-    well formed and scoped to ``service`` (and ``region`` when given). With
-    ``credentials`` (one pair, several pairs or a mapping) it is verified too:
+    well formed, scoped to ``service`` (and ``region`` when given), current (``now``,
+    default the clock) and cover the body actually sent (see the module docstring).
+    With ``credentials`` (one pair, several pairs or a mapping) it is verified too:
     an unknown access key gives ``UnrecognizedClientException``, a wrong signature
     ``InvalidSignatureException``. Raises :class:`SigV4Error`.
     """
@@ -300,6 +337,9 @@ def verify_request(
             "InvalidSignatureException",
             f"Credential should be scoped to a valid region, not '{info.region}'. ",
         )
+    current = time.time() if now is None else now
+    _check_time(info, expires, current)
+    payloads, drop = _payloads(info, header_map, body)
     secrets_by_key = normalize_credentials(credentials)
     if secrets_by_key is None:
         return info
@@ -308,24 +348,6 @@ def verify_request(
         raise SigV4Error(
             "UnrecognizedClientException", "The security token included in the request is invalid."
         )
-    signed_at = dt.datetime.strptime(info.amz_date, _AMZ_DATE).replace(tzinfo=dt.UTC)
-    current = dt.datetime.now(dt.UTC) if now is None else dt.datetime.fromtimestamp(now, dt.UTC)
-    if info.presigned:
-        if expires is not None and current > signed_at + dt.timedelta(seconds=expires):
-            raise SigV4Error("InvalidSignatureException", "Signature expired: request has expired.")
-    elif abs((current - signed_at).total_seconds()) > MAX_SKEW:
-        limit = (current - dt.timedelta(seconds=MAX_SKEW)).strftime(_AMZ_DATE)
-        raise SigV4Error(
-            "InvalidSignatureException",
-            f"Signature expired: {info.amz_date} is now earlier than {limit} "
-            f"({current.strftime(_AMZ_DATE)} - 15 min.)",
-        )
-    if info.presigned:
-        payloads = [UNSIGNED_PAYLOAD, hashlib.sha256(body).hexdigest()]
-        drop: tuple[str, ...] = ("X-Amz-Signature",)
-    else:
-        payloads = [header_map.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()]
-        drop = ()
     for payload in dict.fromkeys(payloads):
         for double in (True, False):
             uri = _canonical_uri(path, double)
@@ -341,3 +363,65 @@ def verify_request(
                 if hmac.compare_digest(_signature(secret, info, canonical), info.signature):
                     return dataclasses.replace(info, verified=True)
     raise SigV4Error("InvalidSignatureException", _MISMATCH)
+
+
+def _stamp(seconds: float) -> str:
+    return time.strftime(_AMZ_DATE, time.gmtime(seconds))
+
+
+def _check_time(info: SignatureInfo, expires: int | None, current: float) -> None:
+    """Within 15 minutes of ``current``, or (presigned) not expired and not from the future."""
+    signed_at = float(calendar.timegm(time.strptime(info.amz_date, _AMZ_DATE)))
+    if signed_at > current + MAX_SKEW:
+        raise SigV4Error(
+            "InvalidSignatureException",
+            f"Signature not yet current: {info.amz_date} is still later than "
+            f"{_stamp(current + MAX_SKEW)} ({_stamp(current)} + 15 min.)",
+        )
+    if info.presigned:
+        if expires is not None and current > signed_at + expires:
+            raise SigV4Error(
+                "InvalidSignatureException",
+                f"Signature expired: {info.amz_date} is now earlier than "
+                f"{_stamp(current - expires)} ({_stamp(current)} - {expires} sec.); "
+                "the presigned request has expired.",
+            )
+    elif signed_at < current - MAX_SKEW:
+        raise SigV4Error(
+            "InvalidSignatureException",
+            f"Signature expired: {info.amz_date} is now earlier than "
+            f"{_stamp(current - MAX_SKEW)} ({_stamp(current)} - 15 min.)",
+        )
+
+
+def _payloads(
+    info: SignatureInfo, headers: Mapping[str, str], body: bytes
+) -> tuple[list[str], tuple[str, ...]]:
+    """The payload hashes the signature may cover, and the query keys it leaves out."""
+    drop: tuple[str, ...] = ("X-Amz-Signature",) if info.presigned else ()
+    body_hash = hashlib.sha256(body).hexdigest()
+    claimed = headers.get("x-amz-content-sha256")
+    if claimed is None:
+        # A presigned URL carries no hash: S3-style signers use UNSIGNED-PAYLOAD, which
+        # says nothing about a body, so it is accepted only when there is none.
+        unsigned = [UNSIGNED_PAYLOAD] if info.presigned and not body else []
+        return [body_hash, *unsigned], drop
+    if claimed == UNSIGNED_PAYLOAD:
+        if body:
+            raise SigV4Error(
+                "InvalidSignatureException",
+                "UNSIGNED-PAYLOAD is not accepted for a request with a body: this API signs "
+                "the payload's SHA-256.",
+            )
+        return [claimed], drop
+    if not _HEX64.match(claimed.lower()):
+        raise SigV4Error(
+            "InvalidSignatureException",
+            f"Unsupported x-amz-content-sha256 value '{claimed[:80]}'.",
+        )
+    if claimed.lower() != body_hash:
+        raise SigV4Error(
+            "InvalidSignatureException",
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+    return [claimed], drop

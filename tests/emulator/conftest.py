@@ -18,6 +18,7 @@ import botocore.config
 import pytest
 
 from ssmsh.emulator import Emulator, EmulatorConfig
+from ssmsh.emulator.httpserver import HttpLimits
 from ssmsh.emulator.server import GatewayFactory
 from ssmsh.emulator.state import EmulatorState, SessionRecord
 from tests.conftest import scaled
@@ -62,10 +63,13 @@ class EmulatorThread:
     """An :class:`Emulator` served from its own event loop in a daemon thread."""
 
     def __init__(
-        self, config: EmulatorConfig, gateway_factory: GatewayFactory | None = None
+        self,
+        config: EmulatorConfig,
+        gateway_factory: GatewayFactory | None = None,
+        http_limits: HttpLimits | None = None,
     ) -> None:
         self.loop = asyncio.new_event_loop()
-        self.emulator = Emulator(config, gateway_factory=gateway_factory)
+        self.emulator = Emulator(config, gateway_factory=gateway_factory, http_limits=http_limits)
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def start(self) -> EmulatorThread:

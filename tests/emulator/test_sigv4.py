@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -271,3 +272,114 @@ def test_emulator_verifies_signatures(secured: EmulatorThread) -> None:
     # Refused calls changed nothing; the emulator keeps serving.
     assert len(secured.state.sessions) == 1
     assert good.describe_sessions(State="Active")["Sessions"]
+
+
+# -- presign limits, the clock and payload hashes (issue #15) ------------------------------
+
+
+def presigned_target(expires: int, when: dt.datetime | None = None) -> str:
+    url = URL + "/v1/data-channel/emulated-1?role=publish_subscribe"
+    request = AWSRequest(method="GET", url=url)
+    auth = SigV4QueryAuth(Credentials(KEY, SECRET), "ssmmessages", "us-east-1", expires=expires)
+    if when is None:
+        auth.add_auth(request)
+    else:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(botocore.auth, "get_current_datetime", lambda: when)
+            auth.add_auth(request)
+    return str(request.url).split("127.0.0.1:4567", 1)[1]
+
+
+HOST = [("Host", "127.0.0.1:4567")]
+
+
+@pytest.mark.parametrize("credentials", [None, (KEY, SECRET)])
+def test_x_amz_expires_is_at_most_a_week(credentials: Any) -> None:
+    assert verify_request("GET", presigned_target(604800), HOST, b"", (KEY, SECRET)).verified
+    assert verify_request("GET", presigned_target(5), HOST, b"", credentials)
+    with pytest.raises(SigV4Error, match="less than a week") as exc_info:
+        verify_request("GET", presigned_target(604801), HOST, b"", credentials)
+    assert exc_info.value.code == "AuthorizationQueryParametersError"
+    good = presigned_target(60)
+    for value, message in [
+        ("1e20", "should be a number"),
+        ("abc", "should be a number"),
+        ("", "should be a number"),
+        ("-1", "non-negative"),
+        ("100000000000000000000", "less than a week"),
+        ("9" * 5000, "less than a week"),
+    ]:
+        target = good.replace("X-Amz-Expires=60", f"X-Amz-Expires={value}")
+        with pytest.raises(SigV4Error, match=message) as exc_info:
+            verify_request("GET", target, HOST, b"", credentials)
+        assert exc_info.value.code == "AuthorizationQueryParametersError"
+
+
+@pytest.mark.parametrize("credentials", [None, (KEY, SECRET)])
+def test_presigned_requests_expire_and_cannot_come_from_the_future(credentials: Any) -> None:
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    for when, expires, message in [
+        (now - dt.timedelta(days=2), 3600, "Signature expired"),
+        (now - dt.timedelta(days=3650), 604800, "Signature expired"),
+        (now - dt.timedelta(seconds=61), 60, "Signature expired"),
+        (now + dt.timedelta(minutes=16), 3600, "not yet current"),
+        (now.replace(year=9999), 604800, "not yet current"),
+    ]:
+        with pytest.raises(SigV4Error, match=message) as exc_info:
+            verify_request("GET", presigned_target(expires, when), HOST, b"", credentials)
+        assert exc_info.value.code == "InvalidSignatureException"
+    # Within the clock skew AWS allows, and not yet expired.
+    for when in (now + dt.timedelta(minutes=14), now - dt.timedelta(seconds=50)):
+        assert verify_request("GET", presigned_target(60, when), HOST, b"", (KEY, SECRET))
+
+
+def test_header_signatures_are_checked_against_the_clock_without_credentials() -> None:
+    method, target, headers, body = botocore_signed()
+    now = dt.datetime.now(dt.UTC).timestamp()
+    assert verify_request(method, target, headers, body, None, now=now + 14 * 60)
+    with pytest.raises(SigV4Error, match="Signature expired"):
+        verify_request(method, target, headers, body, None, now=now + 16 * 60)
+    with pytest.raises(SigV4Error, match="Signature not yet current"):
+        verify_request(method, target, headers, body, None, now=now - 16 * 60)
+    ancient = _with_header(headers, "X-Amz-Date", "00010101T000000Z")
+    ancient = [
+        (k, v.replace(v.split("/")[1], "00010101") if k == "Authorization" else v)
+        for k, v in ancient
+    ]
+    with pytest.raises(SigV4Error, match="Signature expired"):
+        verify_request(method, target, ancient, body, None)
+
+
+@pytest.mark.parametrize("credentials", [None, (KEY, SECRET)])
+def test_the_payload_hash_must_be_the_bodys(credentials: Any) -> None:
+    body = b'{"Target": "i-1"}'
+    true_hash = hashlib.sha256(body).hexdigest()
+    signed_with = {"X-Amz-Target": "AmazonSSM.StartSession", "X-Amz-Content-SHA256": true_hash}
+    method, target, headers, _ = botocore_signed(body=body, headers=signed_with)
+    assert verify_request(method, target, headers, body, credentials)
+    for replayed in (b'{"Target": "i-2"}', b""):
+        with pytest.raises(SigV4Error, match="does not match what was computed") as exc_info:
+            verify_request(method, target, headers, replayed, credentials)
+        assert exc_info.value.code == "InvalidSignatureException"
+    unsigned = {**signed_with, "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}
+    method, target, headers, _ = botocore_signed(body=body, headers=unsigned)
+    for replayed in (body, b'{"Target": "i-2"}'):
+        with pytest.raises(SigV4Error, match="UNSIGNED-PAYLOAD") as exc_info:
+            verify_request(method, target, headers, replayed, credentials)
+        assert exc_info.value.code == "InvalidSignatureException"
+    # Without a body there is nothing to sign: UNSIGNED-PAYLOAD is fine (WebSocket upgrade).
+    url = URL + "/v1/data-channel/emulated-1?role=publish_subscribe"
+    upgrade = {"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}
+    method, target, headers, _ = botocore_signed("GET", url, b"", "ssmmessages", upgrade)
+    assert verify_request(method, target, headers, b"", (KEY, SECRET)).verified
+    streaming = {**signed_with, "X-Amz-Content-SHA256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"}
+    method, target, headers, _ = botocore_signed(body=body, headers=streaming)
+    with pytest.raises(SigV4Error, match="Unsupported x-amz-content-sha256"):
+        verify_request(method, target, headers, body, credentials)
+
+
+def test_presigned_payloads() -> None:
+    # A presigned URL carries no payload hash: the body's, or UNSIGNED-PAYLOAD for none.
+    assert verify_request("GET", presigned_target(60), HOST, b"", (KEY, SECRET)).verified
+    with pytest.raises(SigV4Error, match="does not match"):
+        verify_request("GET", presigned_target(60), HOST, b"smuggled", (KEY, SECRET))
