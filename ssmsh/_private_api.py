@@ -38,6 +38,11 @@ What we rely on, from websockets (``websockets.asyncio``):
 Where websockets moved something between the versions we support, the
 lookup here tries both places; nowhere else needs to know.
 
+* ``ServerConnection.connection_made`` / ``connection_lost`` (the asyncio protocol
+  callbacks) run once per TCP connection, before the opening handshake and after the
+  socket is gone, whatever happens in between (:func:`counted_server_connection`:
+  the emulator's gateway counts and caps connections with them).
+
 From asyncio:
 
 * the selector socket transport reads at most ``transport.max_size`` bytes per
@@ -56,6 +61,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.connection import Connection
+from websockets.asyncio.server import ServerConnection
 from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import Event, State
 from websockets.uri import parse_uri
@@ -79,6 +85,7 @@ __all__ = [
     "bound_reads",
     "close_cause",
     "connection_error",
+    "counted_server_connection",
     "proxy_url",
     "transport_of",
 ]
@@ -264,3 +271,22 @@ def bound_reads(transport: asyncio.BaseTransport, size: int) -> None:
 class DrainableWriteProtocol(asyncio.streams.FlowControlMixin, asyncio.Protocol):
     """Write-side protocol giving ``StreamWriter.drain()`` its backpressure
     (for ``loop.connect_write_pipe``)."""
+
+
+def counted_server_connection(
+    on_made: Callable[[ServerConnection], None], on_lost: Callable[[ServerConnection], None]
+) -> type[ServerConnection]:
+    """A ``ServerConnection`` class for ``serve(create_connection=...)`` that calls
+    ``on_made(conn)`` as each TCP connection is accepted (before its opening handshake)
+    and ``on_lost(conn)`` once its socket is gone, every connection, however it ends."""
+
+    class CountedConnection(ServerConnection):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            on_made(self)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            on_lost(self)
+            super().connection_lost(exc)
+
+    return CountedConnection

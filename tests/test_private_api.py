@@ -42,6 +42,7 @@ from ssmsh._private_api import (
     bound_reads,
     close_cause,
     connection_error,
+    counted_server_connection,
     proxy_url,
     transport_of,
 )
@@ -388,3 +389,33 @@ async def test_drainable_write_protocol_gives_drain_backpressure() -> None:
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+async def test_counted_server_connection_sees_every_connection_come_and_go() -> None:
+    made: list[ServerConnection] = []
+    lost: list[ServerConnection] = []
+
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    factory = counted_server_connection(made.append, lost.append)
+    async with serve(echo, "127.0.0.1", 0, create_connection=factory) as server:
+        port = server.sockets[0].getsockname()[1]
+        # A WebSocket that completes its handshake and closes cleanly...
+        async with connect(f"ws://127.0.0.1:{port}") as client:
+            await client.send("hi")
+            assert await client.recv() == "hi"
+            assert len(made) == 1 and lost == []
+            assert isinstance(made[0], ServerConnection)
+        # ... and a TCP connection that never upgrades, reset: both counted, both lost.
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        async with asyncio.timeout(5):
+            while len(made) < 2:
+                await asyncio.sleep(0.01)
+        assert made[1].protocol.state is State.CONNECTING  # before its opening handshake
+        writer.transport.abort()
+        async with asyncio.timeout(5):
+            while len(lost) < 2:
+                await asyncio.sleep(0.01)
+    assert lost == made

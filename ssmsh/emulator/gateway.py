@@ -44,7 +44,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from .._private_api import transport_of
+from .._private_api import counted_server_connection, transport_of
 from ..exceptions import RemoteProtocolError
 from ..protocol.constants import MessageType
 from ..protocol.payloads import OpenDataChannel
@@ -111,17 +111,6 @@ class Gateway:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Listen on ``host`` (port 0: any free port); sets :attr:`url`."""
         self._cap = _connection_cap()
-        gateway = self
-
-        class _CountedConnection(ServerConnection):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                super().connection_made(transport)
-                gateway._admit(self)
-
-            def connection_lost(self, exc: Exception | None) -> None:
-                gateway._connections.pop(self, None)
-                super().connection_lost(exc)
-
         self._server = await serve(
             self._handle,
             host,
@@ -132,7 +121,7 @@ class Gateway:
             max_size=MAX_MESSAGE,
             compression=None,
             open_timeout=UPGRADE_TIMEOUT,
-            create_connection=_CountedConnection,
+            create_connection=counted_server_connection(self._admit, self._forget),
         )
         sockname = self._server.sockets[0].getsockname()
         address = str(sockname[0])
@@ -263,6 +252,9 @@ class Gateway:
         return True
 
     # ------------------------------------------------------------------ serving
+
+    def _forget(self, ws: ServerConnection) -> None:
+        self._connections.pop(ws, None)
 
     def _admit(self, ws: ServerConnection) -> None:
         """Count a new connection; at the cap, cut the one waiting longest to open."""
