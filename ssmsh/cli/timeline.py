@@ -118,7 +118,12 @@ def waiting_for(execution: Mapping[str, Any]) -> Waiting | None:
     found = [s for s in steps if s.get("StepStatus") == "Waiting"]
     found.sort(key=lambda s: s.get("StepName") != current)
     if not found:
-        return None
+        # Not among the steps listed (StepExecutionsTruncated): the current step says what.
+        action = str(execution.get("CurrentAction") or "")
+        if not current or not action:
+            return None
+        signal = {"aws:approve": "Approve", "aws:pause": "Resume"}.get(action, action)
+        return Waiting(str(current), action, None, signal, required=1)
     step = found[0]
     action = str(step.get("Action") or "")
     since = _time(step.get("ExecutionStartTime"))

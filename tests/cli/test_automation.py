@@ -18,7 +18,7 @@ from typing import Any
 import botocore.session
 import pytest
 
-from ssmsh.cli.timeline import RUNNING, SUCCEEDED
+from ssmsh.cli.timeline import RUNNING, SUCCEEDED, Waiting, step_detail, waiting_for
 from ssmsh.emulator import Emulator, EmulatorConfig
 from tests.conftest import scaled
 from tests.emulator.conftest import make_client
@@ -443,3 +443,55 @@ def test_the_statuses_are_the_models() -> None:
     assert enum >= RUNNING | SUCCEEDED
     assert not RUNNING & SUCCEEDED
     assert {"Failed", "TimedOut", "Cancelled", "Success"} <= enum - RUNNING
+
+
+def test_what_a_waiting_execution_waits_for() -> None:
+    step = {
+        "StepName": "approve",
+        "Action": "aws:approve",
+        "StepStatus": "Waiting",
+        "Inputs": {
+            "Approvers": json.dumps(["alice", ROLE]),
+            "MinRequiredApprovals": "2",
+            "Message": json.dumps("Go?"),
+        },
+    }
+    execution = {"AutomationExecutionStatus": "Waiting", "StepExecutions": [step]}
+    waiting = waiting_for(execution)
+    assert waiting is not None
+    assert (waiting.signal, waiting.message, waiting.approvers, waiting.required) == (
+        "Approve",
+        "Go?",
+        ("alice", ROLE),
+        2,
+    )
+    assert waiting.approvers_text() == "alice, Approvers (2 approvals needed)"
+    # A step list cut short (StepExecutionsTruncated): the current step still tells.
+    truncated = {
+        "AutomationExecutionStatus": "Waiting",
+        "StepExecutions": [],
+        "CurrentStepName": "hold",
+        "CurrentAction": "aws:pause",
+    }
+    assert (waiting_for(truncated) or Waiting("", "", None, "")).signal == "Resume"
+    assert waiting_for({**execution, "AutomationExecutionStatus": "InProgress"}) is None
+
+
+def test_step_details() -> None:
+    decision = {"Approver": SESSION, "Decision": "Rejected", "Comment": "Not\nnow"}
+    step = {
+        "StepName": "approve",
+        "FailureMessage": "Step approve was rejected",
+        "Outputs": {
+            "ApprovalStatus": ["Rejected"],
+            "ApproverDecisions": [json.dumps(decision)],
+            "Output": ["line one\nline two\nline three\n"],
+            "Long": ["x" * 300],
+        },
+    }
+    assert step_detail(step) == [
+        'Rejected by Approvers/bob: "Not now"',
+        "Failure: Step approve was rejected",
+        "Output: line one (+2 lines)",
+        f"Long: {'x' * 99}…",
+    ]
