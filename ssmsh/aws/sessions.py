@@ -31,7 +31,7 @@ from .errors import map_aws_errors
 from .settings import AwsSettings
 from .signing import is_presigned, sign_upgrade
 
-__all__ = ["INSTANCE_ID_RE", "SsmSessions", "run_in_daemon_thread"]
+__all__ = ["INSTANCE_ID_RE", "PAGE_SIZE", "SsmSessions", "page_config", "run_in_daemon_thread"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,19 @@ INSTANCE_PAGE_SIZE = 50
 PROPERTIES_PAGE_SIZE = 1000
 SESSION_PAGE_SIZE = 200
 
+#: The largest MaxResults of the Automation and State Manager listings (the model: 1-50).
+PAGE_SIZE = 50
+
 _T = TypeVar("_T")
+
+
+def page_config(limit: int | None = None, page_size: int | None = None) -> dict[str, int]:
+    """A paginator's PaginationConfig: ``page_size`` items a call (at most
+    :data:`PAGE_SIZE`), and no more than ``limit`` items in all."""
+    config = {"PageSize": min(page_size or PAGE_SIZE, PAGE_SIZE, limit or PAGE_SIZE)}
+    if limit:
+        config["MaxItems"] = limit
+    return config
 
 
 def run_in_daemon_thread(fn: Callable[[], _T], name: str = "ssmsh-worker") -> Awaitable[_T]:
@@ -122,6 +134,15 @@ class SsmSessions:
 
     async def _call(self, operation: str, fn: Callable[[], _T]) -> _T:
         return await self._submit(operation, fn)
+
+    async def _request(self, operation: str, method: str, **kwargs: Any) -> dict[str, Any]:
+        """One SSM call, ``client.METHOD(**kwargs)``: its response."""
+
+        def call() -> dict[str, Any]:
+            result: dict[str, Any] = getattr(self._client("ssm"), method)(**kwargs)
+            return result
+
+        return await self._call(operation, call)
 
     async def _end_abandoned_start(self, call: Awaitable[dict[str, Any]]) -> None:
         """StartSession was under way when the caller gave up (Ctrl-C): give it a

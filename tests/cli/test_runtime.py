@@ -47,6 +47,10 @@ EVERY_COMMAND = {
     "setup",
     "run",
     "commands",
+    "automation",
+    "approve",
+    "reject",
+    "association",
 }
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

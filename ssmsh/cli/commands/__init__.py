@@ -29,4 +29,8 @@ NAMES: tuple[str, ...] = (
     "setup",
     "run",
     "commands",
+    "automation",
+    "approve",
+    "reject",
+    "association",
 )
