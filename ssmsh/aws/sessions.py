@@ -20,6 +20,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import botocore
 import botocore.session
 from botocore import xform_name
 
@@ -134,6 +135,17 @@ class SsmSessions:
 
     async def _call(self, operation: str, fn: Callable[[], _T]) -> _T:
         return await self._submit(operation, fn)
+
+    async def call(self, service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+        """One call of ``operation`` (``SendSSHPublicKey``) of another ``service``
+        (``ec2-instance-connect``), with these settings' credentials and endpoint."""
+        method = botocore.xform_name(operation)
+
+        def call() -> dict[str, Any]:
+            result: dict[str, Any] = getattr(self._client(service), method)(**kwargs)
+            return result
+
+        return await self._call(operation, call)
 
     async def _request(self, operation: str, method: str, **kwargs: Any) -> dict[str, Any]:
         """One SSM call, ``client.METHOD(**kwargs)``: its response."""

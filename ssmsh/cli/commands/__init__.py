@@ -21,6 +21,8 @@ NAMES: tuple[str, ...] = (
     "emulator",
     "forward",
     "proxy",
+    "ssh",
+    "ssh-config",
     "plugin",
     "sessions",
     "terminate",
