@@ -95,6 +95,36 @@ def run_in_daemon_thread(fn: Callable[[], _T], name: str = "ssmsh-worker") -> Aw
     return future
 
 
+def _answers_to(instance: Mapping[str, Any], target: str) -> bool:
+    """Whether ``target`` is this instance's id prefix, IP address or computer name."""
+    instance_id = str(instance.get("InstanceId") or "")
+    prefix = target.startswith(("i-", "mi-")) and len(target.split("-", 1)[1]) >= 4
+    if prefix and instance_id.startswith(target):
+        return True
+    if target == instance.get("IPAddress"):
+        return True
+    computer = str(instance.get("ComputerName") or "").lower()
+    wanted = target.lower()
+    return bool(computer) and (computer == wanted or computer.startswith(wanted + "."))
+
+
+def _one_instance(instances: Sequence[Mapping[str, Any]], what: str, none: str) -> str:
+    """The id of the one instance (online ones first), or one line saying why not."""
+    if not instances:
+        raise UsageError(none)
+    online = [i for i in instances if i.get("PingStatus") == "Online"] or list(instances)
+    if len(online) > 1:
+        shown = ", ".join(
+            f"{i.get('InstanceId')} ({i.get('ComputerName') or i.get('PingStatus')})"
+            for i in online[:5]
+        )
+        more = f" and {len(online) - 5} more" if len(online) > 5 else ""
+        if what.startswith("named"):
+            raise UsageError(f"several managed instances are {what}: {shown}{more}")
+        raise UsageError(f"several managed instances {what}: {shown}{more}")
+    return str(online[0]["InstanceId"])
+
+
 class SsmSessions:
     """Session Manager operations for one set of :class:`AwsSettings`."""
 
@@ -173,25 +203,38 @@ class SsmSessions:
     # ------------------------------------------------------------ StartSession
 
     async def resolve_target(self, target: str) -> str:
-        """An instance id for ``target``: an id as is, else the instance whose Name tag
-        (or computer name) is ``target``. Raises UsageError when none or several match."""
+        """An instance id for ``target``, the way a user names an instance.
+
+        In order: an instance id (``i-…``, ``mi-…``) or ARN as is; ``KEY=VALUE``, the
+        instance with that tag; the instance whose ``Name`` tag is ``target``; else,
+        among every managed instance, the one whose id starts with ``target`` (at least
+        ``i-`` and 4 more characters), whose private IP address is ``target``, or whose
+        computer name (the host name the agent reports, e.g. ``ip-10-0-1-5.ec2.internal``)
+        is ``target`` or starts with ``target.``. Online instances win over others; more
+        than one left, or none, raises UsageError with one line (the candidates listed).
+        """
         target = target.strip()
         if not target:
             raise UsageError("the target is empty")
         if INSTANCE_ID_RE.match(target) or target.startswith(("ecs:", "arn:")):
             return target
-
-        matches = await self.describe_instances([{"Key": "tag:Name", "Values": [target]}])
-        if not matches:
-            raise UsageError(
-                f"no managed instance named {target!r} "
-                "(give an instance id such as i-0123456789abcdef0)"
+        key, equals, value = target.partition("=")
+        if equals and key and value:
+            tagged = await self.describe_instances([{"Key": f"tag:{key}", "Values": [value]}])
+            return _one_instance(
+                tagged, f"tagged {target}", f"no managed instance is tagged {target}"
             )
-        online = [m for m in matches if m.get("PingStatus") == "Online"] or matches
-        if len(online) > 1:
-            ids = ", ".join(str(m.get("InstanceId")) for m in online[:5])
-            raise UsageError(f"several managed instances are named {target!r}: {ids}")
-        return str(online[0]["InstanceId"])
+        named = await self.describe_instances([{"Key": "tag:Name", "Values": [target]}])
+        if named:
+            return _one_instance(named, f"named {target!r}", "")
+        everything = await self.describe_instances()
+        found = [i for i in everything if _answers_to(i, target)]
+        return _one_instance(
+            found,
+            f"match {target!r}",
+            f"no managed instance named {target!r} (a Name tag, computer name, private IP "
+            "address, instance id or its first characters, or TAG=VALUE)",
+        )
 
     async def start_session(
         self,
