@@ -274,6 +274,7 @@ async def open_session(
     reason: str | None = None,
     fallback_document: str | None = None,
     on_fallback: Callable[[AwsError], None] | None = None,
+    announce: bool = True,
 ) -> AsyncIterator[tuple[SessionConnection, SessionInfo]]:
     """Start a session and yield its open connection; TerminateSession on the way out.
 
@@ -283,6 +284,7 @@ async def open_session(
 
     A signal before the connection is open (SIGINT, SIGTERM, SIGHUP) raises
     :class:`StartInterrupted`, after TerminateSession if StartSession had answered.
+    Without ``announce`` the ``Starting session`` line is only logged (``exec``).
     """
     config = connection_config(args)  # a bad option must not leave a session behind
     signals = StartupSignals()
@@ -305,7 +307,10 @@ async def open_session(
                     )
                     if on_fallback is not None:  # only once the fallback worked
                         on_fallback(exc)
-                reporter.status(f"Starting session with SessionId: {info.session_id}")
+                if announce:
+                    reporter.status(f"Starting session with SessionId: {info.session_id}")
+                else:
+                    logger.info("Starting session with SessionId: %s", info.session_id)
                 opened.append(SessionConnection(info, sessions, config=config))
                 await opened[0].start()
 

@@ -6,11 +6,15 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import re
+import signal
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from ..channel import SessionConnection
 from ..exceptions import AwsError, UsageError
+from ..protocol.piped_stdin import wrap_piped
 from ..protocol.status_trailer import new_marker, wrap_command
 from ..terminal.bridge import BridgeResult, TerminalBridge
 from ..terminal.escape import parse_escape_char
@@ -27,6 +31,7 @@ __all__ = [
     "finish",
     "run_exec",
     "run_shell",
+    "stdin_kind",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,9 +94,17 @@ def configure_exec(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-t",
         "--tty",
+        action="count",
+        default=0,
+        help=f"run in a terminal ({INTERACTIVE_DOCUMENT}) when stdin is one; with piped "
+        "stdin there is no terminal, as with ssh -t (-tt: a terminal anyway, stdin typed "
+        "into it)",
+    )
+    parser.add_argument(
+        "-n",
+        dest="no_stdin",
         action="store_true",
-        help=f"run in a terminal ({INTERACTIVE_DOCUMENT}) instead of with separate "
-        f"stdout/stderr and an exit status ({NON_INTERACTIVE_DOCUMENT})",
+        help="do not read stdin (as if from /dev/null), like ssh -n",
     )
     parser.add_argument(
         "--no-shell",
@@ -141,14 +154,37 @@ def refuse_port_document(document: str | None) -> None:
     raise UsageError(f"{name} opens a port session, not a shell: {hint}")
 
 
+def stdin_kind(terminal: Terminal) -> str:
+    """What stdin is: ``tty``, ``none`` (/dev/null, an empty file, closed) or ``data``."""
+    if terminal.stdin_is_tty:
+        return "tty"
+    try:
+        info = os.fstat(terminal.stdin)
+    except OSError:
+        return "none"
+    if stat.S_ISREG(info.st_mode) and info.st_size == 0:
+        return "none"
+    if stat.S_ISCHR(info.st_mode):
+        with contextlib.suppress(OSError):
+            null = os.stat(os.devnull)
+            if info.st_rdev == null.st_rdev:
+                return "none"
+    return "data"
+
+
 async def run_shell(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
     refuse_port_document(args.document)
     parameters = parse_parameters(args.parameter, args.parameters)
+    own_document = bool(args.document or parameters)
+    if args.exit_status and own_document:
+        raise UsageError("--exit-status chooses the document: leave out --document/--parameter")
+    if not terminal.stdin_is_tty and not own_document:
+        # A script on stdin, as `ssh host < script`: sh reads it as its stdin, without
+        # a terminal; clean output, and the script's status (ssmsh.protocol.piped_stdin).
+        return await _run_piped(args, terminal, reporter, "exec sh", announce=True)
     if args.exit_status:
         # The official agent reports no status for shells (protocol/traces/shell-exit-3);
         # an InteractiveCommands session running sh carries it back in the status trailer.
-        if args.document or parameters:
-            raise UsageError("--exit-status chooses the document: leave out --document/--parameter")
         marker = new_marker()
         return await _run(
             args,
@@ -161,6 +197,7 @@ async def run_shell(args: argparse.Namespace, terminal: Terminal, reporter: Repo
             interactive=True,
             status_marker=marker,
             status_expected=True,
+            waits_for_size=True,
         )
     return await _run(
         args,
@@ -179,16 +216,28 @@ async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Repor
     if not command:
         raise UsageError("exec needs a command: ssmsh exec [TARGET] -- COMMAND...")
     line = " ".join(command)  # joined with spaces, as ssh does
+    # Like ssh: nothing about the session on stderr unless asked (-v); failures still are.
+    announce = bool(getattr(args, "debug", False))
+    piped = not args.no_stdin and stdin_kind(terminal) == "data"
+    if piped and args.tty < 2:
+        if args.no_shell:
+            raise UsageError(
+                "--no-shell cannot pass stdin to the command (that needs sh on the "
+                "target): add -n to run it without stdin"
+            )
+        # As ssh -t with piped stdin: no terminal; the command reads the pipe.
+        return await _run_piped(args, terminal, reporter, line, announce=announce)
     # The official agent reports no exit status with these documents: the command's
     # own output carries it back (see ssmsh.protocol.status_trailer).
     marker = None if args.no_shell else new_marker()
+    tty = args.tty > 0
     # With -t the agent runs the line in a pty under sh -c; without, it splits the
     # line into words and executes them directly.
-    document = INTERACTIVE_DOCUMENT if args.tty else NON_INTERACTIVE_DOCUMENT
+    document = INTERACTIVE_DOCUMENT if tty else NON_INTERACTIVE_DOCUMENT
     # ssmsh's own document, where ``ssmsh setup`` made one: stderr apart, the agent's status.
-    own = None if args.tty else remembered_exec_document(args)
+    own = None if tty else remembered_exec_document(args)
     if marker is not None:
-        line = wrap_command(line, marker, tty=args.tty)
+        line = wrap_command(line, marker, tty=tty)
     return await _run(
         args,
         terminal,
@@ -197,11 +246,38 @@ async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Repor
         document=own or document,
         parameters={"command": [line]},
         reason=args.reason,
-        interactive=args.tty,
+        interactive=tty,
+        # -t: keys from a terminal, or (-tt) piped stdin typed into the pty; -n: nothing.
+        send_stdin=tty and not args.no_stdin,
         status_marker=marker,
         status_expected=True,
+        waits_for_size=tty and marker is not None,
         fallback_document=document if own else None,
         on_fallback=lambda error: _forget_own_document(args, reporter, error),
+        announce=announce,
+    )
+
+
+async def _run_piped(
+    args: argparse.Namespace, terminal: Terminal, reporter: Reporter, line: str, *, announce: bool
+) -> int:
+    """``line`` with stdin as its stdin: the wrapper of :mod:`ssmsh.protocol.piped_stdin`
+    through AWS-StartInteractiveCommand (the only documents whose commands get input)."""
+    marker = new_marker()
+    return await _run(
+        args,
+        terminal,
+        reporter,
+        target=args.target,
+        document=INTERACTIVE_DOCUMENT,
+        parameters={"command": [wrap_piped(line, marker)]},
+        reason=args.reason,
+        interactive=False,
+        send_stdin=False,
+        framed_stdin=True,
+        status_marker=marker,
+        status_expected=True,
+        announce=announce,
     )
 
 
@@ -215,10 +291,14 @@ async def _run(
     parameters: Mapping[str, Sequence[str]],
     reason: str | None,
     interactive: bool,
+    send_stdin: bool | None = None,
     status_marker: str | None = None,
     status_expected: bool = False,
+    waits_for_size: bool = False,
+    framed_stdin: bool = False,
     fallback_document: str | None = None,
     on_fallback: Callable[[AwsError], None] | None = None,
+    announce: bool = True,
 ) -> int:
     try:
         escape_char = parse_escape_char(args.escape)
@@ -233,6 +313,7 @@ async def _run(
         reason,
         fallback_document=fallback_document,
         on_fallback=on_fallback,
+        announce=announce,
     ) as (conn, info):
         result = await bridge_session(
             conn,
@@ -241,12 +322,22 @@ async def _run(
             interactive=interactive,
             escape_char=escape_char,
             # A non-interactive command gets an empty stdin from the agent: send nothing.
-            send_stdin=interactive,
+            send_stdin=interactive if send_stdin is None else send_stdin,
             status_marker=status_marker,
+            waits_for_size=waits_for_size,
+            framed_stdin=framed_stdin,
+            announce=announce,
         )
     if result is None:
         return EXIT_FAILURE
-    return finish(result, info.session_id, reporter, status_expected=status_expected)
+    return finish(
+        result,
+        info.session_id,
+        reporter,
+        status_expected=status_expected,
+        announce=announce,
+        strict=True,
+    )
 
 
 async def bridge_session(
@@ -258,6 +349,9 @@ async def bridge_session(
     escape_char: int | None,
     send_stdin: bool,
     status_marker: str | None = None,
+    waits_for_size: bool = False,
+    framed_stdin: bool = False,
+    announce: bool = True,
 ) -> BridgeResult | None:
     """Bridge an open connection to this terminal until the session ends.
 
@@ -265,7 +359,9 @@ async def bridge_session(
     reported and None is returned (the caller's exit status is then 255, as
     with ssh). Before the session is established (the handshake), they raise
     :class:`StartInterrupted` instead, as while the session was being opened.
-    The connection is left open; the caller closes it (TerminateSession).
+    SIGINT (Ctrl-C, which the terminal still turns into a signal until then)
+    raises it at any time: ssmsh was interrupted, 130. The connection is left
+    open; the caller closes it (TerminateSession).
     """
     bridge = TerminalBridge(
         conn,
@@ -275,12 +371,15 @@ async def bridge_session(
         status=reporter.status,
         send_stdin=send_stdin,
         status_marker=status_marker,
+        waits_for_size=waits_for_size,
+        framed_stdin=framed_stdin,
+        announce=announce,
     )
     with _terminating_signals() as killed:
         result = await unless_set(bridge.run(), killed)
     if killed.is_set():
         terminal.restore()
-        if not conn.protocol.established and not conn.closed:
+        if killed.signum == signal.SIGINT or (not conn.protocol.established and not conn.closed):
             raise StartInterrupted(killed.signum)
         reporter.error(f"killed by signal {killed.signum}; session terminated")
         return None
@@ -288,13 +387,23 @@ async def bridge_session(
 
 
 def finish(
-    result: BridgeResult, session_id: str, reporter: Reporter, *, status_expected: bool = False
+    result: BridgeResult,
+    session_id: str,
+    reporter: Reporter,
+    *,
+    status_expected: bool = False,
+    announce: bool = True,
+    strict: bool = False,
 ) -> int:
     """The exit status for how a bridged session ended; prints the closing line.
 
     The status is the one the command's trailer carried, else the agent's ExitCode.
     With ``status_expected`` (``exec``) and neither, the status is unknown: one line
-    says so and the result is 255, never a made-up 0.
+    says so and the result is 255, never a made-up 0. With ``strict`` (ssmsh's own
+    commands, not the plugin's stand-in), a session the service ended (its
+    channel_closed says why: an idle timeout, the maximum duration) is a failure too,
+    as for ssh a connection the other side closed: one ``ssmsh:`` line, 255.
+    Without ``announce`` (``exec``), the ``Exiting session`` line is left out.
     """
     if result.broken_pipe:
         return EXIT_BROKEN_PIPE
@@ -308,25 +417,39 @@ def finish(
         match = _CLOSED_EXIT_RE.search(result.closed_output)
         if match:
             code = _bounded_int(match.group(1))
-    if result.closed_output and (code is None or code == 0):
-        reporter.status(f"SessionId: {session_id} : {result.closed_output}")
-    else:
-        reporter.status(f"Exiting session with sessionId: {session_id}.")
+    why = result.closed_output
+    if code is None and strict and why and not status_expected:
+        # A shell the service ended: not the end the user chose.
+        reporter.error(f"the session was ended by the service: {why}")
+        return EXIT_FAILURE
+    if announce and not (strict and code is None and status_expected):
+        if why and (code is None or code == 0):
+            reporter.status(f"SessionId: {session_id} : {why}")
+        else:
+            reporter.status(f"Exiting session with sessionId: {session_id}.")
     if code is None:
         if status_expected:
             if result.trailer_expected:
-                why = "the session ended before the command reported it"
-                if result.closed_output:
-                    why += f" ({result.closed_output})"
-            else:
-                why = (
-                    "the document reports none and --no-shell leaves out ssmsh's status "
-                    "wrapper (ssmsh setup makes a document that reports it)"
+                ended = f"the service ended it: {why}" if why else _ENDED_UNSEEN
+                reporter.error(
+                    f"the session ended before the command did ({ended}); "
+                    "its exit status is unknown"
                 )
-            reporter.error(f"the remote exit status is unknown: {why}")
+            else:
+                reporter.error(
+                    "the remote exit status is unknown: the document reports none and "
+                    "--no-shell leaves out ssmsh's status wrapper (ssmsh setup makes a "
+                    "document that reports it)"
+                )
             return EXIT_FAILURE
         return 0
     return code & 0xFF if code >= 0 else EXIT_FAILURE
+
+
+#: Why a session ended early, when its channel_closed says nothing: the official
+#: agent and the gateway send the same empty one for an end by TerminateSession as
+#: for a normal one (protocol/traces/shell-terminate-session-api, shell-exit-3).
+_ENDED_UNSEEN = "terminated elsewhere, or the agent stopped"
 
 
 def _bounded_int(text: str) -> int | None:
@@ -340,8 +463,8 @@ class _Killed(asyncio.Event):
 
 @contextlib.contextmanager
 def _terminating_signals() -> Iterator[_Killed]:
-    """SIGTERM and SIGHUP end the session cleanly (terminal restored, TerminateSession),
-    unless they are ignored (``nohup``)."""
+    """SIGTERM, SIGHUP and SIGINT end the session cleanly (terminal restored,
+    TerminateSession), unless they are ignored (``nohup``, a background job)."""
     killed = _Killed()
 
     def on_signal(signum: int) -> None:
@@ -349,5 +472,5 @@ def _terminating_signals() -> Iterator[_Killed]:
         killed.set()
 
     # An ignored SIGHUP (nohup) stays ignored: a hangup is not meant to end the session.
-    with handle_signals(("SIGTERM", "SIGHUP"), on_signal):
+    with handle_signals(("SIGTERM", "SIGHUP", "SIGINT"), on_signal):
         yield killed

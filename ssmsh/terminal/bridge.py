@@ -8,10 +8,19 @@
   typed before that wait for it;
 * ssh-style escapes (``~.``, ``~?``, ``~~``, ``~^Z``) right after Enter;
 * stdin at EOF (a pipe or a file) does not end the session: a pty session
-  (shell, ``exec -t``) is sent the terminal's end of input, as if typed (Ctrl-D;
-  twice when the last line had no newline: the first one hands over that
-  partial line), and the bridge waits until the remote is done. A terminal
-  stdin is sent nothing: there, EOF means the terminal itself went away;
+  (``exec -tt``, a shell with a document of the user's) is sent the terminal's
+  end of input, as if typed (Ctrl-D; twice when the last line had no newline:
+  the first one hands over that partial line), and the bridge waits until the
+  remote is done. A terminal stdin is sent nothing: there, EOF means the
+  terminal itself went away;
+* with ``framed_stdin`` (piped stdin for ``exec`` and ``shell``), stdin goes in
+  the frames of :mod:`ssmsh.protocol.piped_stdin` once the wrapper says it is
+  ready, its end as the end frame, which also goes as soon as the command's
+  trailer came (the command is over: the rest of stdin is not wanted);
+* with ``waits_for_size`` (``exec -t``), the wrapper's ``ssmsh-go;…;tty`` is
+  answered with the terminal size and a line, and typed keys wait for its ``run``;
+* a pty session that the remote closes before its first word (a program that
+  printed nothing) ends normally, not as a failure to establish it;
 * an agent that skips the handshake is recognised by its first output. A pty
   program that prints nothing before it reads (``cat``) gives none, so input
   waits at most ``handshake_grace`` seconds for it, then goes out anyway.
@@ -42,8 +51,9 @@ from ..channel import (
 )
 from ..exceptions import ChannelClosed, HandshakeError
 from ..protocol.constants import SessionType
+from ..protocol.piped_stdin import END_FRAME, MAX_FRAME, frame
 from ..protocol.session import SessionEstablished
-from ..protocol.status_trailer import TrailerFilter
+from ..protocol.status_trailer import ReadyFilter, TrailerFilter
 from .escape import EscapeAction, EscapeFilter, escape_help
 from .tty import Terminal, write_all, write_now
 
@@ -57,6 +67,8 @@ READ_SIZE = 64 * 1024
 EOF_BYTES = b"\x04"
 #: How long input waits for an agent that may skip the handshake to say something.
 HANDSHAKE_GRACE = 2.0
+#: The terminal size sent to a waiting ``exec -t`` wrapper when there is no terminal.
+DEFAULT_SIZE = (80, 24)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,6 +103,15 @@ class TerminalBridge:
     :param handshake_grace: in a pty session, how long input waits for the agent's
         first word (a HandshakeRequest or output) before it is sent without a
         handshake (see :meth:`SessionConnection.skip_handshake`); None: forever.
+    :param status_marker: the output carries the exit-status trailer (and the
+        ``ssmsh-go`` sequences) of :mod:`ssmsh.protocol.status_trailer` with this marker.
+    :param waits_for_size: (with ``status_marker``) the ``exec -t`` wrapper waits for
+        the terminal size and one line before it starts the command; typed keys go
+        once it says ``run``.
+    :param announce: show the agent's customer message (``exec`` is quiet, as ssh).
+    :param framed_stdin: (with ``status_marker``) stdin goes to the wrapper of
+        :mod:`ssmsh.protocol.piped_stdin` in frames, once it is ready, and its end as
+        the end frame; the trailer ends it early.
     """
 
     def __init__(
@@ -103,6 +124,9 @@ class TerminalBridge:
         status: Callable[[str], None] | None = None,
         send_stdin: bool = True,
         status_marker: str | None = None,
+        waits_for_size: bool = False,
+        framed_stdin: bool = False,
+        announce: bool = True,
         notice_delay: float = 1.0,
         repeat_interval: float = 30.0,
         handshake_grace: float | None = HANDSHAKE_GRACE,
@@ -116,6 +140,18 @@ class TerminalBridge:
         self.send_stdin = send_stdin
         #: Output carries an exit-status trailer with this marker (``ssmsh exec``).
         self._trailer = TrailerFilter(status_marker) if status_marker else None
+        self.waits_for_size = waits_for_size and status_marker is not None
+        self.framed_stdin = framed_stdin and status_marker is not None
+        #: Show the agent's customer message (KMS: "This session is encrypted ...").
+        self.announce = announce
+        #: The wrapper's ``ssmsh-go`` sequences, while more are expected.
+        self._ready: ReadyFilter | None = None
+        if status_marker and (self.waits_for_size or self.framed_stdin):
+            self._ready = ReadyFilter(status_marker)
+        #: Set when the framed stdin may go (the wrapper is ready) ...
+        self._stdin_go = asyncio.Event()
+        #: ... and when it should stop (the command is over: the trailer came).
+        self._stdin_stop = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._disconnect = asyncio.Event()
         self._exit_code: int | None = None
@@ -147,7 +183,10 @@ class TerminalBridge:
         """
         remove = self.conn.add_state_listener(self._on_state)
         try:
-            with self.terminal.raw_mode() if self.interactive else contextlib.nullcontext():
+            # Until the session is established, Ctrl-C stays a signal (ssmsh is
+            # interrupted, 130); then it is a key like any other.
+            raw = self.terminal.raw_mode(interruptible=True)
+            with raw if self.interactive else contextlib.nullcontext():
                 return await self._run()
         finally:
             remove()
@@ -158,20 +197,33 @@ class TerminalBridge:
     async def _run(self) -> BridgeResult:
         self._started = self._loop.time()
         tasks: list[asyncio.Task[None]] = []
-        if self.send_stdin:
+        if self.framed_stdin:
+            tasks.append(asyncio.create_task(self._pump_framed()))
+        elif self.send_stdin:
             # Before the handshake: input may be what lets a silent session go ahead.
             tasks.append(asyncio.create_task(self._pump_input()))
         disconnect = asyncio.create_task(self._disconnect.wait())
         output: asyncio.Task[BridgeResult] | None = None
         try:
-            established = await self._established(disconnect)
+            try:
+                established = await self._established(disconnect)
+            except ChannelClosed:
+                if self.conn.error is not None:
+                    raise
+                # The remote closed the session before its first word: a pty program
+                # that printed nothing and ended (the agent skips the handshake and
+                # sends no output for it). Over normally, with what closed it.
+                output = asyncio.create_task(self._pump_output())
+                await output
+                established = None
+            self.terminal.interruptible(False)
             if established is not None and established.session_type == SessionType.PORT.value:
                 raise HandshakeError(
                     "the agent started a port session, not a shell "
                     "(use ssmsh forward or ssmsh proxy for port documents)"
                 )
             if established is not None:
-                if established.customer_message:
+                if established.customer_message and self.announce:
                     self.status(established.customer_message)
                 output = asyncio.create_task(self._pump_output())
                 size = self.terminal.size()
@@ -180,7 +232,8 @@ class TerminalBridge:
                     # output side has the verdict, this is no failure.
                     with contextlib.suppress(ChannelClosed):
                         await self.conn.send_size(*size)
-                self._size_sent.set()
+                if not self.waits_for_size:
+                    self._size_sent.set()
                 watch = (
                     self.terminal.watch_size(self._on_resize)
                     if self.interactive
@@ -241,7 +294,13 @@ class TerminalBridge:
                     trailer_expected=self._trailer is not None,
                 )
             if isinstance(event, OutputReceived):
-                data = self._trailer.feed(event.data) if self._trailer else event.data
+                data = event.data
+                if self._ready is not None:
+                    data = await self._take_ready(data)
+                if self._trailer is not None:
+                    data = self._trailer.feed(data)
+                    if self._trailer.done:
+                        self._stdin_stop.set()
                 if data:
                     await self._write(stdout, data)
             elif isinstance(event, StderrReceived):
@@ -252,7 +311,7 @@ class TerminalBridge:
                 logger.debug("flag %d from the agent", event.flag)
             elif isinstance(event, SessionEstablished):
                 # The agent's handshake came after input had gone ahead without it.
-                if event.customer_message:
+                if event.customer_message and self.announce:
                     self.status(event.customer_message)
             elif isinstance(event, ChannelClosedByRemote):
                 await self._end_of_output(stdout)
@@ -265,9 +324,49 @@ class TerminalBridge:
                 )
 
     async def _end_of_output(self, stdout: int) -> None:
-        """Output is over: what the trailer filter held back goes out."""
-        if self._trailer is not None and (rest := self._trailer.finish()):
+        """Output is over: what the filters held back goes out."""
+        rest = b""
+        if self._ready is not None:
+            rest = self._ready.finish()
+            self._ready = None
+        if self._trailer is not None:
+            rest = self._trailer.feed(rest) + self._trailer.finish()
+        if rest:
             await self._write(stdout, rest)
+
+    async def _take_ready(self, data: bytes) -> bytes:
+        """Take the wrapper's ``ssmsh-go`` sequences out of ``data`` and answer them."""
+        ready = self._ready
+        assert ready is not None
+        out = ready.feed(data)
+        while ready.done:
+            word, rest = ready.word, ready.take_rest()
+            logger.debug("the wrapper says %s", word)
+            more = await self._on_ready(word or "")
+            if not more:
+                self._ready = None
+                return out + rest
+            ready.rearm()
+            out += ready.feed(rest)
+        return out
+
+    async def _on_ready(self, word: str) -> bool:
+        """The wrapper is ready for what comes next; True if more sequences will come."""
+        if word == "tty" and self.waits_for_size:
+            # The size, then the line the wrapper waits for: the agent applies them in
+            # order, so the command starts at the right size.
+            with contextlib.suppress(ChannelClosed):
+                await self.conn.send_size(*(self.terminal.size() or DEFAULT_SIZE))
+                await self.conn.send_input(b"\n")
+            return True
+        if word == "run" and self.waits_for_size:
+            self._size_sent.set()  # typed keys may go: echo is back on
+            return False
+        if self.framed_stdin:
+            self._stdin_go.set()  # "head" or "dd": how the wrapper reads
+            return False
+        logger.debug("unexpected word from the wrapper: %r", word)
+        return False
 
     @property
     def _trailer_status(self) -> int | None:
@@ -303,6 +402,29 @@ class TerminalBridge:
                     await self._send(item)
                 else:
                     await self._escape_action(item)
+
+    async def _pump_framed(self) -> None:
+        """stdin in frames for the piped-stdin wrapper, once it is ready; the end frame
+        at the end of stdin, or as soon as the command is over (its trailer came)."""
+        await self._stdin_go.wait()
+        fd = self.terminal.stdin
+        stop = asyncio.ensure_future(self._stdin_stop.wait())
+        try:
+            while not stop.done():
+                reading = asyncio.ensure_future(self._read(fd))
+                await asyncio.wait([reading, stop], return_when=asyncio.FIRST_COMPLETED)
+                if not reading.done():
+                    reading.cancel()
+                    break
+                data = reading.result()
+                if not data:
+                    break
+                for start in range(0, len(data), MAX_FRAME):
+                    await self.conn.send_input(frame(data[start : start + MAX_FRAME]))
+        finally:
+            stop.cancel()
+        await self.conn.send_input(END_FRAME)
+        logger.debug("stdin sent; waiting for the remote to finish")
 
     async def _send(self, data: bytes) -> None:
         if not data:

@@ -77,18 +77,45 @@ class Terminal:
     # ------------------------------------------------------------ raw mode
 
     @contextlib.contextmanager
-    def raw_mode(self) -> Iterator[None]:
-        """Raw mode on stdin while inside (a no-op when stdin is not a terminal)."""
+    def raw_mode(self, interruptible: bool = False) -> Iterator[None]:
+        """Raw mode on stdin while inside (a no-op when stdin is not a terminal).
+
+        ``interruptible``: Ctrl-C (VINTR) still sends SIGINT until
+        :meth:`interruptible` turns it off; Ctrl-\\ and Ctrl-Z are plain keys.
+        """
         if not self.stdin_is_tty or self._raw is not None:
             yield
             return
         mode = _raw_no_opost(self.stdin)
         mode.__enter__()
         self._raw = mode
+        if interruptible:
+            self.interruptible(True)
         try:
             yield
         finally:
             self.restore()
+
+    def interruptible(self, on: bool) -> None:
+        """In raw mode: whether Ctrl-C sends SIGINT (ISIG with VINTR only), or is a key."""
+        if self._raw is None:
+            return
+        with contextlib.suppress(termios.error, OSError, ValueError):
+            attrs = termios.tcgetattr(self.stdin)
+            if on:
+                disabled = os.fpathconf(self.stdin, "PC_VDISABLE")
+                attrs[3] |= termios.ISIG
+                for name in ("VQUIT", "VSUSP", "VDSUSP"):
+                    index = getattr(termios, name, None)
+                    if index is not None:
+                        attrs[6][index] = bytes([disabled & 0xFF])
+                if attrs[6][termios.VINTR] in (0, b"\0"):
+                    attrs[6][termios.VINTR] = b"\x03"
+            elif not attrs[3] & termios.ISIG:
+                return
+            else:
+                attrs[3] &= ~termios.ISIG
+            termios.tcsetattr(self.stdin, termios.TCSANOW, attrs)
 
     def restore(self) -> None:
         """Put the terminal back as it was. Idempotent; never raises."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from ssmsh.emulator import DEFAULT_TARGET, Emulator, EmulatorConfig, TargetRecord
+from tests.conftest import scaled
 
 from .harness import PROMPT, PtyProcess
 
@@ -32,14 +33,23 @@ async def emulator() -> AsyncIterator[Emulator]:
         yield emu
 
 
-async def interrupt_with_ctrl_c(proc: PtyProcess) -> None:
+async def interrupt_with_ctrl_c(
+    proc: PtyProcess, started: Callable[[], bool] | None = None
+) -> None:
     """Ctrl-C once the session has started: ssmsh says so, exits 130, restores the terminal.
 
     For a session that keeps the terminal cooked (no remote pty), where Ctrl-C is
-    SIGINT for ssmsh itself. Closes ``proc``.
+    SIGINT for ssmsh itself. ``started`` tells when the session has started (for a
+    command that says nothing about it: ``exec``); by default its status line does.
+    Closes ``proc``.
     """
     try:
-        await proc.expect("Starting session")
+        if started is None:
+            await proc.expect("Starting session")
+        else:
+            async with asyncio.timeout(scaled(15)):
+                while not started():
+                    await asyncio.sleep(0.02)
         await asyncio.sleep(0.5)
         proc.send(b"\x03")
         assert await proc.wait() == 130

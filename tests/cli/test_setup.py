@@ -21,6 +21,7 @@ async def exec_script(emulator: Emulator, env: dict[str, str]) -> tuple[int, byt
     return await run_cli(
         ["exec", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url, "-q", "--", SCRIPT],
         env=env,
+        stdin=None,  # no stdin: a piped one goes through AWS-StartInteractiveCommand
     )
 
 

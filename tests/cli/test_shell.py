@@ -7,7 +7,6 @@ import base64
 import hashlib
 import os
 import random
-import re
 import termios
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -142,19 +141,22 @@ async def test_piped_stdin_runs_and_ends(emulator: Emulator) -> None:
     assert b"Starting session" not in out
 
 
-async def test_piped_input_to_a_pty_command_ends_with_the_input(emulator: Emulator) -> None:
-    # `echo ... | ssmsh exec -t TARGET -- cmd`, like `ssh -t host cmd < file`: the program
-    # sees end of input (Ctrl-D) once the pipe runs dry, and the session ends. wc prints
-    # nothing before its input ends, so the agent (which skips the handshake) says
-    # nothing until ssmsh has sent the input.
+async def test_piped_input_to_exec_t_is_a_pipe_as_with_ssh_t(emulator: Emulator) -> None:
+    # `echo ... | ssmsh exec -t TARGET -- cmd`, like `ssh -t host cmd < file`: with stdin
+    # not a terminal there is no terminal: the program reads the pipe to its end, and
+    # the output is what it printed, without echo or CR.
     args = ["exec", "-t", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url, "--"]
     code, out, err = await run_cli([*args, "wc -c"], stdin=b"line one\nline two\n")
-    assert code == 0, err
-    assert re.search(rb"(?m)^\s*18\r?$", out), out
-    # A last line without a newline is flushed first (a second Ctrl-D ends the input).
-    code, out, err = await run_cli([*args, "wc -c"], stdin=b"x" * 1234)
-    assert code == 0, err
-    assert re.search(rb"(?<![0-9])1234\r?\n", out), out
+    assert (code, out.strip()) == (0, b"18"), err
+    code, out, err = await run_cli([*args, "wc -c"], stdin=b"x" * 1234)  # no last newline
+    assert (code, out.strip()) == (0, b"1234"), err
+    code, out, err = await run_cli([*args, "cat; exit 3"], stdin=b"hi\n")
+    assert (code, out, err) == (3, b"hi\n", b"")
+
+
+async def test_exec_tt_types_piped_input_into_the_pty(emulator: Emulator) -> None:
+    # -tt, as with ssh: a terminal anyway; stdin is typed into it, then Ctrl-D.
+    args = ["exec", "-tt", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url, "--"]
     code, out, err = await run_cli([*args, "cat"], stdin=b"hi\n")
     assert code == 0, err
     assert out.replace(b"\r\n", b"\n").count(b"hi\n") == 2, out  # the pty's echo and cat's
@@ -304,9 +306,8 @@ async def test_kms_key_unknown_to_kms_fails_clearly(emulator: Emulator) -> None:
 
 
 async def test_status_lines_stay_off_stdout(emulator: Emulator) -> None:
-    code, out, err = await run_cli(
-        ["exec", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url, "--", "printf x"]
-    )
+    args = ["exec", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url]
+    code, out, err = await run_cli([*args, "-v", "--", "printf x"], stdin=None)
     assert (code, out) == (0, b"x")
     assert b"SessionId" in err
 
@@ -404,7 +405,7 @@ async def test_exec_status_against_the_emulators_defaults(
     emulator: Emulator, args: list[str], status: int, stdout: bytes
 ) -> None:
     code, out, err = await run_cli(
-        ["exec", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url, *args]
+        ["exec", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url, *args], stdin=None
     )
     assert (code, out) == (status, stdout), err
     assert b"ssmsh-status" not in out + err
@@ -421,7 +422,8 @@ async def test_exec_says_when_the_status_is_unknown(emulator: Emulator) -> None:
             "--no-shell",
             "--",
             "true",
-        ]
+        ],
+        stdin=None,
     )
     assert code == 255
     assert b"the remote exit status is unknown" in err
@@ -459,9 +461,9 @@ async def test_local_needs_no_aws_setup(tmp_path: object) -> None:
         ["exec", "--local", DEFAULT_TARGET, "--", "echo local-ok; exit 6"], env=env
     )
     assert (code, out) == (6, b"local-ok\n"), err
-    # The official agent reports no status for a shell: the session ended normally.
+    # A script on stdin, as `ssh host < script`: its status.
     code, out, err = await run_cli(["shell", "--local", "-q"], stdin=b"exit 4\n", env=env)
-    assert code == 0, err
+    assert code == 4, err
 
 
 async def test_ctrl_c_without_tty_interrupts_ssmsh_and_terminates(emulator: Emulator) -> None:
@@ -469,7 +471,7 @@ async def test_ctrl_c_without_tty_interrupts_ssmsh_and_terminates(emulator: Emul
     proc = PtyProcess(
         ["exec", DEFAULT_TARGET, "--endpoint-url", emulator.endpoint_url, "--", "sleep 30"]
     )
-    await interrupt_with_ctrl_c(proc)
+    await interrupt_with_ctrl_c(proc, started=lambda: bool(emulator.state.sessions))
     await asyncio.sleep(0.3)
     statuses = {s.status.value for s in emulator.state.sessions.values()}
     assert statuses <= {"Terminated", "Terminating"}
@@ -514,13 +516,14 @@ async def test_status_lines_after_output_without_a_newline_start_a_line(
 ) -> None:
     proc = PtyProcess(
         [
-            "exec",
-            "-t",
+            "shell",
             DEFAULT_TARGET,
             "--endpoint-url",
             emulator.endpoint_url,
-            "--",
-            "printf no-newline-at-the-end",
+            "--document",
+            "AWS-StartInteractiveCommand",
+            "--parameter",
+            "command=printf no-newline-at-the-end",
         ]
     )
     try:

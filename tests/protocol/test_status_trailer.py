@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import shlex
+import struct
 import subprocess
+import termios
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ssmsh.protocol.status_trailer import TrailerFilter, new_marker, wrap_command
+from ssmsh.protocol.status_trailer import ReadyFilter, TrailerFilter, new_marker, wrap_command
 
 MARKER = "0123456789abcdef0123456789abcdef"
 
@@ -96,13 +99,26 @@ def test_the_wrapper_keeps_quotes_and_binary_output() -> None:
     assert (out, status) == (b"\x00\xff\"'", 0)
 
 
-def test_the_tty_wrapper_in_a_real_pty() -> None:
-    """AWS-StartInteractiveCommand runs the text under sh -c in a pty."""
+def test_the_tty_wrapper_waits_for_the_size_in_a_real_pty() -> None:
+    """AWS-StartInteractiveCommand runs the text under sh -c in a pty of no size (the
+    official agent's pty.Start gives none); the command starts only once the client
+    has set the size and sent a line, and sees that size (issue #17 item 5)."""
     marker = new_marker()
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child
-        os.execvp("sh", ["sh", "-c", wrap_command("echo hi; exit 7", marker, tty=True)])
-    chunks = []
+        line = "stty size; exit 7"
+        os.execvp("sh", ["sh", "-c", wrap_command(line, marker, tty=True)])
+    set_winsize(fd, 0, 0)
+    ready = ReadyFilter(marker)
+    before = b""
+    while not ready.done:
+        before += ready.feed(os.read(fd, 1024))
+    assert (before, ready.word) == (b"", "tty")  # echo is off: nothing before it
+    set_winsize(fd, 40, 120)  # the client's Size message...
+    os.write(fd, b"\n")  # ... then the line the wrapper waits for
+    rest = ready.take_rest()
+    ready.rearm()
+    chunks = [ready.feed(rest)]
     while True:
         try:
             data = os.read(fd, 1024)
@@ -110,8 +126,47 @@ def test_the_tty_wrapper_in_a_real_pty() -> None:
             break
         if not data:
             break
-        chunks.append(data)
+        chunks.append(ready.feed(data))
     os.waitpid(pid, 0)
     os.close(fd)
-    out, status = run_filter(chunks, marker)
-    assert (out, status) == (b"hi\r\n", 7)
+    assert ready.word == "run"
+    out, status = run_filter([*chunks, ready.take_rest()], marker)
+    assert (out, status) == (b"40 120\r\n", 7)
+
+
+def set_winsize(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def go(word: str, marker: str = MARKER) -> bytes:
+    return b"\x1b]ssmsh-go;" + marker.encode() + b";" + word.encode() + b"\x07"
+
+
+@given(st.binary(max_size=100), st.binary(max_size=100), st.lists(st.integers(0, 10_000)))
+def test_ready_sequences_come_out_one_at_a_time(
+    first: bytes, second: bytes, cuts: list[int]
+) -> None:
+    data = first + go("tty") + second + go("run") + b"after" + trailer(4)
+    ready, out = ReadyFilter(MARKER), b""
+    words: list[str | None] = []
+    for chunk in split(data, cuts):
+        out += ready.feed(chunk) if not ready.done else chunk
+        while ready.done and len(words) < 2:
+            words.append(ready.word)
+            rest = ready.take_rest()
+            if len(words) == 2:
+                out += rest
+                break
+            ready.rearm()
+            out += ready.feed(rest)
+    if not ready.done:
+        out += ready.finish()
+    assert words == ["tty", "run"]
+    assert run_filter([out]) == (first + second + b"after", 4)
+
+
+def test_a_ready_sequence_with_another_marker_or_word_is_output() -> None:
+    for data in (go("tty", "f" * 32), go("TTY"), go(""), go("x" * 40)):
+        ready = ReadyFilter(MARKER)
+        assert ready.feed(b"a" + data + b"b") + ready.finish() == b"a" + data + b"b"
+        assert not ready.done

@@ -3,11 +3,12 @@
 Like the official agent, the program gets ``TERM=xterm-256color`` (and
 ``LANG=C.UTF-8`` when LANG is unset), its output is read in chunks of at most
 1024 bytes that never split a UTF-8 character, ``Size`` payloads resize the pty
-(TIOCSWINSZ), and when the program side of the pty closes the session ends
-normally (the gateway then sends ``channel_closed`` with an empty Output: the real
-agent reports no exit code for shells; with ``report_exit_status``, a divergence, a
-non-zero status is sent as an ExitCode payload first). As in the real agent, the
-program's output is first read ``start_delay`` (1 s) after it started.
+(TIOCSWINSZ; the pty has no size, 0x0, before the first one), and when the
+program side of the pty closes the session ends normally (the gateway then sends
+``channel_closed`` with an empty Output: the real agent reports no exit code for
+shells; with ``report_exit_status``, a divergence, a non-zero status is sent as an
+ExitCode payload first). As in the real agent, the program's output is first read
+``start_delay`` (1 s) after it started.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ __all__ = ["ShellPlugin", "default_signals", "kill_process_group", "program_env"
 
 logger = logging.getLogger(__name__)
 
-_DEFAULT_SIZE = (24, 80)  # rows, cols until the client sends a Size
+#: Rows, cols until the client sends a Size: none. The official agent starts the pty
+#: with creack/pty's ``pty.Start(cmd)``, which sets no size (shell_unix.go), so the
+#: kernel's 0x0 stays until the client's first Size message.
+_DEFAULT_SIZE = (0, 0)
 _KILL_GRACE = 0.5
 
 
