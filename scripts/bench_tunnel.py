@@ -21,10 +21,17 @@ It does so twice, each run with its own emulator and tunnel:
   1 MB/s. There the ceiling of a download is the agent's pace, measured on this
   machine (1 KiB per ``asyncio.sleep(0.001)``), not the loopback.
 
+With ``--sessions N`` it measures the pooled listener instead (``ssmsh forward
+--sessions N``): one paced emulator, two tunnels side by side to the same
+destination, one plain (one session) and one pooled, and the same many-connection
+download through each; it prints both rates and their ratio (the issue's target:
+>= 3.5x at N = 4), plus the ceiling, N times one session's agent pace.
+
 MB is 10^6 bytes. The issue's targets are printed with the figures.
 
 Usage: python scripts/bench_tunnel.py [--size MB] [--paced-size MB] [--concurrency N]
                                       [--runs unpaced,paced] [--message-size BYTES]
+       python scripts/bench_tunnel.py --sessions N [--pool-size MB] [--concurrency N]
 """
 
 from __future__ import annotations
@@ -171,7 +178,7 @@ async def start_emulator(pacing: bool) -> tuple[asyncio.subprocess.Process, str,
 
 
 async def start_forward(
-    url: str, dest_port: int, message_size: int | None
+    url: str, dest_port: int, message_size: int | None, extra: tuple[str, ...] = ()
 ) -> tuple[asyncio.subprocess.Process, int, object]:
     env = dict(os.environ)
     env.update(
@@ -182,7 +189,7 @@ async def start_forward(
     argv = [sys.executable, "-m", "ssmsh", "--endpoint-url", url, "forward", "-v"]
     if message_size:
         argv += ["--message-size", str(message_size)]
-    argv += [TARGET, f"0:{dest_port}"]
+    argv += [*extra, TARGET, f"0:{dest_port}"]
     manager = process(*argv, env=env)
     proc = await manager.__aenter__()
     assert proc.stderr is not None
@@ -299,6 +306,65 @@ async def run(
     del emulator
 
 
+#: The issue's target for the pooled listener at N = 4.
+TARGET_POOL_RATIO = 3.5
+
+
+async def run_pool(
+    sessions: int, size: int, concurrency: int, message_size: int | None, destination: Destination
+) -> float:
+    """Paced: many connections downloading through one session, then through N; the ratio."""
+    emulator, url, emulator_cm = await start_emulator(True)
+    single, single_port, single_cm = await start_forward(url, destination.port, message_size)
+    pooled, pooled_port, pooled_cm = await start_forward(
+        url, destination.port, message_size, ("--sessions", str(sessions))
+    )
+    try:
+        # Warm up both: imports, first streams, and every session of the pool (opened as
+        # the connections of the burst find the others busy).
+        await timed("down", single_port, 64 * 1024 * concurrency, concurrency)
+        await timed("down", pooled_port, 64 * 1024 * concurrency, concurrency)
+        ceiling = await agent_ceiling()
+        emulator_cpu = cpu_seconds(emulator.pid)
+        one = await timed("down", single_port, size, concurrency, single.pid)
+        emulator_one = cpu_seconds(emulator.pid) - emulator_cpu
+        many = await timed("down", pooled_port, size, concurrency, pooled.pid)
+        emulator_many = cpu_seconds(emulator.pid) - emulator_cpu - emulator_one
+        assert one.cpu is not None and many.cpu is not None
+        ratio = many.rate(size) / one.rate(size)
+        print()
+        print(
+            f"paced agent (1 KiB per message, 1 ms pause); download x{concurrency}, "
+            f"{size / 1e6:g} MB per test; MB = 10^6 bytes"
+        )
+        header = (
+            f"{'tunnel':<24}{'MB/s':>8}{'ceiling MB/s':>14}{'CPU s/MB':>10}{'emulator CPU':>14}"
+        )
+        print(header)
+        print("-" * len(header))
+        for label, result, top, agent_cpu in (
+            ("one session", one, ceiling, emulator_one),
+            (f"--sessions {sessions}", many, ceiling * sessions, emulator_many),
+        ):
+            assert result.cpu is not None
+            busy = agent_cpu / result.seconds
+            print(
+                f"{label:<24}{result.rate(size):>8.2f}{top:>14.2f}"
+                f"{result.cpu / (size / 1e6):>10.4f}{busy:>13.0%}"
+            )
+        verdict = "met" if ratio >= TARGET_POOL_RATIO else "NOT met"
+        print(
+            f"ratio --sessions {sessions} / one session: {ratio:.2f}x "
+            f"(target >= {TARGET_POOL_RATIO}x at N = 4: {verdict if sessions == 4 else 'n/a'})"
+        )
+        return ratio
+    finally:
+        await pooled_cm.__aexit__(None, None, None)  # type: ignore[attr-defined]
+        await single_cm.__aexit__(None, None, None)  # type: ignore[attr-defined]
+        await emulator_cm.__aexit__(None, None, None)  # type: ignore[attr-defined]
+        del emulator
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=float, default=64, help="MB per unpaced test (default 64)")
@@ -308,8 +374,18 @@ async def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="connections (default 32)")
     parser.add_argument(
         "--runs",
-        default="unpaced,paced",
-        help="which runs, comma-separated: unpaced, paced (default both)",
+        default=None,
+        help="which runs, comma-separated: unpaced, paced (default both; none with --sessions)",
+    )
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=None,
+        metavar="N",
+        help="measure ssmsh forward --sessions N against one session (paced, downloads)",
+    )
+    parser.add_argument(
+        "--pool-size", type=float, default=8, help="MB per --sessions test (default 8)"
     )
     parser.add_argument(
         "--agent-pacing", action="store_true", help="only the paced run (same as --runs paced)"
@@ -318,11 +394,15 @@ async def main() -> int:
         "--message-size", type=int, default=None, help="ssmsh forward --message-size"
     )
     args = parser.parse_args()
-    runs = ["paced"] if args.agent_pacing else [r.strip() for r in args.runs.split(",")]
-    if not runs or any(r not in ("unpaced", "paced") for r in runs):
+    default_runs = "" if args.sessions else "unpaced,paced"
+    text = args.runs if args.runs is not None else default_runs
+    runs = ["paced"] if args.agent_pacing else [r.strip() for r in text.split(",") if r.strip()]
+    if (not runs and not args.sessions) or any(r not in ("unpaced", "paced") for r in runs):
         parser.error("--runs takes unpaced, paced or both")
-    if args.concurrency < 1 or args.size <= 0 or args.paced_size <= 0:
+    if args.concurrency < 1 or args.size <= 0 or args.paced_size <= 0 or args.pool_size <= 0:
         parser.error("sizes and --concurrency must be positive")
+    if args.sessions is not None and not 2 <= args.sessions <= 64:
+        parser.error("--sessions takes 2 to 64")
 
     destination = Destination()
     await destination.start()
@@ -331,6 +411,9 @@ async def main() -> int:
         paced = name == "paced"
         size = int((args.paced_size if paced else args.size) * 1e6)
         await run(paced, size, args.concurrency, args.message_size, destination)
+    if args.sessions:
+        size = int(args.pool_size * 1e6)
+        await run_pool(args.sessions, size, args.concurrency, args.message_size, destination)
     return 0
 
 

@@ -175,8 +175,8 @@ class SessionPool:
         try:
             async with self.slot() as member:
                 await member.gate(reader, writer)
-        except SsmshError as exc:
-            logger.debug("%s: connection dropped: %s", self.label, exc)
+        except Exception as exc:  # no session for it (the failure is reported where it happened)
+            logger.debug("%s: connection dropped: %s", self.label, describe_error(exc))
             writer.transport.abort()
 
     @contextlib.asynccontextmanager

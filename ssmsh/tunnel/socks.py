@@ -53,7 +53,7 @@ from .config import TunnelConfig
 from .forwarder import peer_label
 from .listeners import Listener
 from .mode import PortMode
-from .pool import PoolUnavailable, SessionPool
+from .pool import PoolUnavailable, SessionPool, describe_error
 from .spec import DEFAULT_BIND, ForwardSpec, parse_port
 from .stream import MuxStream
 
@@ -346,16 +346,26 @@ class SocksServer:
             logger.debug("%s: negotiation with %s ended: %r", self.listener.label, peer, exc)
             writer.transport.abort()
             return
+        served = False
         try:
             pool = self._pool(destination)
             async with pool.slot() as member:
+                served = True
                 if member.mode is not PortMode.MUX:
                     # Basic mode (agents up to 3.0.196.0) reports no refusals: go ahead.
                     writer.write(reply(Reply.SUCCEEDED))
                 await member.gate(reader, writer)
-        except SsmshError as exc:
+        except Exception as exc:
+            if served:  # the connection was handed over: it may have had its answer
+                logger.debug("SOCKS connection failed", exc_info=exc)
+                writer.transport.abort()
+                return
+            # The session could not be had: say so to the client.
             if isinstance(exc, PoolUnavailable) or self.verbose:
-                self.report(f"{self.listener.label}: {destination.label} for {peer}: {exc}")
+                reason = describe_error(exc)
+                self.report(f"{self.listener.label}: {destination.label} for {peer}: {reason}")
+            if not isinstance(exc, SsmshError):
+                logger.debug("SOCKS connection failed", exc_info=exc)
             await _answer_and_close(writer, reply(reply_for(exc)))
 
     async def confirm(
