@@ -22,16 +22,18 @@ It does so twice, each run with its own emulator and tunnel:
   machine (1 KiB per ``asyncio.sleep(0.001)``), not the loopback.
 
 With ``--sessions N`` it measures the pooled listener instead (``ssmsh forward
---sessions N``): one paced emulator, two tunnels side by side to the same
-destination, one plain (one session) and one pooled, and the same many-connection
-download through each; it prints both rates and their ratio (the issue's target:
->= 3.5x at N = 4), plus the ceiling, N times one session's agent pace.
+--sessions N``): one paced emulator, tunnels side by side to the same destination
+(one plain, one pooled, and N plain ones in N processes: what N independent sessions
+get from this emulator), and the same many-connection download through each, in turn
+``--repeat`` times; it prints the median rates, the ratio pooled / one session (the
+issue's target: >= 3.5x at N = 4) and pooled / N processes, plus the ceiling, N times
+one session's agent pace, and the emulator's CPU.
 
 MB is 10^6 bytes. The issue's targets are printed with the figures.
 
 Usage: python scripts/bench_tunnel.py [--size MB] [--paced-size MB] [--concurrency N]
                                       [--runs unpaced,paced] [--message-size BYTES]
-       python scripts/bench_tunnel.py --sessions N [--pool-size MB] [--concurrency N]
+       python scripts/bench_tunnel.py --sessions N [--pool-size MB] [--concurrency N] [--repeat R]
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import contextlib
 import os
 import re
 import signal
+import statistics
 import struct
 import sys
 import time
@@ -311,56 +314,92 @@ TARGET_POOL_RATIO = 3.5
 
 
 async def run_pool(
-    sessions: int, size: int, concurrency: int, message_size: int | None, destination: Destination
+    sessions: int,
+    size: int,
+    concurrency: int,
+    message_size: int | None,
+    destination: Destination,
+    repeat: int,
 ) -> float:
-    """Paced: many connections downloading through one session, then through N; the ratio."""
+    """Paced downloads over many connections: one session, a pool of N, and N separate
+    ``ssmsh forward`` processes of one session each (what N independent sessions get
+    from this emulator), ``repeat`` times in turn; prints the medians and the ratio."""
     emulator, url, emulator_cm = await start_emulator(True)
-    single, single_port, single_cm = await start_forward(url, destination.port, message_size)
-    pooled, pooled_port, pooled_cm = await start_forward(
-        url, destination.port, message_size, ("--sessions", str(sessions))
-    )
+    managers: list[object] = []
+
+    async def forward(*extra: str) -> tuple[int, int]:
+        proc, port, manager = await start_forward(url, destination.port, message_size, extra)
+        managers.append(manager)
+        return proc.pid, port
+
     try:
-        # Warm up both: imports, first streams, and every session of the pool (opened as
-        # the connections of the burst find the others busy).
-        await timed("down", single_port, 64 * 1024 * concurrency, concurrency)
-        await timed("down", pooled_port, 64 * 1024 * concurrency, concurrency)
+        single = await forward()
+        pooled = await forward("--sessions", str(sessions))
+        separate = [await forward() for _ in range(sessions)]
+        # Warm up: imports, first streams, and every session of the pool (opened as the
+        # connections of a burst find the others busy).
+        for _, port in (single, pooled):
+            await timed("down", port, 64 * 1024 * concurrency, concurrency)
+        for _, port in separate:
+            await timed("down", port, 64 * 1024, 1)
         ceiling = await agent_ceiling()
-        emulator_cpu = cpu_seconds(emulator.pid)
-        one = await timed("down", single_port, size, concurrency, single.pid)
-        emulator_one = cpu_seconds(emulator.pid) - emulator_cpu
-        many = await timed("down", pooled_port, size, concurrency, pooled.pid)
-        emulator_many = cpu_seconds(emulator.pid) - emulator_cpu - emulator_one
-        assert one.cpu is not None and many.cpu is not None
-        ratio = many.rate(size) / one.rate(size)
+        rates: dict[str, list[float]] = {"one": [], "pool": [], "separate": []}
+        cpu: dict[str, list[float]] = {"one": [], "pool": [], "separate": []}
+        agent: dict[str, list[float]] = {"one": [], "pool": [], "separate": []}
+        share = max(1, concurrency // sessions)
+        for _ in range(repeat):
+            for name, pid, port in (("one", *single), ("pool", *pooled)):
+                before = cpu_seconds(emulator.pid)
+                result = await timed("down", port, size, concurrency, pid)
+                assert result.cpu is not None
+                rates[name].append(result.rate(size))
+                cpu[name].append(result.cpu / (size / 1e6))
+                agent[name].append((cpu_seconds(emulator.pid) - before) / result.seconds)
+            before = cpu_seconds(emulator.pid)
+            started = time.perf_counter()
+            await asyncio.gather(
+                *(timed("down", port, size // sessions, share) for _, port in separate)
+            )
+            elapsed = time.perf_counter() - started
+            rates["separate"].append(size / 1e6 / elapsed)
+            cpu["separate"].append(float("nan"))
+            agent["separate"].append((cpu_seconds(emulator.pid) - before) / elapsed)
         print()
         print(
             f"paced agent (1 KiB per message, 1 ms pause); download x{concurrency}, "
-            f"{size / 1e6:g} MB per test; MB = 10^6 bytes"
+            f"{size / 1e6:g} MB per test, median of {repeat}; MB = 10^6 bytes"
         )
         header = (
-            f"{'tunnel':<24}{'MB/s':>8}{'ceiling MB/s':>14}{'CPU s/MB':>10}{'emulator CPU':>14}"
+            f"{'tunnel':<34}{'MB/s':>8}{'ceiling MB/s':>14}{'CPU s/MB':>10}{'emulator CPU':>14}"
         )
         print(header)
         print("-" * len(header))
-        for label, result, top, agent_cpu in (
-            ("one session", one, ceiling, emulator_one),
-            (f"--sessions {sessions}", many, ceiling * sessions, emulator_many),
-        ):
-            assert result.cpu is not None
-            busy = agent_cpu / result.seconds
+        rows = (
+            ("one", "one session", ceiling),
+            ("pool", f"--sessions {sessions}", ceiling * sessions),
+            ("separate", f"{sessions} processes, one session each", ceiling * sessions),
+        )
+        for key, label, top in rows:
+            own = statistics.median(cpu[key])
+            shown = "-" if own != own else f"{own:.4f}"
             print(
-                f"{label:<24}{result.rate(size):>8.2f}{top:>14.2f}"
-                f"{result.cpu / (size / 1e6):>10.4f}{busy:>13.0%}"
+                f"{label:<34}{statistics.median(rates[key]):>8.2f}{top:>14.2f}"
+                f"{shown:>10}{statistics.median(agent[key]):>13.0%}"
             )
+        ratio = statistics.median(p / o for p, o in zip(rates["pool"], rates["one"], strict=True))
+        versus = statistics.median(
+            p / s for p, s in zip(rates["pool"], rates["separate"], strict=True)
+        )
         verdict = "met" if ratio >= TARGET_POOL_RATIO else "NOT met"
         print(
             f"ratio --sessions {sessions} / one session: {ratio:.2f}x "
-            f"(target >= {TARGET_POOL_RATIO}x at N = 4: {verdict if sessions == 4 else 'n/a'})"
+            f"(target >= {TARGET_POOL_RATIO}x at N = 4: {verdict if sessions == 4 else 'n/a'}); "
+            f"/ {sessions} separate processes: {versus:.2f}"
         )
         return ratio
     finally:
-        await pooled_cm.__aexit__(None, None, None)  # type: ignore[attr-defined]
-        await single_cm.__aexit__(None, None, None)  # type: ignore[attr-defined]
+        for manager in reversed(managers):
+            await manager.__aexit__(None, None, None)  # type: ignore[attr-defined]
         await emulator_cm.__aexit__(None, None, None)  # type: ignore[attr-defined]
         del emulator
 
@@ -388,6 +427,9 @@ async def main() -> int:
         "--pool-size", type=float, default=8, help="MB per --sessions test (default 8)"
     )
     parser.add_argument(
+        "--repeat", type=int, default=3, help="--sessions tests, in turn (default 3; medians)"
+    )
+    parser.add_argument(
         "--agent-pacing", action="store_true", help="only the paced run (same as --runs paced)"
     )
     parser.add_argument(
@@ -403,6 +445,8 @@ async def main() -> int:
         parser.error("sizes and --concurrency must be positive")
     if args.sessions is not None and not 2 <= args.sessions <= 64:
         parser.error("--sessions takes 2 to 64")
+    if args.repeat < 1:
+        parser.error("--repeat must be positive")
 
     destination = Destination()
     await destination.start()
@@ -413,7 +457,9 @@ async def main() -> int:
         await run(paced, size, args.concurrency, args.message_size, destination)
     if args.sessions:
         size = int(args.pool_size * 1e6)
-        await run_pool(args.sessions, size, args.concurrency, args.message_size, destination)
+        await run_pool(
+            args.sessions, size, args.concurrency, args.message_size, destination, args.repeat
+        )
     return 0
 
 
