@@ -380,3 +380,41 @@ def test_target_and_port_in_either_order(monkeypatch: pytest.MonkeyPatch) -> Non
     assert (target, spec.local_port) == ("web-1", 1080)
     with pytest.raises(UsageError, match="no target"):
         target_and_listen(_parse("socks", "1080"))
+
+
+async def test_not_socks5_clients_are_turned_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with emulator() as emu:
+        args = parse_cli(emu, "socks", TARGET, "0", "-v")
+        async with RunningSocks(args, monkeypatch) as proxy:
+            port = await proxy_port(proxy)
+            async with asyncio.timeout(scaled(10)):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET / HTTP/1.1\r\n\r\n")
+                assert await reader.read() == b""
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"\x04\x01\x00\x50\x7f\x00\x00\x01user\x00")  # SOCKS4 CONNECT
+                assert await reader.read() == b"\x00\x5b" + bytes(6)
+                writer.close()
+            await proxy.wait_line("SOCKS4 is not supported")
+            assert emu.state.sessions == {}  # nothing was started for them
+
+
+async def test_forward_dynamic_does_not_take_specs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ssmsh.cli import forward as forward_cli
+
+    args = _parse("forward", TARGET, "8080:80", "-D", "1080")
+    fwd = RunningForward(args, monkeypatch)
+    with pytest.raises(UsageError, match="-D does not combine with SPECs"):
+        await forward_cli.forward(args, fwd.reporter)
+
+
+def test_reply_codes_for_start_failures() -> None:
+    from ssmsh.exceptions import AwsError, HandshakeError
+    from ssmsh.tunnel.socks import reply_for
+
+    assert reply_for(AwsError("no", "AccessDeniedException")) == Reply.NOT_ALLOWED
+    assert reply_for(AwsError("bad host", "InvalidParameters")) == Reply.NOT_ALLOWED
+    assert reply_for(AwsError("offline", "TargetNotConnected")) == Reply.NETWORK_UNREACHABLE
+    assert reply_for(AwsError("slow down", "ThrottlingException")) == Reply.GENERAL_FAILURE
+    assert reply_for(HandshakeError("mute agent")) == Reply.GENERAL_FAILURE
