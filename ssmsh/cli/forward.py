@@ -46,7 +46,7 @@ from .portsession import (
     tunnel_config,
 )
 from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set
-from .socks import add_socks_options, forward_dynamic
+from .socks import forward_dynamic
 
 __all__ = [
     "DESCRIPTION",
@@ -103,7 +103,6 @@ def configure_forward(parser: argparse.ArgumentParser) -> None:
         metavar="[BIND:]PORT",
         help="instead of SPECs: a SOCKS5 proxy on PORT, as ssh -D (see ssmsh socks)",
     )
-    add_socks_options(parser, sessions=False)
     add_tunnel_options(parser)
 
 

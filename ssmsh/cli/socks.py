@@ -78,16 +78,16 @@ def configure_socks(parser: argparse.ArgumentParser) -> None:
     add_tunnel_options(parser)
 
 
-def add_socks_options(parser: argparse.ArgumentParser, *, sessions: bool = True) -> None:
-    """The proxy's own options (``forward`` has its own ``--sessions``)."""
-    if sessions:
-        parser.add_argument(
-            "--sessions",
-            type=int,
-            default=None,
-            metavar="N",
-            help="sessions per destination, opened as its connections grow (default 1)",
-        )
+def add_socks_options(parser: argparse.ArgumentParser) -> None:
+    """The proxy's own options (``forward -D`` takes forward's ``--sessions`` and the
+    defaults of the others)."""
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sessions per destination, opened as its connections grow (default 1)",
+    )
     parser.add_argument(
         "--max-sessions",
         type=int,
