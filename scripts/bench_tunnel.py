@@ -21,10 +21,19 @@ It does so twice, each run with its own emulator and tunnel:
   1 MB/s. There the ceiling of a download is the agent's pace, measured on this
   machine (1 KiB per ``asyncio.sleep(0.001)``), not the loopback.
 
+With ``--sessions N`` it measures the pooled listener instead (``ssmsh forward
+--sessions N``): one paced emulator, tunnels side by side to the same destination
+(one plain, one pooled, and N plain ones in N processes: what N independent sessions
+get from this emulator), and the same many-connection download through each, in turn
+``--repeat`` times; it prints the median rates, the ratio pooled / one session (the
+issue's target: >= 3.5x at N = 4) and pooled / N processes, plus the ceiling, N times
+one session's agent pace, and the emulator's CPU.
+
 MB is 10^6 bytes. The issue's targets are printed with the figures.
 
 Usage: python scripts/bench_tunnel.py [--size MB] [--paced-size MB] [--concurrency N]
                                       [--runs unpaced,paced] [--message-size BYTES]
+       python scripts/bench_tunnel.py --sessions N [--pool-size MB] [--concurrency N] [--repeat R]
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import contextlib
 import os
 import re
 import signal
+import statistics
 import struct
 import sys
 import time
@@ -171,7 +181,7 @@ async def start_emulator(pacing: bool) -> tuple[asyncio.subprocess.Process, str,
 
 
 async def start_forward(
-    url: str, dest_port: int, message_size: int | None
+    url: str, dest_port: int, message_size: int | None, extra: tuple[str, ...] = ()
 ) -> tuple[asyncio.subprocess.Process, int, object]:
     env = dict(os.environ)
     env.update(
@@ -182,7 +192,7 @@ async def start_forward(
     argv = [sys.executable, "-m", "ssmsh", "--endpoint-url", url, "forward", "-v"]
     if message_size:
         argv += ["--message-size", str(message_size)]
-    argv += [TARGET, f"0:{dest_port}"]
+    argv += [*extra, TARGET, f"0:{dest_port}"]
     manager = process(*argv, env=env)
     proc = await manager.__aenter__()
     assert proc.stderr is not None
@@ -299,6 +309,101 @@ async def run(
     del emulator
 
 
+#: The issue's target for the pooled listener at N = 4.
+TARGET_POOL_RATIO = 3.5
+
+
+async def run_pool(
+    sessions: int,
+    size: int,
+    concurrency: int,
+    message_size: int | None,
+    destination: Destination,
+    repeat: int,
+) -> float:
+    """Paced downloads over many connections: one session, a pool of N, and N separate
+    ``ssmsh forward`` processes of one session each (what N independent sessions get
+    from this emulator), ``repeat`` times in turn; prints the medians and the ratio."""
+    emulator, url, emulator_cm = await start_emulator(True)
+    managers: list[object] = []
+
+    async def forward(*extra: str) -> tuple[int, int]:
+        proc, port, manager = await start_forward(url, destination.port, message_size, extra)
+        managers.append(manager)
+        return proc.pid, port
+
+    try:
+        single = await forward()
+        pooled = await forward("--sessions", str(sessions))
+        separate = [await forward() for _ in range(sessions)]
+        # Warm up: imports, first streams, and every session of the pool (opened as the
+        # connections of a burst find the others busy).
+        for _, port in (single, pooled):
+            await timed("down", port, 64 * 1024 * concurrency, concurrency)
+        for _, port in separate:
+            await timed("down", port, 64 * 1024, 1)
+        ceiling = await agent_ceiling()
+        rates: dict[str, list[float]] = {"one": [], "pool": [], "separate": []}
+        cpu: dict[str, list[float]] = {"one": [], "pool": [], "separate": []}
+        agent: dict[str, list[float]] = {"one": [], "pool": [], "separate": []}
+        share = max(1, concurrency // sessions)
+        for _ in range(repeat):
+            for name, pid, port in (("one", *single), ("pool", *pooled)):
+                before = cpu_seconds(emulator.pid)
+                result = await timed("down", port, size, concurrency, pid)
+                assert result.cpu is not None
+                rates[name].append(result.rate(size))
+                cpu[name].append(result.cpu / (size / 1e6))
+                agent[name].append((cpu_seconds(emulator.pid) - before) / result.seconds)
+            before = cpu_seconds(emulator.pid)
+            started = time.perf_counter()
+            await asyncio.gather(
+                *(timed("down", port, size // sessions, share) for _, port in separate)
+            )
+            elapsed = time.perf_counter() - started
+            rates["separate"].append(size / 1e6 / elapsed)
+            cpu["separate"].append(float("nan"))
+            agent["separate"].append((cpu_seconds(emulator.pid) - before) / elapsed)
+        print()
+        print(
+            f"paced agent (1 KiB per message, 1 ms pause); download x{concurrency}, "
+            f"{size / 1e6:g} MB per test, median of {repeat}; MB = 10^6 bytes"
+        )
+        header = (
+            f"{'tunnel':<34}{'MB/s':>8}{'ceiling MB/s':>14}{'CPU s/MB':>10}{'emulator CPU':>14}"
+        )
+        print(header)
+        print("-" * len(header))
+        rows = (
+            ("one", "one session", ceiling),
+            ("pool", f"--sessions {sessions}", ceiling * sessions),
+            ("separate", f"{sessions} processes, one session each", ceiling * sessions),
+        )
+        for key, label, top in rows:
+            own = statistics.median(cpu[key])
+            shown = "-" if own != own else f"{own:.4f}"
+            print(
+                f"{label:<34}{statistics.median(rates[key]):>8.2f}{top:>14.2f}"
+                f"{shown:>10}{statistics.median(agent[key]):>13.0%}"
+            )
+        ratio = statistics.median(p / o for p, o in zip(rates["pool"], rates["one"], strict=True))
+        versus = statistics.median(
+            p / s for p, s in zip(rates["pool"], rates["separate"], strict=True)
+        )
+        verdict = "met" if ratio >= TARGET_POOL_RATIO else "NOT met"
+        print(
+            f"ratio --sessions {sessions} / one session: {ratio:.2f}x "
+            f"(target >= {TARGET_POOL_RATIO}x at N = 4: {verdict if sessions == 4 else 'n/a'}); "
+            f"/ {sessions} separate processes: {versus:.2f}"
+        )
+        return ratio
+    finally:
+        for manager in reversed(managers):
+            await manager.__aexit__(None, None, None)  # type: ignore[attr-defined]
+        await emulator_cm.__aexit__(None, None, None)  # type: ignore[attr-defined]
+        del emulator
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=float, default=64, help="MB per unpaced test (default 64)")
@@ -308,8 +413,21 @@ async def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="connections (default 32)")
     parser.add_argument(
         "--runs",
-        default="unpaced,paced",
-        help="which runs, comma-separated: unpaced, paced (default both)",
+        default=None,
+        help="which runs, comma-separated: unpaced, paced (default both; none with --sessions)",
+    )
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=None,
+        metavar="N",
+        help="measure ssmsh forward --sessions N against one session (paced, downloads)",
+    )
+    parser.add_argument(
+        "--pool-size", type=float, default=8, help="MB per --sessions test (default 8)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="--sessions tests, in turn (default 3; medians)"
     )
     parser.add_argument(
         "--agent-pacing", action="store_true", help="only the paced run (same as --runs paced)"
@@ -318,11 +436,17 @@ async def main() -> int:
         "--message-size", type=int, default=None, help="ssmsh forward --message-size"
     )
     args = parser.parse_args()
-    runs = ["paced"] if args.agent_pacing else [r.strip() for r in args.runs.split(",")]
-    if not runs or any(r not in ("unpaced", "paced") for r in runs):
+    default_runs = "" if args.sessions else "unpaced,paced"
+    text = args.runs if args.runs is not None else default_runs
+    runs = ["paced"] if args.agent_pacing else [r.strip() for r in text.split(",") if r.strip()]
+    if (not runs and not args.sessions) or any(r not in ("unpaced", "paced") for r in runs):
         parser.error("--runs takes unpaced, paced or both")
-    if args.concurrency < 1 or args.size <= 0 or args.paced_size <= 0:
+    if args.concurrency < 1 or args.size <= 0 or args.paced_size <= 0 or args.pool_size <= 0:
         parser.error("sizes and --concurrency must be positive")
+    if args.sessions is not None and not 2 <= args.sessions <= 64:
+        parser.error("--sessions takes 2 to 64")
+    if args.repeat < 1:
+        parser.error("--repeat must be positive")
 
     destination = Destination()
     await destination.start()
@@ -331,6 +455,11 @@ async def main() -> int:
         paced = name == "paced"
         size = int((args.paced_size if paced else args.size) * 1e6)
         await run(paced, size, args.concurrency, args.message_size, destination)
+    if args.sessions:
+        size = int(args.pool_size * 1e6)
+        await run_pool(
+            args.sessions, size, args.concurrency, args.message_size, destination, args.repeat
+        )
     return 0
 
 

@@ -36,6 +36,7 @@ from ..tunnel.session import ForwardSession, closed_message
 from ..tunnel.spec import ForwardSpec, parse_spec
 from .common import add_common_options, default_target
 from .errors import EXIT_FAILURE, EXIT_OK
+from .pooled import check_pool_size, serve_pools
 from .portsession import (
     add_target_argument,
     add_tunnel_options,
@@ -45,6 +46,7 @@ from .portsession import (
     tunnel_config,
 )
 from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set
+from .socks import forward_dynamic
 
 __all__ = [
     "DESCRIPTION",
@@ -84,6 +86,22 @@ def configure_forward(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="when the remote end closes a session (idle timeout, maximum session duration, "
         "terminated), keep listening and start a new session for the next connection",
+    )
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=None,
+        metavar="N",
+        help="spread each listener's connections over up to N sessions, least loaded "
+        "first (opened as load grows, replaced when they end); the agent's pace is per "
+        "session",
+    )
+    parser.add_argument(
+        "-D",
+        dest="dynamic",
+        action="append",
+        metavar="[BIND:]PORT",
+        help="instead of SPECs: a SOCKS5 proxy on PORT, as ssh -D (see ssmsh socks)",
     )
     add_tunnel_options(parser)
 
@@ -127,6 +145,9 @@ async def forward(args: argparse.Namespace, reporter: Reporter) -> int:
 
     What it has to say goes to ``reporter.say``: never silenced by ``--quiet``.
     """
+    if getattr(args, "dynamic", None):
+        return await forward_dynamic(args, reporter)
+    check_pool_size(getattr(args, "sessions", None))
     target, specs = target_and_specs(args)
     config = tunnel_config(args)
     channel_config = port_connection_config(args, config)
@@ -161,6 +182,20 @@ async def _forward(
             target_id = await unless_set(aws.resolve_target(target), stop)
             if target_id is None:
                 return EXIT_OK
+            if getattr(args, "sessions", None):
+                return await serve_pools(
+                    aws,
+                    target_id,
+                    specs,
+                    listeners,
+                    gates,
+                    args.sessions,
+                    channel_config,
+                    config,
+                    verbose,
+                    stop,
+                    reporter,
+                )
 
             async def start(index: int) -> ForwardSession:
                 spec, listener, gate = specs[index], listeners[index], gates[index]

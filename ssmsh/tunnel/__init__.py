@@ -9,6 +9,8 @@
 * :class:`MuxForwarder`, :class:`BasicTunnel`, :func:`run_stdio` — the three forwarding modes
   (``forwarder.py``, ``basic.py``, ``stdio.py``), chosen by :func:`choose_mode` (``mode.py``);
 * :class:`ForwardSession` — one listener and the port session behind it (``session.py``);
+  :class:`SessionPool` — several sessions behind one listener, least loaded first (``pool.py``);
+  :class:`SocksServer` — a SOCKS5 proxy, a pool per destination (``socks.py``);
   :class:`AgentWatchdog` — ends a session whose agent stopped acknowledging (``watchdog.py``);
 * :class:`PortChannel` — the seam to the data channel, :data:`PortEvent` what it receives,
   :class:`ConnectionChannel` — a SessionConnection behind it (``channel.py``);
@@ -27,7 +29,9 @@ from .gate import HandlerGate
 from .listeners import Listener, open_listener
 from .mode import PortMode, choose_mode
 from .mux import MuxTunnel
+from .pool import SessionPool
 from .session import ForwardSession
+from .socks import SocksServer
 from .spec import ForwardSpec, parse_spec
 from .stdio import Stdio, run_stdio
 from .stream import MuxStream
@@ -48,6 +52,8 @@ __all__ = [
     "PortChannel",
     "PortEvent",
     "PortMode",
+    "SessionPool",
+    "SocksServer",
     "Stdio",
     "TunnelConfig",
     "choose_mode",

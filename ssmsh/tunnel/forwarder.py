@@ -20,19 +20,24 @@ import itertools
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .._private_api import bound_reads
-from ..exceptions import TunnelError
+from ..exceptions import SsmshError, TunnelError
 from .config import TunnelConfig
 from .mux import MuxTunnel
 from .stream import MuxStream
 
-__all__ = ["ConnectionLog", "MuxForwarder", "format_bytes", "peer_label"]
+__all__ = ["ConnectionLog", "MuxForwarder", "StreamConfirm", "format_bytes", "peer_label"]
 
 logger = logging.getLogger(__name__)
 
 Report = Callable[[str], None]
+
+#: Called once a connection's stream is open and before anything is copied (a SOCKS
+#: server answers its client there): True to go on, False to end the connection
+#: quietly (whatever the hook wrote to it is still delivered).
+StreamConfirm = Callable[[MuxStream, asyncio.StreamWriter], Awaitable[bool]]
 
 #: Write-buffer high-water mark of local sockets (asyncio's default is 64 KiB).
 WRITE_HIGH_WATER = 256 * 1024
@@ -119,11 +124,13 @@ class MuxForwarder:
         *,
         remote_label: str,
         config: TunnelConfig | None = None,
+        confirm: StreamConfirm | None = None,
     ) -> None:
         self.tunnel = tunnel
         self.log = log
         self.remote_label = remote_label
         self.config = config or tunnel.config
+        self.confirm = confirm
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -138,6 +145,7 @@ class MuxForwarder:
         number, started = self.log.opened(peer_label(writer), f"stream {stream.id}")
         self._writers.add(writer)
         note = ""
+        graceful = False  # close (delivering what was written) even though there is a note
 
         def refused() -> None:
             self.log.problem(
@@ -145,17 +153,34 @@ class MuxForwarder:
             )
             writer.transport.abort()
 
-        stream.on_refused = refused
         try:
-            note = await self._pipe(reader, writer, stream)
+            if self.confirm is not None and not await self._confirmed(stream, writer):
+                graceful = True
+                note = "refused" if stream.refused else "not confirmed"
+                if stream.refused:
+                    self.log.problem(
+                        number,
+                        f"the agent could not connect to {self.remote_label} (connection refused)",
+                    )
+            else:
+                stream.on_refused = refused
+                note = await self._pipe(reader, writer, stream)
         finally:
             self._writers.discard(writer)
             stream.close()
-            if note:
+            if note and not graceful:
                 writer.transport.abort()
             else:
                 writer.close()
             self.log.closed(number, started, stream.bytes_sent, stream.bytes_received, note)
+
+    async def _confirmed(self, stream: MuxStream, writer: asyncio.StreamWriter) -> bool:
+        assert self.confirm is not None
+        try:
+            return await self.confirm(stream, writer)
+        except (OSError, SsmshError) as exc:
+            logger.debug("stream %d not confirmed: %s", stream.id, exc)
+            return False
 
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: MuxStream

@@ -24,7 +24,7 @@ from ..protocol.versions import agent_supports_terminate_session_flag, client_ke
 from .basic import BasicTunnel
 from .channel import ConnectionChannel
 from .config import TunnelConfig
-from .forwarder import ConnectionLog, MuxForwarder
+from .forwarder import ConnectionLog, MuxForwarder, StreamConfirm
 from .gate import HandlerGate
 from .listeners import Listener
 from .mode import PortMode, choose_mode
@@ -57,7 +57,13 @@ class ForwardSession:
         report: Report,
         verbose: bool = False,
         config: TunnelConfig | None = None,
+        label: str | None = None,
+        confirm: StreamConfirm | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
+        """``label`` names the session in messages (default: the listener's address);
+        ``confirm`` is handed to the :class:`MuxForwarder`; ``on_ready`` is called once
+        the session is established and its connections are being served."""
         self.connection = connection
         self.listener = listener
         self.gate = gate
@@ -65,7 +71,9 @@ class ForwardSession:
         self.report = report
         self.config = config or TunnelConfig()
         self.channel = ConnectionChannel(connection)
-        self.log = ConnectionLog(listener.label, report, verbose)
+        self.log = ConnectionLog(label or listener.label, report, verbose)
+        self.confirm = confirm
+        self.on_ready = on_ready
         self.mode: PortMode | None = None
         self.agent_version = ""
         self._abort: Callable[[], None] | None = None
@@ -91,7 +99,11 @@ class ForwardSession:
                 keepalive = client_keepalive_enabled(established.agent_version)
                 tunnel = MuxTunnel(self.channel, keepalive=keepalive, config=self.config)
                 forwarder = MuxForwarder(
-                    tunnel, self.log, remote_label=self.remote_label, config=self.config
+                    tunnel,
+                    self.log,
+                    remote_label=self.remote_label,
+                    config=self.config,
+                    confirm=self.confirm,
                 )
                 self.gate.open(forwarder.handle)
                 self._abort = forwarder.abort_all
@@ -104,9 +116,11 @@ class ForwardSession:
             if self.log.verbose:
                 agent = established.agent_version or "unknown"
                 self.report(
-                    f"{self.listener.label}: session {self.session_id} ready "
+                    f"{self.log.label}: session {self.session_id} ready "
                     f"({mode.value}, agent {agent})"
                 )
+            if self.on_ready is not None:
+                self.on_ready()
             async with asyncio.TaskGroup() as group:
                 group.create_task(runner())
                 group.create_task(AgentWatchdog(self.connection, self.config.agent_timeout).run())
@@ -122,8 +136,11 @@ class ForwardSession:
         with contextlib.suppress(Exception):
             await self.connection.close(terminate=True)
 
-    async def terminate(self, timeout: float = 2.0) -> None:
-        """End the session from our side (Ctrl-C): flag, API, sockets. Never raises."""
+    async def terminate(self, timeout: float = 2.0, *, close_listener: bool = True) -> None:
+        """End the session from our side (Ctrl-C): flag, API, sockets. Never raises.
+
+        ``close_listener=False`` leaves the listener open (a pool's other sessions use it).
+        """
         if self._terminated:
             return
         self._terminated = True
@@ -140,7 +157,8 @@ class ForwardSession:
         self.gate.fail()
         if self._abort is not None:
             self._abort()
-        await self.listener.close()
+        if close_listener:
+            await self.listener.close()
 
     def _flag_understood(self) -> bool:
         if self.mode is PortMode.MUX:

@@ -126,6 +126,18 @@ class MuxStream:
         self._owner.stream_consumed(self, len(data))
         return data
 
+    async def wait_readable(self) -> None:
+        """Wait until :meth:`read` would not wait: data, the agent's FIN, or a failure
+        (raised here, as :meth:`read` would). Nothing is consumed."""
+        while not self._inbox and not self._eof_received:
+            if self._error is not None:
+                raise self._error
+            self._read_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._read_waiter
+            finally:
+                self._read_waiter = None
+
     def set_sink(self, sink: Callable[[bytes], bool] | None) -> None:
         """Have received data passed to ``sink`` as it arrives, instead of queued for read.
 

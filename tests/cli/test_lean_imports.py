@@ -31,6 +31,7 @@ def loaded(*argv: str) -> str:
     [
         ["forward", "i-0123456789abcdef0", "0:22"],
         ["proxy", "i-0123456789abcdef0", "22"],
+        ["socks", "i-0123456789abcdef0", "1080"],
         ["sessions", "--history"],
         ["ls", "--online"],
         ["automation", "ls", "--waiting"],

@@ -38,6 +38,7 @@ EVERY_COMMAND = {
     "exec",
     "emulator",
     "forward",
+    "socks",
     "proxy",
     "ssh",
     "ssh-config",

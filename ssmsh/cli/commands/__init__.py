@@ -20,6 +20,7 @@ NAMES: tuple[str, ...] = (
     "exec",
     "emulator",
     "forward",
+    "socks",
     "proxy",
     "ssh",
     "ssh-config",
