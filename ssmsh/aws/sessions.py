@@ -27,7 +27,7 @@ from ..channel.types import SessionInfo, StreamCredentials
 from ..exceptions import AwsError, UsageError
 from ..protocol.crypto import DATA_KEY_SIZE
 from ..protocol.handshake import DataKey
-from .errors import map_aws_errors
+from .errors import CredentialSource, map_aws_errors
 from .settings import AwsSettings
 from .signing import is_presigned, sign_upgrade
 
@@ -113,9 +113,26 @@ class SsmSessions:
             return str(client.meta.region_name)
         return self.settings.region
 
+    def credential_source(self) -> CredentialSource:
+        """The profile in use and botocore's name for where its credentials came from
+        (for naming the fix of a credential failure). Blocking; never raises."""
+        with self._lock:
+            session = self._session
+        if session is None:
+            return CredentialSource(self.settings.profile)
+        profile = self.settings.profile
+        method = None
+        try:
+            profile = profile or session.get_config_variable("profile")
+            credentials = session.get_credentials()  # loaded already: the call used them
+            method = getattr(credentials, "method", None)
+        except Exception:
+            logger.debug("cannot tell where the credentials came from", exc_info=True)
+        return CredentialSource(profile or None, method)
+
     def _submit(self, operation: str, fn: Callable[[], _T]) -> Awaitable[_T]:
         def run() -> _T:
-            with map_aws_errors(operation):
+            with map_aws_errors(operation, self.credential_source):
                 return fn()
 
         return run_in_daemon_thread(run, name=f"ssmsh-aws-{operation}")

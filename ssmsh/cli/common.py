@@ -1,7 +1,7 @@
 """What every session command shares: AWS options, ``--local``, opening a session.
 
 :func:`add_common_options` adds ``--region``, ``--profile``, ``--endpoint-url``,
-``--local``, ``--quiet``, ``-v/--debug``, ``--log-file`` and the reconnect
+``--local``, ``--quiet``, ``-v/--verbose``, ``--debug``, ``--log-file`` and the reconnect
 tunables. :func:`open_session` resolves the target, starts the session (in an
 in-process emulator with ``--local``), opens a :class:`SessionConnection` and
 always closes it with TerminateSession, whatever happens inside the block.
@@ -80,13 +80,24 @@ def add_common_options(parser: argparse.ArgumentParser, suppress: bool = False) 
     )
     out.add_argument(
         "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="more status lines: each forwarded connection, links lost and found, how the "
+        "session started and ended (-vv: --debug)",
+    )
+    out.add_argument(
         "--debug",
         action="store_true",
         default=default(False),
-        help="debug logging and tracebacks (tokens and keys are never logged)",
+        help="the debug log on stderr (or in --log-file) and tracebacks "
+        "(tokens and keys are never logged)",
     )
     out.add_argument(
-        "--log-file", default=default(None), metavar="PATH", help="write the log to PATH"
+        "--log-file",
+        default=default(None),
+        metavar="PATH",
+        help="write the debug log to PATH (stderr keeps its usual lines)",
     )
     out.add_argument(
         "--reconnect-timeout",
@@ -188,6 +199,9 @@ async def local_endpoint(args: argparse.Namespace) -> AsyncIterator[str | None]:
 
     # The emulator is on loopback, in this process: no proxy can reach it.
     _bypass_proxies_for_loopback()
+    if not logger.isEnabledFor(logging.DEBUG):
+        # -v is about the session, not the emulator's side of it (the debug log has both).
+        logging.getLogger("ssmsh.emulator").setLevel(logging.WARNING)
     # The emulator's defaults: the official agent's behaviour, message for message.
     async with Emulator(EmulatorConfig()) as emulator:
         logger.debug("local emulator at %s", emulator.endpoint_url)

@@ -44,7 +44,7 @@ from .portsession import (
     session_service,
     tunnel_config,
 )
-from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set
+from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set, verbosity
 
 __all__ = [
     "DESCRIPTION",
@@ -68,17 +68,10 @@ Each SPEC runs as its own session. Ctrl-C ends them all."""
 
 
 def configure_forward(parser: argparse.ArgumentParser) -> None:
-    """``ssmsh forward``'s arguments (its parser resolves conflicts: see the -v below)."""
+    """``ssmsh forward``'s arguments (``-v``, a common option, adds a line per connection)."""
     add_target_argument(parser)
     parser.add_argument("specs", metavar="SPEC", nargs="+", help="what to forward (see above)")
     add_common_options(parser, suppress=True)
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        dest="tunnel_verbose",
-        action="store_true",
-        help="print a line when each connection opens and closes (bytes, duration)",
-    )
     parser.add_argument(
         "--persist",
         action="store_true",
@@ -130,7 +123,7 @@ async def forward(args: argparse.Namespace, reporter: Reporter) -> int:
     target, specs = target_and_specs(args)
     config = tunnel_config(args)
     channel_config = port_connection_config(args, config)
-    verbose = bool(getattr(args, "tunnel_verbose", False))
+    verbose = verbosity(args)[0] >= 1  # -v: a line when each connection opens and closes
     stop = asyncio.Event()
     with handle_signals(STOP_SIGNALS, lambda signum: stop.set()):
         return await _forward(args, target, specs, config, channel_config, verbose, stop, reporter)
