@@ -60,17 +60,28 @@ logger = logging.getLogger(__name__)
 DESCRIPTION = """\
 Forward local TCP ports or Unix sockets to ports on the target, or (with HOST) to
 HOST:REMOTEPORT as reached from the target. SPEC is one of
+  PORT                                 e.g. 5432: the same port, 5432:5432
   [BIND:]LOCALPORT:REMOTEPORT          e.g. 5432:5432, 0:80 (0 = any free port)
   [BIND:]LOCALPORT:HOST:REMOTEPORT     e.g. 5432:db.internal:5432
   LOCALSOCKET:[HOST:]REMOTEPORT        e.g. ./pg.sock:5432 (a path; mode 0600)
-BIND defaults to 127.0.0.1; write 0.0.0.0 (or *, [::]) to accept other machines.
+BIND defaults to 127.0.0.1; write * for every interface (IPv4 and IPv6), 0.0.0.0 or
+[::] for one family. SPECs go after TARGET, or before it with -L as for ssh:
+  ssmsh forward -L 8080:localhost:80 web-1
 Each SPEC runs as its own session. Ctrl-C ends them all."""
 
 
 def configure_forward(parser: argparse.ArgumentParser) -> None:
     """``ssmsh forward``'s arguments (``-v``, a common option, adds a line per connection)."""
     add_target_argument(parser)
-    parser.add_argument("specs", metavar="SPEC", nargs="+", help="what to forward (see above)")
+    parser.add_argument("specs", metavar="SPEC", nargs="*", help="what to forward (see above)")
+    parser.add_argument(
+        "-L",
+        dest="dashed_specs",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a SPEC, as ssh -L takes it (repeatable; with the SPECs after TARGET, if any)",
+    )
     add_common_options(parser, suppress=True)
     parser.add_argument(
         "--persist",
@@ -87,12 +98,15 @@ async def run_forward(args: argparse.Namespace, terminal: Terminal, reporter: Re
 
 
 def target_and_specs(args: argparse.Namespace) -> tuple[str, list[ForwardSpec]]:
-    """TARGET and the SPECs; TARGET may be left out with --local or SSMSH_TARGET.
+    """TARGET and the SPECs (``-L`` ones first); TARGET may be left out with --local or
+    SSMSH_TARGET.
 
-    argparse gives the first word to TARGET whenever there are two or more; a
-    first word that is a valid SPEC (no instance id or Name tag is one) is a SPEC.
+    argparse gives the first word to TARGET; a first word that is a valid SPEC (no
+    instance id or Name tag is one; a lone port number is, ``80`` meaning ``80:80``) is a
+    SPEC.
     """
-    words = list(args.specs)
+    words = list(getattr(args, "specs", None) or [])
+    dashed = list(getattr(args, "dashed_specs", None) or [])
     target = args.target
     if target is not None:
         try:
@@ -102,16 +116,14 @@ def target_and_specs(args: argparse.Namespace) -> tuple[str, list[ForwardSpec]]:
         else:
             words.insert(0, target)
             target = None
-    if target is None and len(words) == 1:
-        try:
-            parse_spec(words[0])
-        except UsageError:
-            if not words[0].split(":", 1)[0].isdigit():
-                raise UsageError(
-                    f"no SPEC given for target {words[0]!r}: ssmsh forward TARGET SPEC [SPEC ...]"
-                ) from None
-            raise
-    specs = [parse_spec(text) for text in words]
+    if not words and not dashed:
+        if target is None:
+            raise UsageError("no SPEC given: ssmsh forward TARGET SPEC [SPEC ...]")
+        raise UsageError(
+            f"no SPEC given for target {target!r}: ssmsh forward TARGET SPEC [SPEC ...] "
+            "(or -L SPEC)"
+        )
+    specs = [parse_spec(text) for text in [*dashed, *words]]
     return default_target(args, target), specs
 
 

@@ -84,7 +84,7 @@ def configure_exec(parser: argparse.ArgumentParser) -> None:
         "words",
         nargs="*",
         metavar="COMMAND",
-        help="command to run, after -- (words are joined with spaces, as ssh does)",
+        help="command to run: the words after TARGET (or after --), joined with spaces as ssh does",
     )
     parser.add_argument(
         "-t",
@@ -177,7 +177,7 @@ async def run_shell(args: argparse.Namespace, terminal: Terminal, reporter: Repo
 async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
     command = list(args.words)
     if not command:
-        raise UsageError("exec needs a command: ssmsh exec [TARGET] -- COMMAND...")
+        raise UsageError("exec needs a command: ssmsh exec [OPTIONS] TARGET COMMAND...")
     line = " ".join(command)  # joined with spaces, as ssh does
     # The official agent reports no exit status with these documents: the command's
     # own output carries it back (see ssmsh.protocol.status_trailer).
