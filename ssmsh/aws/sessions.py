@@ -90,6 +90,8 @@ class SsmSessions:
         self._lock = threading.Lock()
         self._session: botocore.session.Session | None = None
         self._clients: dict[str, Any] = {}
+        #: PlatformType of instances seen in DescribeInstanceInformation, by id.
+        self._platforms: dict[str, str] = {}
 
     # ------------------------------------------------------------ plumbing
 
@@ -157,8 +159,9 @@ class SsmSessions:
     # ------------------------------------------------------------ StartSession
 
     async def resolve_target(self, target: str) -> str:
-        """An instance id for ``target``: an id as is, else the instance whose Name tag
-        (or computer name) is ``target``. Raises UsageError when none or several match."""
+        """An instance id for ``target``: an id (``i-…``, ``mi-…``, ``ecs:…``, an ARN) as is,
+        else the managed instance whose ``Name`` tag is ``target`` (online ones first).
+        Raises UsageError when none or several match."""
         target = target.strip()
         if not target:
             raise UsageError("the target is empty")
@@ -176,6 +179,21 @@ class SsmSessions:
             ids = ", ".join(str(m.get("InstanceId")) for m in online[:5])
             raise UsageError(f"several managed instances are named {target!r}: {ids}")
         return str(online[0]["InstanceId"])
+
+    async def platform_type(self, target: str) -> str | None:
+        """The PlatformType of a managed instance (``Linux``, ``Windows``, ``MacOS``), or
+        None when it cannot be told (not an instance id, DescribeInstanceInformation
+        refused, the instance not listed). Never raises for an AWS failure."""
+        if target in self._platforms:
+            return self._platforms[target]
+        if not INSTANCE_ID_RE.match(target):
+            return None
+        try:
+            await self.describe_instances([{"Key": "InstanceIds", "Values": [target]}])
+        except AwsError as exc:
+            logger.debug("cannot tell the platform of %s: %s", target, exc)
+            return None
+        return self._platforms.get(target)
 
     async def start_session(
         self,
@@ -223,7 +241,11 @@ class SsmSessions:
         if filters:
             kwargs["Filters"] = [dict(f) for f in filters]
         operation = "DescribeInstanceInformation"
-        return await self._paginate(operation, "InstanceInformationList", kwargs)
+        found = await self._paginate(operation, "InstanceInformationList", kwargs)
+        for item in found:
+            if item.get("InstanceId") and item.get("PlatformType"):
+                self._platforms[str(item["InstanceId"])] = str(item["PlatformType"])
+        return found
 
     async def instance_names(self) -> dict[str, str]:
         """Instance id -> ``Name`` tag of every managed instance that has one.

@@ -28,6 +28,7 @@ from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set
 
 __all__ = [
     "LOCAL_CREDENTIALS",
+    "ParametersFor",
     "StartupSignals",
     "add_common_options",
     "aws_settings",
@@ -43,6 +44,10 @@ logger = logging.getLogger(__name__)
 #: Credentials used with ``--local`` (the emulator accepts any well-formed signature).
 LOCAL_CREDENTIALS = StaticCredentials("AKIDSSMSHLOCAL000000", "ssmsh-local-emulator-secret")
 LOCAL_REGION = "us-east-1"
+
+#: Document parameters that depend on the target's platform: called with its
+#: PlatformType (``Linux``, ``Windows``, ``MacOS``; None when unknown).
+ParametersFor = Callable[[str | None], Mapping[str, Sequence[str]]]
 
 
 def add_common_options(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
@@ -284,12 +289,16 @@ async def open_session(
     reporter: Reporter,
     target: str | None,
     document: str | None = None,
-    parameters: Mapping[str, Sequence[str]] | None = None,
+    parameters: Mapping[str, Sequence[str]] | ParametersFor | None = None,
     reason: str | None = None,
     fallback_document: str | None = None,
     on_fallback: Callable[[AwsError], None] | None = None,
 ) -> AsyncIterator[tuple[SessionConnection, SessionInfo]]:
     """Start a session and yield its open connection; TerminateSession on the way out.
+
+    ``parameters`` may depend on the target's platform (:data:`ParametersFor`): it is
+    then looked up first (DescribeInstanceInformation, unless resolving a Name tag
+    already told).
 
     When StartSession refuses ``document`` (it does not exist, or access to it is
     denied) and a ``fallback_document`` is given, the session starts with that one
@@ -308,15 +317,16 @@ async def open_session(
 
             async def start() -> None:
                 target_id = await sessions.resolve_target(default_target(args, target))
+                given = parameters
+                if callable(given):
+                    given = given(await sessions.platform_type(target_id))
                 try:
-                    info = await sessions.start_session(target_id, document, parameters, reason)
+                    info = await sessions.start_session(target_id, document, given, reason)
                 except AwsError as exc:
                     if fallback_document is None or not _refuses_document(exc, document):
                         raise
                     logger.debug("%s refused (%s); using %s", document, exc, fallback_document)
-                    info = await sessions.start_session(
-                        target_id, fallback_document, parameters, reason
-                    )
+                    info = await sessions.start_session(target_id, fallback_document, given, reason)
                     if on_fallback is not None:  # only once the fallback worked
                         on_fallback(exc)
                 reporter.status(f"Starting session with SessionId: {info.session_id}")

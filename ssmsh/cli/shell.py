@@ -15,7 +15,7 @@ from ..protocol.status_trailer import new_marker, wrap_command
 from ..terminal.bridge import BridgeResult, TerminalBridge
 from ..terminal.escape import parse_escape_char
 from ..terminal.tty import Terminal
-from .common import add_common_options, open_session, parse_parameters
+from .common import ParametersFor, add_common_options, open_session, parse_parameters
 from .errors import EXIT_FAILURE, StartInterrupted
 from .runtime import Reporter, handle_signals, unless_set
 from .setup import forget_exec_document, remembered_exec_document
@@ -42,7 +42,9 @@ _CLOSED_EXIT_RE = re.compile(r"exit(?:ed)?(?: with)?(?: code| status)?[:= ]+(-?\
 
 def configure_shell(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "target", nargs="?", help="instance id (i-..., mi-...) or Name tag; default with --local"
+        "target",
+        nargs="?",
+        help="instance id (i-..., mi-...) or Name tag; default with --local or SSMSH_TARGET",
     )
     parser.add_argument(
         "--document",
@@ -174,31 +176,59 @@ async def run_shell(args: argparse.Namespace, terminal: Terminal, reporter: Repo
     )
 
 
+class _CommandLine:
+    """``exec``'s command line as the agent gets it, once the target's platform is known.
+
+    The official agent reports no exit status with AWS's documents: the command's own
+    output carries it back (:mod:`ssmsh.protocol.status_trailer`), through a wrapper
+    written for ``sh``. On Windows the agent runs the line under PowerShell
+    (``powershell`` with the line's words, amazon-ssm-agent's shell_windows.go), where
+    that wrapper cannot run: the line goes as it is, as with ``--no-shell``.
+    """
+
+    def __init__(self, line: str, *, tty: bool, no_shell: bool) -> None:
+        self.line = line
+        self.tty = tty
+        self.no_shell = no_shell
+        #: The trailer's marker, once the line is wrapped (None: not wrapped).
+        self.marker: str | None = None
+        #: Why the line goes without the wrapper, for the "status unknown" line.
+        self.unwrapped = "--no-shell leaves out ssmsh's status wrapper"
+
+    def parameters(self, platform: str | None) -> dict[str, list[str]]:
+        if self.no_shell:
+            return {"command": [self.line]}
+        if platform == "Windows":
+            self.unwrapped = (
+                "the target runs Windows, where the agent runs the line under PowerShell "
+                "and ssmsh's status wrapper (for sh) cannot be used"
+            )
+            return {"command": [self.line]}
+        # With -t the agent runs the line in a pty under sh -c; without, it splits the
+        # line into words and executes them directly.
+        self.marker = new_marker()
+        return {"command": [wrap_command(self.line, self.marker, tty=self.tty)]}
+
+
 async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
     command = list(args.words)
     if not command:
         raise UsageError("exec needs a command: ssmsh exec [OPTIONS] TARGET COMMAND...")
-    line = " ".join(command)  # joined with spaces, as ssh does
-    # The official agent reports no exit status with these documents: the command's
-    # own output carries it back (see ssmsh.protocol.status_trailer).
-    marker = None if args.no_shell else new_marker()
-    # With -t the agent runs the line in a pty under sh -c; without, it splits the
-    # line into words and executes them directly.
+    # joined with spaces, as ssh does
+    line = _CommandLine(" ".join(command), tty=args.tty, no_shell=args.no_shell)
     document = INTERACTIVE_DOCUMENT if args.tty else NON_INTERACTIVE_DOCUMENT
     # ssmsh's own document, where ``ssmsh setup`` made one: stderr apart, the agent's status.
     own = None if args.tty else remembered_exec_document(args)
-    if marker is not None:
-        line = wrap_command(line, marker, tty=args.tty)
     return await _run(
         args,
         terminal,
         reporter,
         target=args.target,
         document=own or document,
-        parameters={"command": [line]},
+        parameters=line.parameters,
         reason=args.reason,
         interactive=args.tty,
-        status_marker=marker,
+        command_line=line,
         status_expected=True,
         fallback_document=document if own else None,
         on_fallback=lambda error: _forget_own_document(args, reporter, error),
@@ -212,10 +242,11 @@ async def _run(
     *,
     target: str | None,
     document: str | None,
-    parameters: Mapping[str, Sequence[str]],
+    parameters: Mapping[str, Sequence[str]] | ParametersFor,
     reason: str | None,
     interactive: bool,
     status_marker: str | None = None,
+    command_line: _CommandLine | None = None,
     status_expected: bool = False,
     fallback_document: str | None = None,
     on_fallback: Callable[[AwsError], None] | None = None,
@@ -234,6 +265,8 @@ async def _run(
         fallback_document=fallback_document,
         on_fallback=on_fallback,
     ) as (conn, info):
+        if command_line is not None:  # wrapped, or not, for the target's platform
+            status_marker = command_line.marker
         result = await bridge_session(
             conn,
             terminal,
@@ -246,7 +279,10 @@ async def _run(
         )
     if result is None:
         return EXIT_FAILURE
-    return finish(result, info.session_id, reporter, status_expected=status_expected)
+    unwrapped = command_line.unwrapped if command_line is not None else None
+    return finish(
+        result, info.session_id, reporter, status_expected=status_expected, unwrapped=unwrapped
+    )
 
 
 async def bridge_session(
@@ -288,7 +324,12 @@ async def bridge_session(
 
 
 def finish(
-    result: BridgeResult, session_id: str, reporter: Reporter, *, status_expected: bool = False
+    result: BridgeResult,
+    session_id: str,
+    reporter: Reporter,
+    *,
+    status_expected: bool = False,
+    unwrapped: str | None = None,
 ) -> int:
     """The exit status for how a bridged session ended; prints the closing line.
 
@@ -319,9 +360,10 @@ def finish(
                 if result.closed_output:
                     why += f" ({result.closed_output})"
             else:
+                without = unwrapped or "--no-shell leaves out ssmsh's status wrapper"
                 why = (
-                    "the document reports none and --no-shell leaves out ssmsh's status "
-                    "wrapper (ssmsh setup makes a document that reports it)"
+                    f"the document reports none and {without} "
+                    "(ssmsh setup makes a document that reports it)"
                 )
             reporter.error(f"the remote exit status is unknown: {why}")
             return EXIT_FAILURE
