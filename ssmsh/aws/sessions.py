@@ -18,6 +18,7 @@ import logging
 import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
 import botocore.session
@@ -92,6 +93,9 @@ class SsmSessions:
         self._clients: dict[str, Any] = {}
         #: PlatformType of instances seen in DescribeInstanceInformation, by id.
         self._platforms: dict[str, str] = {}
+        #: ``watch(operation, service)`` is entered for the duration of each call to a
+        #: service ("ssm", "kms"): the CLI shows a hint when one takes long.
+        self.watch: Callable[[str, str], AbstractContextManager[object]] = _unwatched
 
     # ------------------------------------------------------------ plumbing
 
@@ -106,6 +110,11 @@ class SsmSessions:
                 client = self.settings.client(self._session, service)
                 self._clients[service] = client
             return client
+
+    def endpoint_url(self, service: str) -> str | None:
+        """Where calls to ``service`` go, once its client exists (None before)."""
+        client = self._clients.get(service)
+        return str(client.meta.endpoint_url) if client is not None else None
 
     @property
     def region(self) -> str | None:
@@ -139,8 +148,12 @@ class SsmSessions:
 
         return run_in_daemon_thread(run, name=f"ssmsh-aws-{operation}")
 
-    async def _call(self, operation: str, fn: Callable[[], _T]) -> _T:
-        return await self._submit(operation, fn)
+    async def _call(self, operation: str, fn: Callable[[], _T], service: str = "ssm") -> _T:
+        """``fn`` (which calls ``service``; "" for no service) in a worker thread."""
+        if not service:
+            return await self._submit(operation, fn)
+        with self.watch(operation, service):
+            return await self._submit(operation, fn)
 
     async def _end_abandoned_start(self, call: Awaitable[dict[str, Any]]) -> None:
         """StartSession was under way when the caller gave up (Ctrl-C): give it a
@@ -217,7 +230,8 @@ class SsmSessions:
 
         call = self._submit("StartSession", start)
         try:
-            response = await asyncio.shield(call)
+            with self.watch("StartSession", "ssm"):
+                response = await asyncio.shield(call)
         except asyncio.CancelledError:
             await self._end_abandoned_start(call)
             raise
@@ -364,7 +378,7 @@ class SsmSessions:
             )
             return result
 
-        response = await self._call("KMS GenerateDataKey", generate)
+        response = await self._call("KMS GenerateDataKey", generate, service="kms")
         plaintext = response.get("Plaintext") or b""
         blob = response.get("CiphertextBlob") or b""
         if len(plaintext) != DATA_KEY_SIZE or not blob:
@@ -386,7 +400,11 @@ class SsmSessions:
                 return {}
             return sign_upgrade(url, credentials.get_frozen_credentials(), region)
 
-        return await self._call("signing the data channel request", sign)
+        return await self._call("signing the data channel request", sign, service="")
+
+
+def _unwatched(operation: str, service: str) -> AbstractContextManager[object]:
+    return nullcontext()
 
 
 def _version_with(client: Any, name: str, content: str, described: Mapping[str, Any]) -> str:

@@ -286,6 +286,11 @@ class SessionConnection:
     def state(self) -> ConnectionState:
         return self._state
 
+    @property
+    def reconnect_deadline(self) -> float | None:
+        """While reconnecting: the event loop's time when it gives up (None otherwise)."""
+        return self._reconnector.deadline
+
     def add_state_listener(self, listener: StateListener) -> Callable[[], None]:
         """Call ``listener`` on every state change; returns a function that removes it."""
         self._listeners.append(listener)

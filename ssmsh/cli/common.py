@@ -24,6 +24,7 @@ from ..aws import AwsSettings, SsmSessions, StaticCredentials
 from ..channel import ConnectionConfig, SessionConnection, SessionInfo
 from ..exceptions import AwsError, UsageError
 from .errors import StartInterrupted
+from .progress import gateway_hint, watch_calls
 from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set
 
 __all__ = [
@@ -312,7 +313,7 @@ async def open_session(
     signals.install()
     try:
         async with local_endpoint(args) as endpoint:
-            sessions = SsmSessions(aws_settings(args, endpoint))
+            sessions = watch_calls(SsmSessions(aws_settings(args, endpoint)), reporter.hints)
             opened: list[SessionConnection] = []
 
             async def start() -> None:
@@ -331,7 +332,8 @@ async def open_session(
                         on_fallback(exc)
                 reporter.status(f"Starting session with SessionId: {info.session_id}")
                 opened.append(SessionConnection(info, sessions, config=config))
-                await opened[0].start()
+                with gateway_hint(reporter.hints, info.stream.stream_url):
+                    await opened[0].start()
 
             try:
                 await signals.guard(start())

@@ -162,7 +162,7 @@ async def _forward(
             reporter.say(f"listening on {', '.join(listener.addresses)} for {spec.remote_label}")
             for address in listener.public:
                 reporter.say(f"warning: {address} accepts connections from other machines")
-        async with session_service(args) as aws:
+        async with session_service(args, reporter) as aws:
             target_id = await unless_set(aws.resolve_target(target), stop)
             if target_id is None:
                 return EXIT_OK

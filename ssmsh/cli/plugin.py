@@ -69,6 +69,7 @@ from .plugin_args import (
     parse_plugin_argv,
 )
 from .portsession import port_connection_config, port_protocol
+from .progress import watch_calls
 from .proxy import forward_stdio
 from .runtime import STOP_SIGNALS, Reporter, handle_signals
 
@@ -149,7 +150,7 @@ async def run_plugin(
     session_id = request.session.session_id
     logger.debug("plugin mode: session %s, target %r", session_id, request.session.target_id)
     tunnel = TunnelConfig()
-    sessions = await plugin_sessions(request)
+    sessions = watch_calls(await plugin_sessions(request), reporter.hints)
     conn = await _open(request, sessions, tunnel)
     try:
         established = await conn.wait_established()

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from ..exceptions import UsageError
+from ..terminal.hints import Hints
 from ..terminal.tty import Terminal
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, describe, exit_status
 
@@ -66,6 +67,8 @@ class Reporter:
         #: How many ``-v`` were given: 1 asks for more status lines (each forwarded
         #: connection...), 2 for the debug log too.
         self.verbose = verbose
+        #: Hints during long waits: a line on a terminal, unless ``--quiet``.
+        self.hints = Hints(terminal, lambda: not self.quiet)
 
     def status(self, text: str) -> None:
         """A status line (``Starting session with SessionId: ...``), unless ``--quiet``."""

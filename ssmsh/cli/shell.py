@@ -311,6 +311,7 @@ async def bridge_session(
         status=reporter.status,
         send_stdin=send_stdin,
         status_marker=status_marker,
+        hints=reporter.hints,
     )
     with _terminating_signals() as killed:
         result = await unless_set(bridge.run(), killed)
