@@ -44,6 +44,7 @@ from .portsession import (
     session_service,
     tunnel_config,
 )
+from .progress import PortSessionNotices
 from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set, verbosity
 
 __all__ = [
@@ -119,6 +120,8 @@ def target_and_specs(args: argparse.Namespace) -> tuple[str, list[ForwardSpec]]:
     if not words and not dashed:
         if target is None:
             raise UsageError("no SPEC given: ssmsh forward TARGET SPEC [SPEC ...]")
+        if target.split(":", 1)[0].isdigit():
+            parse_spec(target)  # meant as a SPEC: its own error says what is wrong
         raise UsageError(
             f"no SPEC given for target {target!r}: ssmsh forward TARGET SPEC [SPEC ...] "
             "(or -L SPEC)"
@@ -177,6 +180,9 @@ async def _forward(
                     channel_config,
                     config,
                 )
+                PortSessionNotices(
+                    connection, listener.label, reporter.status, reporter.hints
+                ).attach()
                 return ForwardSession(
                     connection,
                     listener,

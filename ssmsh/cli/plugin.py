@@ -69,7 +69,7 @@ from .plugin_args import (
     parse_plugin_argv,
 )
 from .portsession import port_connection_config, port_protocol
-from .progress import watch_calls
+from .progress import PortSessionNotices, watch_calls
 from .proxy import forward_stdio
 from .runtime import STOP_SIGNALS, Reporter, handle_signals
 
@@ -246,6 +246,7 @@ async def _run_forward(
             gate.fail()
             await conn.close(terminate=True)
             raise
+        PortSessionNotices(conn, listener.label, reporter.status, reporter.hints).attach()
         target = request.session.target_id
         where = spec.remote_label + (f" via {target}" if target else "")
         session = ForwardSession(

@@ -155,3 +155,30 @@ async def test_reconnecting_counts_down_the_time_left(emulator: Emulator) -> Non
     finally:
         gateway.set_silent(False)  # type: ignore[attr-defined]
         proc.close()
+
+
+async def test_forward_says_when_it_reconnects(emulator: Emulator) -> None:
+    argv = ["--endpoint-url", emulator.endpoint_url, "--keepalive", "0.5"]
+    proc = PtyProcess(["forward", DEFAULT_TARGET, "0:22", *argv], cols=160)
+    gateway = emulator.gateway
+    try:
+        label = (await proc.expect(r"ssmsh: listening on (127\.0\.0\.1:\d+) for ")).group(1)
+        async with asyncio.timeout(scaled(10)):  # the session is up once the agent is linked
+            while not any(emulator.gateway.connected(s) for s in emulator.state.sessions):  # type: ignore[attr-defined]
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        start = len(proc.output)
+        gateway.set_silent(True)  # type: ignore[attr-defined]
+        lost = rf"ssmsh: {re.escape(label)}: [^\r\n]*; reconnecting\.\.\."
+        await proc.expect(lost, timeout=10, start=start)
+        countdown = rf"ssmsh: {re.escape(label)}: reconnecting: \d+:\d\d left \(last error: "
+        await proc.expect(countdown + r"[^)]*\); Ctrl-C to give up", timeout=5, start=start)
+        gateway.set_silent(False)  # type: ignore[attr-defined]
+        await proc.expect(rf"ssmsh: {re.escape(label)}: reconnected after [\d.]+ s", timeout=15)
+        await asyncio.sleep(0.3)
+        assert not any(" left (last error" in line for line in screen_lines(proc))
+        proc.send(b"\x03")
+        assert await proc.wait() == 0
+    finally:
+        gateway.set_silent(False)  # type: ignore[attr-defined]
+        proc.close()
