@@ -193,7 +193,8 @@ class _TerminalHandler(logging.Handler):
     """Log records as status lines (CR LF while the terminal is raw).
 
     In the debug log, every record with its time, level and logger. Otherwise only
-    ssmsh's own records (and other libraries' errors), as ``ssmsh:`` lines.
+    ssmsh's own records (and other libraries' errors), as ``ssmsh:`` lines, unless it
+    was given a formatter (``ssmsh emulator`` wants its times).
     """
 
     def __init__(self, terminal: Terminal, debug: bool = False) -> None:
@@ -209,7 +210,7 @@ class _TerminalHandler(logging.Handler):
         return bool(super().filter(record))
 
     def format(self, record: logging.LogRecord) -> str:
-        if self.debug:
+        if self.formatter is not None:
             return super().format(record)
         text = record.getMessage()
         if record.levelno >= logging.WARNING:
