@@ -99,7 +99,8 @@ def configure_exec(parser: argparse.ArgumentParser) -> None:
         "--no-shell",
         action="store_true",
         help="without -t, pass COMMAND to the agent as is (it splits the words and runs "
-        "the program without a shell); by default it runs under sh -c, as with ssh",
+        "the program without a shell); by default it runs under sh -c, as with ssh "
+        "(Windows targets always get it as is: PowerShell runs it there)",
     )
     parser.add_argument("--reason", metavar="TEXT", help="reason recorded with the session")
     _escape_option(parser)
