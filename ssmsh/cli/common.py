@@ -24,8 +24,8 @@ from ..aws import AwsSettings, SsmSessions, StaticCredentials
 from ..channel import ConnectionConfig, SessionConnection, SessionInfo
 from ..exceptions import AwsError, UsageError
 from .errors import StartInterrupted
-from .progress import gateway_hint, watch_calls
 from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set
+from .waits import gateway_hint, watch_calls
 
 __all__ = [
     "LOCAL_CREDENTIALS",

@@ -44,8 +44,8 @@ from .portsession import (
     session_service,
     tunnel_config,
 )
-from .progress import PortSessionNotices
 from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set, verbosity
+from .waits import PortSessionNotices
 
 __all__ = [
     "DESCRIPTION",

@@ -69,9 +69,9 @@ from .plugin_args import (
     parse_plugin_argv,
 )
 from .portsession import port_connection_config, port_protocol
-from .progress import PortSessionNotices, watch_calls
 from .proxy import forward_stdio
 from .runtime import STOP_SIGNALS, Reporter, handle_signals
+from .waits import PortSessionNotices, watch_calls
 
 __all__ = [
     "PluginSessions",

@@ -23,8 +23,8 @@ from ..protocol.datachannel import ChannelConfig
 from ..protocol.session import ClientSession
 from ..tunnel.config import TunnelConfig
 from .common import aws_settings, connection_config, local_endpoint
-from .progress import watch_calls
 from .runtime import Reporter
+from .waits import watch_calls
 
 __all__ = [
     "add_target_argument",

@@ -1,4 +1,5 @@
-"""Hints for the AWS calls of a command: :func:`watch_calls` (see :mod:`ssmsh.terminal.hints`)."""
+"""Hints for the waits of a command: its AWS calls, the WebSocket, a port session's agent and
+reconnects (drawn by :mod:`ssmsh.terminal.hints`)."""
 
 from __future__ import annotations
 
