@@ -17,7 +17,10 @@ Attacks:
 * ``exit-code``: a ``channel_closed`` whose text holds a 5,000-digit exit code;
 * ``mute``: pings answered, no handshake ever (``--handshake-timeout 2``);
 * ``signal-<cmd>-<sig>``: ``exec``, ``forward``, ``proxy`` and ``shell`` against a mute
-  gateway, sent SIGINT, SIGTERM or SIGHUP 1 s after start.
+  gateway, sent SIGINT, SIGTERM or SIGHUP 1 s after start;
+* ``stalled-tunnel``: no attacker: ``ssmsh forward`` to ``ssmsh emulator --no-agent-pacing``,
+  a download whose local reader stalls for 20 s, then drains 200 MB (target: peak RSS
+  under 80 MB).
 
 Usage: python scripts/stress_client.py [--only NAME,...]
 """
@@ -52,6 +55,7 @@ from ssmsh.protocol.payloads import ChannelClosedPayload, HandshakeComplete, Han
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = "i-0123456789abcdef0"
 RSS_TARGET_MB = 100.0
+STALL_RSS_TARGET_MB = 80.0
 SIGNAL_TARGET_S = 0.5
 
 Attack = Callable[[ServerConnection], Awaitable[None]]
@@ -356,6 +360,81 @@ SCENARIOS: dict[str, tuple[Attack, list[str], bool]] = {
 }
 
 
+async def stalled_tunnel(stall: float = 20.0, size: int = 200_000_000) -> Outcome:
+    """A download through ``ssmsh forward`` whose reader stalls, then drains everything."""
+    block = os.urandom(256 * 1024)
+
+    async def destination(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        left = size
+        with contextlib.suppress(ConnectionError):
+            while left > 0:
+                writer.write(block[: min(left, len(block))])
+                left -= min(left, len(block))
+                await writer.drain()
+            writer.close()
+
+    server = await asyncio.start_server(destination, "127.0.0.1", 0)
+    dest_port = server.sockets[0].getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    emulator = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "ssmsh", "emulator", "--no-agent-pacing"],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+        cwd=ROOT,
+    )
+    forward: asyncio.subprocess.Process | None = None
+    try:
+        assert emulator.stdout is not None
+        url = (await asyncio.wait_for(emulator.stdout.readline(), 30)).decode().strip()
+        env.update(
+            AWS_ACCESS_KEY_ID="AKIDSTRESS",
+            AWS_SECRET_ACCESS_KEY="s",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
+        forward = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "ssmsh", "--endpoint-url", url, "forward", TARGET],
+            f"0:{dest_port}",
+            stdin=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+        )
+        assert forward.stderr is not None
+        port = 0
+        while not port:
+            line = (await asyncio.wait_for(forward.stderr.readline(), 30)).decode()
+            if not line:
+                raise RuntimeError("ssmsh forward ended before it listened")
+            if "listening on 127.0.0.1:" in line:
+                port = int(line.split("127.0.0.1:")[1].split()[0])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        start = time.monotonic()
+        await asyncio.sleep(stall)
+        got = 0
+        while got < size:
+            data = await reader.read(1 << 20)
+            if not data:
+                break
+            got += len(data)
+        seconds = time.monotonic() - start
+        writer.close()
+        rss = peak_rss_mb(forward.pid)
+        ok = got == size and rss < STALL_RSS_TARGET_MB
+        last = f"{got / 1e6:.0f} MB after a {stall:g} s stall, drained in {seconds - stall:.1f} s"
+        target = f"RSS < {STALL_RSS_TARGET_MB:g} MB, every byte"
+        return Outcome("stalled-tunnel", rss, seconds, 0, last, False, target, ok)
+    finally:
+        for proc in (forward, emulator):
+            if proc is not None and proc.returncode is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except TimeoutError:
+                    proc.kill()
+        server.close()
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="comma-separated scenario names")
@@ -394,6 +473,14 @@ async def main() -> int:
             flush=True,
         )
     api.shutdown()
+    if not only or "stalled-tunnel" in only:
+        out = await stalled_tunnel()
+        failed += not out.ok
+        print(
+            f"{out.name:<24} {out.rss_mb:7.1f}MB {out.seconds:9.2f}s {'':>6}  "
+            f"{'ok' if out.ok else 'FAIL'}: {out.target}\n{'':<24} {out.last_line}",
+            flush=True,
+        )
     return 1 if failed else 0
 
 

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
+import botocore
 import botocore.session
 from botocore import xform_name
 
@@ -32,7 +33,7 @@ from .errors import CredentialSource, map_aws_errors
 from .settings import AwsSettings
 from .signing import is_presigned, sign_upgrade
 
-__all__ = ["INSTANCE_ID_RE", "SsmSessions", "run_in_daemon_thread"]
+__all__ = ["INSTANCE_ID_RE", "PAGE_SIZE", "SsmSessions", "page_config", "run_in_daemon_thread"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,19 @@ INSTANCE_PAGE_SIZE = 50
 PROPERTIES_PAGE_SIZE = 1000
 SESSION_PAGE_SIZE = 200
 
+#: The largest MaxResults of the Automation and State Manager listings (the model: 1-50).
+PAGE_SIZE = 50
+
 _T = TypeVar("_T")
+
+
+def page_config(limit: int | None = None, page_size: int | None = None) -> dict[str, int]:
+    """A paginator's PaginationConfig: ``page_size`` items a call (at most
+    :data:`PAGE_SIZE`), and no more than ``limit`` items in all."""
+    config = {"PageSize": min(page_size or PAGE_SIZE, PAGE_SIZE, limit or PAGE_SIZE)}
+    if limit:
+        config["MaxItems"] = limit
+    return config
 
 
 def run_in_daemon_thread(fn: Callable[[], _T], name: str = "ssmsh-worker") -> Awaitable[_T]:
@@ -81,6 +94,36 @@ def run_in_daemon_thread(fn: Callable[[], _T], name: str = "ssmsh-worker") -> Aw
 
     threading.Thread(target=work, name=name, daemon=True).start()
     return future
+
+
+def _answers_to(instance: Mapping[str, Any], target: str) -> bool:
+    """Whether ``target`` is this instance's id prefix, IP address or computer name."""
+    instance_id = str(instance.get("InstanceId") or "")
+    prefix = target.startswith(("i-", "mi-")) and len(target.split("-", 1)[1]) >= 4
+    if prefix and instance_id.startswith(target):
+        return True
+    if target == instance.get("IPAddress"):
+        return True
+    computer = str(instance.get("ComputerName") or "").lower()
+    wanted = target.lower()
+    return bool(computer) and (computer == wanted or computer.startswith(wanted + "."))
+
+
+def _one_instance(instances: Sequence[Mapping[str, Any]], what: str, none: str) -> str:
+    """The id of the one instance (online ones first), or one line saying why not."""
+    if not instances:
+        raise UsageError(none)
+    online = [i for i in instances if i.get("PingStatus") == "Online"] or list(instances)
+    if len(online) > 1:
+        shown = ", ".join(
+            f"{i.get('InstanceId')} ({i.get('ComputerName') or i.get('PingStatus')})"
+            for i in online[:5]
+        )
+        more = f" and {len(online) - 5} more" if len(online) > 5 else ""
+        if what.startswith("named"):
+            raise UsageError(f"several managed instances are {what}: {shown}{more}")
+        raise UsageError(f"several managed instances {what}: {shown}{more}")
+    return str(online[0]["InstanceId"])
 
 
 class SsmSessions:
@@ -155,6 +198,26 @@ class SsmSessions:
         with self.watch(operation, service):
             return await self._submit(operation, fn)
 
+    async def call(self, service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+        """One call of ``operation`` (``SendSSHPublicKey``) of another ``service``
+        (``ec2-instance-connect``), with these settings' credentials and endpoint."""
+        method = botocore.xform_name(operation)
+
+        def call() -> dict[str, Any]:
+            result: dict[str, Any] = getattr(self._client(service), method)(**kwargs)
+            return result
+
+        return await self._call(operation, call, service=service)
+
+    async def _request(self, operation: str, method: str, **kwargs: Any) -> dict[str, Any]:
+        """One SSM call, ``client.METHOD(**kwargs)``: its response."""
+
+        def call() -> dict[str, Any]:
+            result: dict[str, Any] = getattr(self._client("ssm"), method)(**kwargs)
+            return result
+
+        return await self._call(operation, call)
+
     async def _end_abandoned_start(self, call: Awaitable[dict[str, Any]]) -> None:
         """StartSession was under way when the caller gave up (Ctrl-C): give it a
         moment to answer, and terminate the session it made, so none is left open."""
@@ -172,26 +235,38 @@ class SsmSessions:
     # ------------------------------------------------------------ StartSession
 
     async def resolve_target(self, target: str) -> str:
-        """An instance id for ``target``: an id (``i-…``, ``mi-…``, ``ecs:…``, an ARN) as is,
-        else the managed instance whose ``Name`` tag is ``target`` (online ones first).
-        Raises UsageError when none or several match."""
+        """An instance id for ``target``, the way a user names an instance.
+
+        In order: an instance id (``i-…``, ``mi-…``) or ARN as is; ``KEY=VALUE``, the
+        instance with that tag; the instance whose ``Name`` tag is ``target``; else,
+        among every managed instance, the one whose id starts with ``target`` (at least
+        ``i-`` and 4 more characters), whose private IP address is ``target``, or whose
+        computer name (the host name the agent reports, e.g. ``ip-10-0-1-5.ec2.internal``)
+        is ``target`` or starts with ``target.``. Online instances win over others; more
+        than one left, or none, raises UsageError with one line (the candidates listed).
+        """
         target = target.strip()
         if not target:
             raise UsageError("the target is empty")
         if INSTANCE_ID_RE.match(target) or target.startswith(("ecs:", "arn:")):
             return target
-
-        matches = await self.describe_instances([{"Key": "tag:Name", "Values": [target]}])
-        if not matches:
-            raise UsageError(
-                f"no managed instance named {target!r} "
-                "(give an instance id such as i-0123456789abcdef0)"
+        key, equals, value = target.partition("=")
+        if equals and key and value:
+            tagged = await self.describe_instances([{"Key": f"tag:{key}", "Values": [value]}])
+            return _one_instance(
+                tagged, f"tagged {target}", f"no managed instance is tagged {target}"
             )
-        online = [m for m in matches if m.get("PingStatus") == "Online"] or matches
-        if len(online) > 1:
-            ids = ", ".join(str(m.get("InstanceId")) for m in online[:5])
-            raise UsageError(f"several managed instances are named {target!r}: {ids}")
-        return str(online[0]["InstanceId"])
+        named = await self.describe_instances([{"Key": "tag:Name", "Values": [target]}])
+        if named:
+            return _one_instance(named, f"named {target!r}", "")
+        everything = await self.describe_instances()
+        found = [i for i in everything if _answers_to(i, target)]
+        return _one_instance(
+            found,
+            f"match {target!r}",
+            f"no managed instance named {target!r} (a Name tag, computer name, private IP "
+            "address, instance id or its first characters, or TAG=VALUE)",
+        )
 
     async def platform_type(self, target: str) -> str | None:
         """The PlatformType of a managed instance (``Linux``, ``Windows``, ``MacOS``), or

@@ -77,6 +77,11 @@ CLIENT_ID = str(uuid.uuid4())
 StateListener = Callable[[StateChange], None]
 
 
+#: Input up to this many bytes is interactive (keystrokes, a short line): what comes
+#: back is read at once, never held for coalescing (see ``ReadGate.input_sent``).
+INTERACTIVE_INPUT = 256
+
+
 class SessionConnection:
     """A live data channel for one session, resilient to link loss.
 
@@ -363,6 +368,8 @@ class SessionConnection:
             await driver.wait_writable()
             self.protocol.send_input(bytes(data), self._loop.time())
             driver.after_protocol()
+            if len(data) <= INTERACTIVE_INPUT:
+                self._gate.input_sent()  # its echo is awaited: no receive hold for it
             return
         view = memoryview(data)
         for start in range(0, len(view), size):

@@ -7,7 +7,9 @@ undo each other:
 * *holds* (receive coalescing): while a peer streams small messages, reading
   pauses for a few milliseconds after each batch, so that the next batch comes
   in one wakeup, is acknowledged in one write and delivered as one event
-  (:func:`next_hold` says how long; ``ConnectionConfig.receive_coalesce`` caps it);
+  (:func:`next_hold` says how long; ``ConnectionConfig.receive_coalesce`` caps it).
+  Sending a little input ends a hold and the stream (:meth:`ReadGate.input_sent`):
+  its echo or answer is read at once;
 * *backpressure*: the consumer left more than ``max_receive_buffer`` bytes
   unread; reading stops until it has taken half of them.
 
@@ -107,6 +109,21 @@ class ReadGate:
         if hold and self._hold is None and self._link is not None:
             self._hold = self._loop.call_later(hold, self._release)
             self.holds += 1
+            self._update()
+
+    def input_sent(self) -> None:
+        """A little input went out (a keystroke, a short command): its answer is awaited.
+
+        What comes back is a reply, not part of a stream: any hold ends now, and the
+        next batch counts as the first after a quiet spell (never held). Without this,
+        fast typing looks like a stream of small batches and every echo waits for the
+        hold (up to ``receive_coalesce``: 30 ms instead of 2).
+        """
+        self._hold_delay = 0.0
+        self._batch_ended = -math.inf
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
             self._update()
 
     def pause(self) -> None:

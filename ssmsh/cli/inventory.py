@@ -34,6 +34,7 @@ __all__ = [
     "configure_ls",
     "configure_status",
     "instance_filters",
+    "name_tags",
     "run_ls",
     "run_status",
 ]
@@ -203,7 +204,7 @@ async def run_ls(args: argparse.Namespace, terminal: Terminal, reporter: Reporte
         if names is None:  # every one found has this Name
             tags = {str(i.get("InstanceId")): pinned[0] for i in found}
         elif found:
-            tags = await _names(names, reporter)
+            tags = await name_tags(names, reporter)
         else:
             await _discard(names)
             tags = {}
@@ -229,7 +230,7 @@ def _matches(item: dict[str, Any], filters: dict[str, list[str]]) -> bool:
     return all(str(item.get(FILTER_FIELDS[key])) in values for key, values in filters.items())
 
 
-async def _names(lookup: Awaitable[dict[str, str]], reporter: Reporter) -> dict[str, str]:
+async def name_tags(lookup: Awaitable[dict[str, str]], reporter: Reporter) -> dict[str, str]:
     """The Name tags, or none (with a note) when they cannot be had."""
     try:
         async with asyncio.timeout(NAMES_WAIT):

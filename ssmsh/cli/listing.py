@@ -31,6 +31,8 @@ __all__ = [
     "api_time",
     "duration",
     "emit",
+    "fit",
+    "json_document",
     "local_time",
     "parse_when",
     "report_or_raise",
@@ -93,6 +95,24 @@ def iso_time(value: dt.datetime) -> str:
 def to_json(items: Sequence[Any]) -> str:
     """A list of API objects as JSON text (datetimes in ISO 8601, UTC)."""
     return json.dumps(list(items), indent=2, default=_json_value) + "\n"
+
+
+def json_document(value: Any) -> str:
+    """One API object (or any JSON value) as JSON text (datetimes in ISO 8601, UTC)."""
+    return json.dumps(value, indent=2, default=_json_value) + "\n"
+
+
+def fit(text: str, terminal: Terminal) -> str:
+    """``text`` with every line cut to the terminal's width (``…`` where cut) when stdout
+    is a terminal: a table's last column, free text, is what gives way."""
+    size = terminal.size() if terminal.stdout_is_tty else None
+    if size is None:
+        return text
+    width = size[0]
+    lines = [
+        line if len(line) <= width else line[: max(width - 1, 0)] + "…" for line in text.split("\n")
+    ]
+    return "\n".join(lines)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

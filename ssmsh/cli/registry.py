@@ -75,7 +75,8 @@ def load(names: tuple[str, ...] = commands.NAMES) -> dict[str, Command]:
     """
     found: dict[str, Command] = {}
     for name in names:
-        module = importlib.import_module(f"{commands.__name__}.{name}")
+        # "ssh-config" is declared in commands/ssh_config.py
+        module = importlib.import_module(f"{commands.__name__}.{name.replace('-', '_')}")
         command = getattr(module, "COMMAND", None)
         if not isinstance(command, Command) or command.name != name:
             raise TypeError(f"{module.__name__}.COMMAND must be the Command named {name!r}")

@@ -27,6 +27,7 @@ from .documents import (
     resolve_session,
 )
 from .errors import ServiceError
+from .instance_connect import PushedKeys
 from .kms import ACCOUNT_ID, KmsService
 
 __all__ = [
@@ -174,6 +175,8 @@ class EmulatorState:
         for target in targets if targets is not None else [TargetRecord(DEFAULT_TARGET)]:
             self.add_target(target)
         self.sessions: dict[str, SessionRecord] = {}
+        #: SSH keys pushed with EC2 Instance Connect, valid for 60 s on the emulator's clock.
+        self.ssh_keys = PushedKeys(self.clock.now)
         #: The gateway's base URL ("ws://127.0.0.1:PORT"); set by the server.
         self.stream_base_url = ""
         #: Set by the gateway: ends the live data channel of a session (TerminateSession).

@@ -46,7 +46,7 @@ from ..protocol.session import SessionEstablished
 from ..protocol.status_trailer import TrailerFilter
 from .escape import EscapeAction, EscapeFilter, escape_help, show_char
 from .hints import Hint, Hints, clock
-from .tty import Terminal, write_all
+from .tty import Terminal, write_all, write_now
 
 __all__ = ["BridgeResult", "TerminalBridge"]
 
@@ -294,7 +294,8 @@ class TerminalBridge:
     async def _write(self, fd: int, data: bytes) -> None:
         self.terminal.wrote(data, fd)
         try:
-            await self._loop.run_in_executor(None, write_all, fd, data)
+            if not write_now(fd, data):
+                await self._loop.run_in_executor(None, write_all, fd, data)
         except BrokenPipeError:
             if fd == self.terminal.stdout:
                 # Nobody reads our output any more (``| head``): stop, as ssh would.

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import signal
 import termios
 from collections.abc import Callable, Iterator
@@ -245,6 +246,33 @@ def _file_identity(fd: int) -> tuple[int, int] | None:
 def _same_file(fd: int, identity: tuple[int, int] | None) -> bool:
     """True when ``fd`` is the file (terminal, pipe) that ``identity`` names."""
     return identity is not None and _file_identity(fd) == identity
+
+
+#: Writes up to this size are tried at once when the fd is ready (see :func:`write_now`).
+SMALL_WRITE = 512
+
+
+def write_now(fd: int, data: bytes) -> bool:
+    """Write small ``data`` on the spot if ``fd`` takes it without blocking; else False.
+
+    An echo or a prompt is a few bytes: handing it to a thread (as a large write must
+    be, not to stall the loop on a slow terminal) costs more than the write. Ready for
+    writing means a pipe has at least PIPE_BUF (4 KiB) free, so a write this small goes
+    in whole at once; a terminal takes it into its buffer. Nothing is written when
+    False is returned.
+    """
+    if len(data) > SMALL_WRITE:
+        return False
+    try:
+        ready = select.select([], [fd], [], 0)[1]
+    except (OSError, ValueError):
+        return False
+    if not ready:
+        return False
+    written = os.write(fd, data)
+    if written < len(data):
+        write_all(fd, data[written:])  # (a terminal that took part: the rest is small too)
+    return True
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -212,3 +212,20 @@ async def test_a_start_session_that_never_answers_delays_the_stop_briefly(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert loop.time() - stopped_at < ABANDONED_START_WAIT + scaled(1)
+
+
+async def test_resolve_target_by_what_users_know(emulator: Emulator) -> None:
+    sessions = sessions_for(emulator)
+    # The emulator's computer names are NAME.emulated.local (or ID.emulated.local).
+    assert await sessions.resolve_target("web-1.emulated.local") == DEFAULT_TARGET
+    assert await sessions.resolve_target("Name=web-1") == DEFAULT_TARGET  # TAG=VALUE
+    assert await sessions.resolve_target("WEB-1") == DEFAULT_TARGET  # its host name
+    with pytest.raises(UsageError, match="several managed instances match 'i-0123'"):
+        await sessions.resolve_target("i-0123")
+    # Every emulated instance has 127.0.0.1: ambiguous, and the candidates are listed.
+    with pytest.raises(UsageError, match=r"several managed instances match '127.0.0.1': i-"):
+        await sessions.resolve_target("127.0.0.1")
+    with pytest.raises(UsageError, match="no managed instance is tagged Env=nowhere"):
+        await sessions.resolve_target("Env=nowhere")
+    with pytest.raises(UsageError, match="TAG=VALUE"):
+        await sessions.resolve_target("nothing-by-that-name")

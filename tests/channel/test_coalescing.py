@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 from ssmsh.channel import ConnectionConfig, OutputReceived, SessionConnection
-from ssmsh.channel.reading import HOLD_FIRST, HOLD_GAP, HOLD_MAX_BATCH, next_hold
+from ssmsh.channel.reading import HOLD_FIRST, HOLD_GAP, HOLD_MAX_BATCH, ReadGate, next_hold
 from tests.conftest import scaled
 
 from .fakeagent import AgentSession, FakeAgent
@@ -156,3 +156,43 @@ def test_hold_is_bounded_by_bytes_and_never_used_for_fast_links() -> None:
     hold = next_hold(0.016, 0.017, int(rate * 0.017), 0.03)
     assert hold == pytest.approx(HOLD_MAX_BATCH / rate, rel=0.01)
     assert next_hold(0.016, 0.017, 1024, 0.0) == 0.0  # switched off
+
+
+class _Link:
+    def __init__(self) -> None:
+        self.reading: list[bool] = []
+
+    def set_reading(self, wanted: bool) -> None:
+        self.reading.append(wanted)
+
+
+async def test_input_ends_a_hold_and_the_stream() -> None:
+    # Fast typing: each echo comes a millisecond after the previous one, like a stream
+    # of small batches; without input_sent every echo would wait for the hold.
+    gate = ReadGate(asyncio.get_running_loop(), limit=0.03)
+    link = _Link()
+    gate.attach(link)
+    for i in range(6):  # a stream ramps the hold up
+        gate.end_batch(100, now=1.0 + i * 0.001)
+    assert gate.holds > 0
+    assert link.reading == [True, False]  # held now
+    gate.input_sent()
+    assert link.reading == [True, False, True]  # read again at once
+    holds = gate.holds
+    gate.end_batch(1, now=1.0061)  # the echo, right after: not held
+    assert gate.holds == holds
+    assert link.reading == [True, False, True]
+
+
+async def test_an_echo_of_fast_typing_is_not_held() -> None:
+    # End to end: keys sent one after another's echo all come back without holds.
+    async with prompted() as (agent, session, conn):
+        loop = asyncio.get_running_loop()
+        waits = []
+        for key in b"abcdefghijklmnopqrst":
+            start = loop.time()
+            await conn.send_input(bytes([key]))
+            agent.send_output(session, bytes([key]))  # the remote echo
+            assert await receive_bytes(conn, 1) == bytes([key])
+            waits.append(loop.time() - start)
+        assert conn.receive_holds == 0, waits

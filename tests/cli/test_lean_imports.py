@@ -33,6 +33,9 @@ def loaded(*argv: str) -> str:
         ["proxy", "i-0123456789abcdef0", "22"],
         ["sessions", "--history"],
         ["ls", "--online"],
+        ["automation", "ls", "--waiting"],
+        ["approve", "00000000-0000-0000-0000-000000000000"],
+        ["association", "history", "fleet-health"],
     ],
 )
 def test_commands_stay_lean(argv: list[str]) -> None:

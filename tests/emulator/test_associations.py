@@ -12,17 +12,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import botocore.exceptions
-import botocore.session
 import pytest
 
 from ssmsh.emulator import EmulatorConfig
 from tests.conftest import scaled
 from tests.emulator.conftest import EmulatorThread
+from tests.emulator.refusals import refused
 from tests.emulator.shapes import check_outputs
 
-_MODEL = botocore.session.get_session().get_service_model("ssm")
-_COMMON = {"ValidationException", "SerializationException"}
 OPERATIONS = (
     "CreateAssociation",
     "DescribeAssociation",
@@ -50,18 +47,6 @@ def answers_fit_the_model(emu: EmulatorThread) -> Iterator[None]:
     errors = check_outputs(emu.emulator.api, OPERATIONS)
     yield
     assert not errors
-
-
-def refused(fn: Callable[..., Any], **kwargs: Any) -> tuple[str, str]:
-    """(code, message) of a refused call; the code must be one the model lists for it."""
-    with pytest.raises(botocore.exceptions.ClientError) as exc_info:
-        fn(**kwargs)
-    error = exc_info.value.response["Error"]
-    code = str(error["Code"])
-    name = exc_info.value.operation_name
-    listed = {shape.name for shape in _MODEL.operation_model(name).error_shapes}
-    assert code in listed | _COMMON, f"{name} does not list {code}"
-    return code, str(error["Message"])
 
 
 def expect(code: str, fn: Callable[..., Any], **kwargs: Any) -> str:

@@ -11,7 +11,6 @@ import argparse
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,8 @@ from ssmsh.emulator.cli import build_config, configure_parser
 from ssmsh.emulator.commands.model import plugin_output
 from tests.conftest import scaled
 from tests.emulator.conftest import EmulatorThread, PlaceholderGateway, make_client
+from tests.emulator.refusals import refused
 
-_MODEL = botocore.session.get_session().get_service_model("ssm")
-_COMMON = {"ValidationException", "SerializationException"}
 SCALE = 0.01
 ROLE = "arn:aws:iam::123456789012:role/sns-publisher"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:run-command"
@@ -39,18 +37,6 @@ def emulator_config() -> EmulatorConfig:
 
 def node(n: int) -> str:
     return f"i-{n:017x}"
-
-
-def refused(fn: Callable[..., Any], **kwargs: Any) -> tuple[str, str]:
-    """(code, message) of a refused call; the code must be one the model lists for it."""
-    with pytest.raises(botocore.exceptions.ClientError) as exc_info:
-        fn(**kwargs)
-    error = exc_info.value.response["Error"]
-    code = str(error["Code"])
-    name = exc_info.value.operation_name
-    listed = {shape.name for shape in _MODEL.operation_model(name).error_shapes}
-    assert code in listed | _COMMON, f"{name} does not list {code}"
-    return code, str(error["Message"])
 
 
 def wait_done(ssm: Any, command_id: str, timeout: float = 20) -> dict[str, Any]:

@@ -21,6 +21,8 @@ NAMES: tuple[str, ...] = (
     "emulator",
     "forward",
     "proxy",
+    "ssh",
+    "ssh-config",
     "plugin",
     "sessions",
     "terminate",
@@ -29,4 +31,8 @@ NAMES: tuple[str, ...] = (
     "setup",
     "run",
     "commands",
+    "automation",
+    "approve",
+    "reject",
+    "association",
 )

@@ -33,6 +33,7 @@ from .automation import AutomationApi
 from .awsjson import Body
 from .commands import CommandsApi
 from .documents import DocumentsApi
+from .instance_connect import InstanceConnectApi
 from .instances import InstancesApi
 from .kms import KmsApi
 from .registry import ApiContext, Operation, Registry, model_check, snake
@@ -146,6 +147,7 @@ class ApiHandler:
             AutomationApi(context, self.automation),
             AssociationsApi(context, self.associations),
             KmsApi(context),
+            InstanceConnectApi(context),
         ):
             area.register(self._registry)
         self._signing_names = self._registry.signing_names
