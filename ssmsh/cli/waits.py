@@ -7,11 +7,14 @@ import asyncio
 import contextlib
 import urllib.parse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..aws import SsmSessions
 from ..channel import ConnectionState, SessionConnection, StateChange
-from ..protocol.session import SessionEstablished
 from ..terminal.hints import Hint, Hints, clock
+
+if TYPE_CHECKING:  # ssmsh.protocol.session loads cryptography: not for forward or proxy
+    from ..protocol.session import SessionEstablished
 
 __all__ = ["PortSessionNotices", "gateway_hint", "watch_calls"]
 
