@@ -8,13 +8,35 @@ user can act on. Messages never contain credentials or tokens.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 
 from botocore import exceptions as boto
 
 from ..exceptions import AwsError
 
-__all__ = ["EVERY_CALL_CODES", "affects_every_call", "aws_error", "map_aws_errors"]
+__all__ = [
+    "EVERY_CALL_CODES",
+    "CredentialSource",
+    "affects_every_call",
+    "aws_error",
+    "map_aws_errors",
+]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CredentialSource:
+    """Where the credentials of a failed call came from, for naming the fix."""
+
+    #: The AWS profile in use (None: the default profile or none).
+    profile: str | None = None
+    #: botocore's name for the credential provider ("sso", "custom-process", "assume-role"...).
+    method: str | None = None
+
+
+#: botocore's RuntimeError when refreshed credentials are already expired (it has no
+#: exception class of its own for this).
+_STILL_EXPIRED = "refreshed credentials are still expired"
 
 #: Extra advice appended to service errors, by error code.
 _ADVICE = {
@@ -46,6 +68,7 @@ EVERY_CALL_CODES = frozenset(
         "NoProfile",
         "SSOToken",
         "Credentials",
+        "ExpiredCredentials",
         "ExpiredTokenException",
         "ExpiredToken",
         "UnrecognizedClientException",
@@ -76,8 +99,38 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def aws_error(exc: BaseException, operation: str = "AWS request") -> AwsError:
-    """The :class:`AwsError` for a botocore exception (or any other exception of a call)."""
+def _sso_login(source: CredentialSource | None) -> str:
+    """The command that renews the SSO session of ``source``'s profile."""
+    if source is not None and source.profile:
+        return f"aws sso login --profile {source.profile}"
+    return "aws sso login"
+
+
+def _expired_after_refresh(source: CredentialSource | None) -> AwsError:
+    """botocore refreshed the credentials and got expired ones again."""
+    method = source.method if source is not None else None
+    profile = f" of profile {source.profile!r}" if source is not None and source.profile else ""
+    if method == "custom-process":
+        text = (
+            f"the credential_process{profile} returned expired credentials "
+            "(its Expiration is in the past); renew what it reads, or fix the program"
+        )
+    elif method in ("sso", "sso-legacy"):
+        text = f"the AWS SSO credentials have expired; run `{_sso_login(source)}`"
+    else:
+        origin = f" (from {method}{profile})" if method else profile
+        text = f"the AWS credentials{origin} are expired, even after a refresh; renew them"
+    return AwsError(text, "ExpiredCredentials")
+
+
+def aws_error(
+    exc: BaseException, operation: str = "AWS request", source: CredentialSource | None = None
+) -> AwsError:
+    """The :class:`AwsError` for a botocore exception (or any other exception of a call).
+
+    ``source`` says where the credentials came from, so that a credential failure can
+    name its fix (``aws sso login --profile NAME``).
+    """
     if isinstance(exc, AwsError):
         return exc
     if isinstance(exc, boto.ClientError):
@@ -97,10 +150,15 @@ def aws_error(exc: BaseException, operation: str = "AWS request") -> AwsError:
         )
     if isinstance(exc, boto.ProfileNotFound):
         return AwsError(f"AWS profile {exc.kwargs.get('profile', '')!r} not found", "NoProfile")
-    if isinstance(exc, (boto.SSOTokenLoadError, boto.UnauthorizedSSOTokenError)):
+    if isinstance(exc, (boto.SSOTokenLoadError, boto.UnauthorizedSSOTokenError)) or (
+        isinstance(exc, boto.TokenRetrievalError) and exc.kwargs.get("provider") == "sso"
+    ):
         return AwsError(
-            "the AWS SSO session has expired or is missing; run `aws sso login`", "SSOToken"
+            f"the AWS SSO session has expired or is missing; run `{_sso_login(source)}`",
+            "SSOToken",
         )
+    if isinstance(exc, RuntimeError) and _STILL_EXPIRED in str(exc):
+        return _expired_after_refresh(source)
     if isinstance(exc, boto.TokenRetrievalError | boto.CredentialRetrievalError):
         return AwsError(f"could not obtain AWS credentials: {_one_line(str(exc))}", "Credentials")
     if isinstance(exc, boto.EndpointConnectionError):
@@ -120,13 +178,32 @@ def aws_error(exc: BaseException, operation: str = "AWS request") -> AwsError:
 
 
 @contextlib.contextmanager
-def map_aws_errors(operation: str) -> Iterator[None]:
-    """Re-raise any botocore failure inside the block as :class:`AwsError`."""
+def map_aws_errors(
+    operation: str, source: Callable[[], CredentialSource] | None = None
+) -> Iterator[None]:
+    """Re-raise any botocore failure inside the block as :class:`AwsError`.
+
+    ``source`` is asked, only when something failed, where the credentials came from.
+    """
+
+    def mapped(exc: BaseException) -> AwsError:
+        found = None
+        if source is not None:
+            try:
+                found = source()
+            except Exception:  # naming the fix must not hide the failure
+                found = None
+        return aws_error(exc, operation, found)
+
     try:
         yield
     except AwsError:
         raise
     except (boto.BotoCoreError, boto.ClientError) as exc:
-        raise aws_error(exc, operation) from None
+        raise mapped(exc) from None
     except (OSError, ValueError) as exc:  # e.g. a malformed endpoint URL or config file
-        raise aws_error(exc, operation) from None
+        raise mapped(exc) from None
+    except RuntimeError as exc:
+        if _STILL_EXPIRED not in str(exc):
+            raise
+        raise mapped(exc) from None

@@ -14,9 +14,6 @@ import os
 import tempfile
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from .sessions import SsmSessions
 
 __all__ = ["OneTimeKey", "push_key"]
@@ -26,6 +23,10 @@ class OneTimeKey:
     """A new Ed25519 key pair; the private key in a 0600 file under a 0700 directory."""
 
     def __init__(self) -> None:
+        # cryptography (~5 MB) only when a key is made: every command's parser imports this.
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         key = Ed25519PrivateKey.generate()
         self.public = (
             key.public_key()

@@ -18,6 +18,7 @@ import logging
 import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
 import botocore
@@ -28,7 +29,7 @@ from ..channel.types import SessionInfo, StreamCredentials
 from ..exceptions import AwsError, UsageError
 from ..protocol.crypto import DATA_KEY_SIZE
 from ..protocol.handshake import DataKey
-from .errors import map_aws_errors
+from .errors import CredentialSource, map_aws_errors
 from .settings import AwsSettings
 from .signing import is_presigned, sign_upgrade
 
@@ -133,6 +134,11 @@ class SsmSessions:
         self._lock = threading.Lock()
         self._session: botocore.session.Session | None = None
         self._clients: dict[str, Any] = {}
+        #: PlatformType of instances seen in DescribeInstanceInformation, by id.
+        self._platforms: dict[str, str] = {}
+        #: ``watch(operation, service)`` is entered for the duration of each call to a
+        #: service ("ssm", "kms"): the CLI shows a hint when one takes long.
+        self.watch: Callable[[str, str], AbstractContextManager[object]] = _unwatched
 
     # ------------------------------------------------------------ plumbing
 
@@ -148,6 +154,11 @@ class SsmSessions:
                 self._clients[service] = client
             return client
 
+    def endpoint_url(self, service: str) -> str | None:
+        """Where calls to ``service`` go, once its client exists (None before)."""
+        client = self._clients.get(service)
+        return str(client.meta.endpoint_url) if client is not None else None
+
     @property
     def region(self) -> str | None:
         """The region calls go to (None until a client was made and none is configured)."""
@@ -156,15 +167,36 @@ class SsmSessions:
             return str(client.meta.region_name)
         return self.settings.region
 
+    def credential_source(self) -> CredentialSource:
+        """The profile in use and botocore's name for where its credentials came from
+        (for naming the fix of a credential failure). Blocking; never raises."""
+        with self._lock:
+            session = self._session
+        if session is None:
+            return CredentialSource(self.settings.profile)
+        profile = self.settings.profile
+        method = None
+        try:
+            profile = profile or session.get_config_variable("profile")
+            credentials = session.get_credentials()  # loaded already: the call used them
+            method = getattr(credentials, "method", None)
+        except Exception:
+            logger.debug("cannot tell where the credentials came from", exc_info=True)
+        return CredentialSource(profile or None, method)
+
     def _submit(self, operation: str, fn: Callable[[], _T]) -> Awaitable[_T]:
         def run() -> _T:
-            with map_aws_errors(operation):
+            with map_aws_errors(operation, self.credential_source):
                 return fn()
 
         return run_in_daemon_thread(run, name=f"ssmsh-aws-{operation}")
 
-    async def _call(self, operation: str, fn: Callable[[], _T]) -> _T:
-        return await self._submit(operation, fn)
+    async def _call(self, operation: str, fn: Callable[[], _T], service: str = "ssm") -> _T:
+        """``fn`` (which calls ``service``; "" for no service) in a worker thread."""
+        if not service:
+            return await self._submit(operation, fn)
+        with self.watch(operation, service):
+            return await self._submit(operation, fn)
 
     async def call(self, service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
         """One call of ``operation`` (``SendSSHPublicKey``) of another ``service``
@@ -175,7 +207,7 @@ class SsmSessions:
             result: dict[str, Any] = getattr(self._client(service), method)(**kwargs)
             return result
 
-        return await self._call(operation, call)
+        return await self._call(operation, call, service=service)
 
     async def _request(self, operation: str, method: str, **kwargs: Any) -> dict[str, Any]:
         """One SSM call, ``client.METHOD(**kwargs)``: its response."""
@@ -236,6 +268,21 @@ class SsmSessions:
             "address, instance id or its first characters, or TAG=VALUE)",
         )
 
+    async def platform_type(self, target: str) -> str | None:
+        """The PlatformType of a managed instance (``Linux``, ``Windows``, ``MacOS``), or
+        None when it cannot be told (not an instance id, DescribeInstanceInformation
+        refused, the instance not listed). Never raises for an AWS failure."""
+        if target in self._platforms:
+            return self._platforms[target]
+        if not INSTANCE_ID_RE.match(target):
+            return None
+        try:
+            await self.describe_instances([{"Key": "InstanceIds", "Values": [target]}])
+        except AwsError as exc:
+            logger.debug("cannot tell the platform of %s: %s", target, exc)
+            return None
+        return self._platforms.get(target)
+
     async def start_session(
         self,
         target: str,
@@ -258,7 +305,8 @@ class SsmSessions:
 
         call = self._submit("StartSession", start)
         try:
-            response = await asyncio.shield(call)
+            with self.watch("StartSession", "ssm"):
+                response = await asyncio.shield(call)
         except asyncio.CancelledError:
             await self._end_abandoned_start(call)
             raise
@@ -282,7 +330,11 @@ class SsmSessions:
         if filters:
             kwargs["Filters"] = [dict(f) for f in filters]
         operation = "DescribeInstanceInformation"
-        return await self._paginate(operation, "InstanceInformationList", kwargs)
+        found = await self._paginate(operation, "InstanceInformationList", kwargs)
+        for item in found:
+            if item.get("InstanceId") and item.get("PlatformType"):
+                self._platforms[str(item["InstanceId"])] = str(item["PlatformType"])
+        return found
 
     async def instance_names(self) -> dict[str, str]:
         """Instance id -> ``Name`` tag of every managed instance that has one.
@@ -401,7 +453,7 @@ class SsmSessions:
             )
             return result
 
-        response = await self._call("KMS GenerateDataKey", generate)
+        response = await self._call("KMS GenerateDataKey", generate, service="kms")
         plaintext = response.get("Plaintext") or b""
         blob = response.get("CiphertextBlob") or b""
         if len(plaintext) != DATA_KEY_SIZE or not blob:
@@ -423,7 +475,11 @@ class SsmSessions:
                 return {}
             return sign_upgrade(url, credentials.get_frozen_credentials(), region)
 
-        return await self._call("signing the data channel request", sign)
+        return await self._call("signing the data channel request", sign, service="")
+
+
+def _unwatched(operation: str, service: str) -> AbstractContextManager[object]:
+    return nullcontext()
 
 
 def _version_with(client: Any, name: str, content: str, described: Mapping[str, Any]) -> str:

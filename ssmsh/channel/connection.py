@@ -57,7 +57,7 @@ from ..exceptions import HandshakeError, InternalError, SsmshError
 from ..protocol.datachannel import ChannelConfig
 from ..protocol.session import ClientSession, SessionEstablished
 from .config import ConnectionConfig
-from .diagnostics import log_ended
+from .diagnostics import log_ended, session_logger
 from .driver import ProtocolDriver
 from .events import SessionEvent
 from .inbox import Inbox
@@ -266,11 +266,11 @@ class SessionConnection:
             self._driver.finish(InternalError(f"{type(exc).__name__}: {exc}"))
 
     def _on_finished(self, error: BaseException | None) -> None:
-        """The driver saw the end (called once): the debug line, then CLOSED."""
+        """The driver saw the end (called once): the counters' line, then CLOSED."""
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
-        if logger.isEnabledFor(logging.DEBUG):
+        if session_logger.isEnabledFor(logging.INFO):
             reconnector = self._reconnector
             log_ended(
                 self.info.session_id,
@@ -290,6 +290,11 @@ class SessionConnection:
     @property
     def state(self) -> ConnectionState:
         return self._state
+
+    @property
+    def reconnect_deadline(self) -> float | None:
+        """While reconnecting: the event loop's time when it gives up (None otherwise)."""
+        return self._reconnector.deadline
 
     def add_state_listener(self, listener: StateListener) -> Callable[[], None]:
         """Call ``listener`` on every state change; returns a function that removes it."""

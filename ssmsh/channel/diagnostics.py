@@ -1,6 +1,6 @@
 """The debug lines a session leaves behind: how it started, and its counters at the end.
 
-``--debug`` shows two lines per session (``docs/usage.md``, "The debug log"):
+``-v`` and the debug log show two lines per session (``docs/usage.md``, "The debug log"):
 one when it is established (session type, agent and client versions, KMS,
 which handshake, how long the link and the handshake took) and one when it
 ends (links, reconnects, outages, the data channel's counters, receive holds,
@@ -57,8 +57,8 @@ def log_established(
     handshake_time: float,
     connect_time: float,
 ) -> None:
-    """One debug line on how the session started (times in seconds)."""
-    session_logger.debug(
+    """One line on how the session started (times in seconds); INFO: ``-v`` shows it."""
+    session_logger.info(
         "session %s established: type=%s agent=%s client=%s kms=%s handshake=%s "
         "handshake_time=%.1fms connect_time=%.1fms",
         session_id,
@@ -84,13 +84,13 @@ def log_ended(
     bytes_in: int,
     bytes_out: int,
 ) -> None:
-    """One debug line with the data channel's counters at the end of the session."""
+    """One line with the data channel's counters at the end of the session (INFO)."""
     stats = channel.stats
     names = [*STAT_NAMES, *sorted(set(stats) - set(STAT_NAMES))]
     counters = " ".join(f"{name}={stats[name]}" for name in names)
     rtt = channel.rtt
     srtt = f"{rtt.srtt * 1000:.1f}ms" if rtt.samples else "-"
-    session_logger.debug(
+    session_logger.info(
         "session %s ended: duration=%.2fs links=%d reconnects=%d outages=%.2fs %s "
         "unacked=%d receive_holds=%d bytes_in=%d bytes_out=%d srtt=%s rto=%.1fms "
         "rtt_samples=%d",

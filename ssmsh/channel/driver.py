@@ -138,10 +138,10 @@ class ProtocolDriver:
         elif isinstance(event, SessionEstablished):
             if not self.established.done():
                 self.established.set_result(event)
-                if logger.isEnabledFor(logging.DEBUG):
+                if session_logger.isEnabledFor(logging.INFO):
                     self._log_established(event)
             else:  # a handshake after skip_handshake(): the reader may show its message
-                if logger.isEnabledFor(logging.DEBUG):
+                if session_logger.isEnabledFor(logging.INFO):
                     self._log_established(event)
                 self._inbox.put(event)
         elif isinstance(event, SessionFailed):

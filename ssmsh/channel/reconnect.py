@@ -102,6 +102,15 @@ class Reconnector:
         #: Durations of the outages that ended, in seconds.
         self.outages: list[float] = []
 
+    @property
+    def deadline(self) -> float | None:
+        """During an outage, the loop time after which no attempt will start (the
+        budget, from the outage's start); None while healthy."""
+        if self._outage_start is None:
+            return None
+        budget = self.config.reconnect_budget if self._ever_received else self.config.connect_budget
+        return self._outage_start + budget
+
     # -------------------------------------------------------------- notifications
 
     def link_up(self) -> None:

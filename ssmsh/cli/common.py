@@ -1,7 +1,7 @@
 """What every session command shares: AWS options, ``--local``, opening a session.
 
 :func:`add_common_options` adds ``--region``, ``--profile``, ``--endpoint-url``,
-``--local``, ``--quiet``, ``-v/--debug``, ``--log-file`` and the reconnect
+``--local``, ``--quiet``, ``-v/--verbose``, ``--debug``, ``--log-file`` and the reconnect
 tunables. :func:`open_session` resolves the target, starts the session (in an
 in-process emulator with ``--local``), opens a :class:`SessionConnection` and
 always closes it with TerminateSession, whatever happens inside the block.
@@ -25,9 +25,11 @@ from ..channel import ConnectionConfig, SessionConnection, SessionInfo
 from ..exceptions import AwsError, UsageError
 from .errors import StartInterrupted
 from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set
+from .waits import gateway_hint, watch_calls
 
 __all__ = [
     "LOCAL_CREDENTIALS",
+    "ParametersFor",
     "StartupSignals",
     "add_common_options",
     "aws_settings",
@@ -43,6 +45,10 @@ logger = logging.getLogger(__name__)
 #: Credentials used with ``--local`` (the emulator accepts any well-formed signature).
 LOCAL_CREDENTIALS = StaticCredentials("AKIDSSMSHLOCAL000000", "ssmsh-local-emulator-secret")
 LOCAL_REGION = "us-east-1"
+
+#: Document parameters that depend on the target's platform: called with its
+#: PlatformType (``Linux``, ``Windows``, ``MacOS``; None when unknown).
+ParametersFor = Callable[[str | None], Mapping[str, Sequence[str]]]
 
 
 def add_common_options(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
@@ -80,13 +86,24 @@ def add_common_options(parser: argparse.ArgumentParser, suppress: bool = False) 
     )
     out.add_argument(
         "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="more status lines: each forwarded connection, links lost and found, how the "
+        "session started and ended (-vv: --debug)",
+    )
+    out.add_argument(
         "--debug",
         action="store_true",
         default=default(False),
-        help="debug logging and tracebacks (tokens and keys are never logged)",
+        help="the debug log on stderr (or in --log-file) and tracebacks "
+        "(tokens and keys are never logged)",
     )
     out.add_argument(
-        "--log-file", default=default(None), metavar="PATH", help="write the log to PATH"
+        "--log-file",
+        default=default(None),
+        metavar="PATH",
+        help="write the debug log to PATH (stderr keeps its usual lines)",
     )
     out.add_argument(
         "--reconnect-timeout",
@@ -188,6 +205,9 @@ async def local_endpoint(args: argparse.Namespace) -> AsyncIterator[str | None]:
 
     # The emulator is on loopback, in this process: no proxy can reach it.
     _bypass_proxies_for_loopback()
+    if not logger.isEnabledFor(logging.DEBUG):
+        # -v is about the session, not the emulator's side of it (the debug log has both).
+        logging.getLogger("ssmsh.emulator").setLevel(logging.WARNING)
     # The emulator's defaults: the official agent's behaviour, message for message.
     async with Emulator(EmulatorConfig()) as emulator:
         logger.debug("local emulator at %s", emulator.endpoint_url)
@@ -270,13 +290,17 @@ async def open_session(
     reporter: Reporter,
     target: str | None,
     document: str | None = None,
-    parameters: Mapping[str, Sequence[str]] | None = None,
+    parameters: Mapping[str, Sequence[str]] | ParametersFor | None = None,
     reason: str | None = None,
     fallback_document: str | None = None,
     on_fallback: Callable[[AwsError], None] | None = None,
     announce: bool = True,
 ) -> AsyncIterator[tuple[SessionConnection, SessionInfo]]:
     """Start a session and yield its open connection; TerminateSession on the way out.
+
+    ``parameters`` may depend on the target's platform (:data:`ParametersFor`): it is
+    then looked up first (DescribeInstanceInformation, unless resolving a Name tag
+    already told).
 
     When StartSession refuses ``document`` (it does not exist, or access to it is
     denied) and a ``fallback_document`` is given, the session starts with that one
@@ -291,20 +315,21 @@ async def open_session(
     signals.install()
     try:
         async with local_endpoint(args) as endpoint:
-            sessions = SsmSessions(aws_settings(args, endpoint))
+            sessions = watch_calls(SsmSessions(aws_settings(args, endpoint)), reporter.hints)
             opened: list[SessionConnection] = []
 
             async def start() -> None:
                 target_id = await sessions.resolve_target(default_target(args, target))
+                given = parameters
+                if callable(given):
+                    given = given(await sessions.platform_type(target_id))
                 try:
-                    info = await sessions.start_session(target_id, document, parameters, reason)
+                    info = await sessions.start_session(target_id, document, given, reason)
                 except AwsError as exc:
                     if fallback_document is None or not _refuses_document(exc, document):
                         raise
                     logger.debug("%s refused (%s); using %s", document, exc, fallback_document)
-                    info = await sessions.start_session(
-                        target_id, fallback_document, parameters, reason
-                    )
+                    info = await sessions.start_session(target_id, fallback_document, given, reason)
                     if on_fallback is not None:  # only once the fallback worked
                         on_fallback(exc)
                 if announce:
@@ -312,7 +337,8 @@ async def open_session(
                 else:
                     logger.info("Starting session with SessionId: %s", info.session_id)
                 opened.append(SessionConnection(info, sessions, config=config))
-                await opened[0].start()
+                with gateway_hint(reporter.hints, info.stream.stream_url):
+                    await opened[0].start()
 
             try:
                 await signals.guard(start())

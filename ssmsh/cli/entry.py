@@ -28,7 +28,17 @@ def _interrupted_while_importing(signum: int, frame: FrameType | None) -> None:
     os._exit(_EXIT_INTERRUPTED)
 
 
+#: ssmsh drives POSIX terminals and signals (termios, SIGWINCH, SIGTSTP...).
+_NOT_POSIX = (
+    "ssmsh: this system is not supported: the ssmsh client needs a POSIX system "
+    "(Linux, macOS); its targets may run anything"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if os.name != "posix":
+        sys.stderr.write(_NOT_POSIX + "\n")
+        return 255
     previous = None
     try:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored

@@ -45,8 +45,9 @@ from .portsession import (
     session_service,
     tunnel_config,
 )
-from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set
+from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set, verbosity
 from .socks import forward_dynamic
+from .waits import PortSessionNotices
 
 __all__ = [
     "DESCRIPTION",
@@ -62,25 +63,29 @@ logger = logging.getLogger(__name__)
 DESCRIPTION = """\
 Forward local TCP ports or Unix sockets to ports on the target, or (with HOST) to
 HOST:REMOTEPORT as reached from the target. SPEC is one of
+  PORT                                 e.g. 5432: the same port, 5432:5432
   [BIND:]LOCALPORT:REMOTEPORT          e.g. 5432:5432, 0:80 (0 = any free port)
   [BIND:]LOCALPORT:HOST:REMOTEPORT     e.g. 5432:db.internal:5432
   LOCALSOCKET:[HOST:]REMOTEPORT        e.g. ./pg.sock:5432 (a path; mode 0600)
-BIND defaults to 127.0.0.1; write 0.0.0.0 (or *, [::]) to accept other machines.
+BIND defaults to 127.0.0.1; write * for every interface (IPv4 and IPv6), 0.0.0.0 or
+[::] for one family. SPECs go after TARGET, or before it with -L as for ssh:
+  ssmsh forward -L 8080:localhost:80 web-1
 Each SPEC runs as its own session. Ctrl-C ends them all."""
 
 
 def configure_forward(parser: argparse.ArgumentParser) -> None:
-    """``ssmsh forward``'s arguments (its parser resolves conflicts: see the -v below)."""
+    """``ssmsh forward``'s arguments (``-v``, a common option, adds a line per connection)."""
     add_target_argument(parser)
-    parser.add_argument("specs", metavar="SPEC", nargs="+", help="what to forward (see above)")
-    add_common_options(parser, suppress=True)
+    parser.add_argument("specs", metavar="SPEC", nargs="*", help="what to forward (see above)")
     parser.add_argument(
-        "-v",
-        "--verbose",
-        dest="tunnel_verbose",
-        action="store_true",
-        help="print a line when each connection opens and closes (bytes, duration)",
+        "-L",
+        dest="dashed_specs",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a SPEC, as ssh -L takes it (repeatable; with the SPECs after TARGET, if any)",
     )
+    add_common_options(parser, suppress=True)
     parser.add_argument(
         "--persist",
         action="store_true",
@@ -112,12 +117,15 @@ async def run_forward(args: argparse.Namespace, terminal: Terminal, reporter: Re
 
 
 def target_and_specs(args: argparse.Namespace) -> tuple[str, list[ForwardSpec]]:
-    """TARGET and the SPECs; TARGET may be left out with --local or SSMSH_TARGET.
+    """TARGET and the SPECs (``-L`` ones first); TARGET may be left out with --local or
+    SSMSH_TARGET.
 
-    argparse gives the first word to TARGET whenever there are two or more; a
-    first word that is a valid SPEC (no instance id or Name tag is one) is a SPEC.
+    argparse gives the first word to TARGET; a first word that is a valid SPEC (no
+    instance id or Name tag is one; a lone port number is, ``80`` meaning ``80:80``) is a
+    SPEC.
     """
-    words = list(args.specs)
+    words = list(getattr(args, "specs", None) or [])
+    dashed = list(getattr(args, "dashed_specs", None) or [])
     target = args.target
     if target is not None:
         try:
@@ -127,16 +135,16 @@ def target_and_specs(args: argparse.Namespace) -> tuple[str, list[ForwardSpec]]:
         else:
             words.insert(0, target)
             target = None
-    if target is None and len(words) == 1:
-        try:
-            parse_spec(words[0])
-        except UsageError:
-            if not words[0].split(":", 1)[0].isdigit():
-                raise UsageError(
-                    f"no SPEC given for target {words[0]!r}: ssmsh forward TARGET SPEC [SPEC ...]"
-                ) from None
-            raise
-    specs = [parse_spec(text) for text in words]
+    if not words and not dashed:
+        if target is None:
+            raise UsageError("no SPEC given: ssmsh forward TARGET SPEC [SPEC ...]")
+        if target.split(":", 1)[0].isdigit():
+            parse_spec(target)  # meant as a SPEC: its own error says what is wrong
+        raise UsageError(
+            f"no SPEC given for target {target!r}: ssmsh forward TARGET SPEC [SPEC ...] "
+            "(or -L SPEC)"
+        )
+    specs = [parse_spec(text) for text in [*dashed, *words]]
     return default_target(args, target), specs
 
 
@@ -151,7 +159,7 @@ async def forward(args: argparse.Namespace, reporter: Reporter) -> int:
     target, specs = target_and_specs(args)
     config = tunnel_config(args)
     channel_config = port_connection_config(args, config)
-    verbose = bool(getattr(args, "tunnel_verbose", False))
+    verbose = verbosity(args)[0] >= 1  # -v: a line when each connection opens and closes
     stop = asyncio.Event()
     with handle_signals(STOP_SIGNALS, lambda signum: stop.set()):
         return await _forward(args, target, specs, config, channel_config, verbose, stop, reporter)
@@ -178,7 +186,7 @@ async def _forward(
             reporter.say(f"listening on {', '.join(listener.addresses)} for {spec.remote_label}")
             for address in listener.public:
                 reporter.say(f"warning: {address} accepts connections from other machines")
-        async with session_service(args) as aws:
+        async with session_service(args, reporter) as aws:
             target_id = await unless_set(aws.resolve_target(target), stop)
             if target_id is None:
                 return EXIT_OK
@@ -207,6 +215,9 @@ async def _forward(
                     channel_config,
                     config,
                 )
+                PortSessionNotices(
+                    connection, listener.label, reporter.status, reporter.hints
+                ).attach()
                 return ForwardSession(
                     connection,
                     listener,

@@ -123,7 +123,7 @@ async def run_status(args: argparse.Namespace, terminal: Terminal, reporter: Rep
     """``ssmsh status TARGET...``: one ``TARGET: connected|notconnected`` line each."""
     targets = list(args.targets) or [default_target(args, None)]
     failed = not_connected = False
-    async with session_service(args) as aws:
+    async with session_service(args, reporter) as aws:
         for target in targets:
             try:
                 target_id = await aws.resolve_target(target)
@@ -192,7 +192,7 @@ async def run_ls(args: argparse.Namespace, terminal: Terminal, reporter: Reporte
     sent = {k: v for k, v in filters.items() if _is_tag_filter(k) or not tagged}
     kept = {k: v for k, v in filters.items() if k not in sent}
     pinned = filters.get("tag:Name", [])
-    async with session_service(args) as aws:
+    async with session_service(args, reporter) as aws:
         names = None if len(pinned) == 1 else asyncio.ensure_future(aws.instance_names())
         try:
             found = await aws.describe_instances([{"Key": k, "Values": v} for k, v in sent.items()])

@@ -81,15 +81,96 @@ def parse_args(
                 setattr(args, command.passthrough, argv[cut:])
                 return args
             # else the name was an option's value (--profile plugin): parse it all
+        if command.command_after_target is not None and command.name in argv:
+            cut = argv.index(command.name) + 1
+            args = _parse_quietly(parser, argv[:cut])
+            if args is not None and args.command == command.name:
+                options = _option_actions(_subparser(parser, command.name))
+                words, line = split_command_line(argv[cut:], options)
+                args = _parse_strictly(parser, [*argv[:cut], *words])
+                setattr(args, command.command_after_target, line)
+                return args
     if "--" in argv:
         cut = argv.index("--")
-        args = parser.parse_args(argv[:cut])
+        args = _parse_strictly(parser, argv[:cut])
         named = commands.get(args.command) if args.command else None
         if named is not None and named.after_dashes is not None:
             dest = named.after_dashes
             setattr(args, dest, [*(getattr(args, dest, None) or []), *argv[cut + 1 :]])
             return args
-    return parser.parse_args(argv)
+    return _parse_strictly(parser, argv)
+
+
+def split_command_line(
+    words: Sequence[str], options: Mapping[str, argparse.Action]
+) -> tuple[list[str], list[str]]:
+    """(the words for the parser, the remote command line) of the words after a command's
+    name, as ssh reads them: options (``options``: option string -> its action) and one
+    TARGET, up to the first other word or ``--``, which is dropped. Without a TARGET
+    before ``--`` there is none (``exec --local -- uptime``)."""
+    words = list(words)
+    target_seen = False
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word == "--":
+            return words[:index], words[index + 1 :]
+        if word.startswith("-") and word != "-":
+            index += 1 + _values_taken(word, options)
+        elif not target_seen:
+            target_seen = True
+            index += 1
+        else:
+            return words[:index], words[index:]
+    return words, []
+
+
+def _values_taken(word: str, options: Mapping[str, argparse.Action]) -> int:
+    """How many of the following words ``word`` (an option) takes as its value."""
+
+    def takes(action: argparse.Action) -> int:
+        if action.nargs is None:
+            return 1
+        return action.nargs if isinstance(action.nargs, int) else 0
+
+    if word.startswith("--"):
+        if "=" in word:
+            return 0
+        action = options.get(word)
+        if action is None:  # argparse takes unique prefixes of long options
+            found = {a for name, a in options.items() if name.startswith(word)}
+            action = found.pop() if len(found) == 1 else None
+        return takes(action) if action is not None else 0
+    for position in range(1, len(word)):  # -tq, -e^B, -e X
+        action = options.get(f"-{word[position]}")
+        if action is None:
+            return 0  # unknown: the parser will say so
+        if takes(action):
+            return 0 if position + 1 < len(word) else takes(action)
+    return 0
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            sub: argparse.ArgumentParser = action.choices[name]
+            return sub
+    raise KeyError(name)
+
+
+def _option_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return dict(parser._option_string_actions)
+
+
+def _parse_strictly(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """``parser.parse_args``, except that words the command does not know are reported with
+    the command's own usage (``ssmsh forward: error: ...``), not the top level's."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = getattr(args, "command", None)
+        where = _subparser(parser, command) if command else parser
+        where.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _parse_quietly(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | None:

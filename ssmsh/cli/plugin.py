@@ -13,9 +13,10 @@ and then lets the session type decide, as the official plugin does:
 * a shell or command session is bridged to the terminal as by ``ssmsh shell``
   (raw mode, escapes, resizes, the remote exit status);
 * a ``Port`` session of ``type`` ``LocalPortForwarding`` listens on the
-  ``localPortNumber`` property ("" or absent: a free port, printed), or on
-  ``localUnixSocket`` when ``localConnectionType`` is ``unix``, and serves it
-  as ``ssmsh forward`` does until Ctrl-C;
+  ``localPortNumber`` property ("" or absent: a free port), or on
+  ``localUnixSocket`` when ``localConnectionType`` is ``unix``, prints the
+  official plugin's ``Port N opened for sessionId ID.`` and ``Waiting for
+  connections...`` on stdout, and serves it as ``ssmsh forward`` does until Ctrl-C;
 * any other ``Port`` session (``AWS-StartSSHSession``) connects stdin and
   stdout as ``ssmsh proxy`` does: stdout carries the tunnel's bytes only.
 
@@ -70,6 +71,7 @@ from .plugin_args import (
 from .portsession import port_connection_config, port_protocol
 from .proxy import forward_stdio
 from .runtime import STOP_SIGNALS, Reporter, handle_signals
+from .waits import PortSessionNotices, watch_calls
 
 __all__ = [
     "PluginSessions",
@@ -148,7 +150,7 @@ async def run_plugin(
     session_id = request.session.session_id
     logger.debug("plugin mode: session %s, target %r", session_id, request.session.target_id)
     tunnel = TunnelConfig()
-    sessions = await plugin_sessions(request)
+    sessions = watch_calls(await plugin_sessions(request), reporter.hints)
     conn = await _open(request, sessions, tunnel)
     try:
         established = await conn.wait_established()
@@ -244,6 +246,7 @@ async def _run_forward(
             gate.fail()
             await conn.close(terminate=True)
             raise
+        PortSessionNotices(conn, listener.label, reporter.status, reporter.hints).attach()
         target = request.session.target_id
         where = spec.remote_label + (f" via {target}" if target else "")
         session = ForwardSession(
@@ -254,11 +257,11 @@ async def _run_forward(
             report=reporter.say,
             config=tunnel,
         )
+        # On stdout, word for word as the official plugin prints them: scripts wait for
+        # them (stdout carries nothing else in a port forwarding session).
         opened = f"Unix socket {listener.path}" if listener.path else f"Port {listener.port}"
-        reporter.say(
-            f"{opened} opened for sessionId {session_id} "
-            f"(listening on {', '.join(listener.addresses)} for {where})"
-        )
+        _print(f"{opened} opened for sessionId {session_id}.\nWaiting for connections...\n")
+        reporter.say(f"listening on {', '.join(listener.addresses)} for {where}")
         for address in listener.public:
             reporter.say(f"warning: {address} accepts connections from other machines")
         try:

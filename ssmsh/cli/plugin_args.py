@@ -74,7 +74,17 @@ usage: {PLUGIN_NAME} RESPONSE REGION StartSession [PROFILE [REQUEST [ENDPOINT]]]
 
 ssmsh acting as the AWS CLI's Session Manager plugin: `aws ssm start-session`
 runs it after StartSession. RESPONSE is the StartSession response (JSON), or the
-name of an environment variable holding it. See docs/aws-cli.md.
+name of an environment variable holding it; REQUEST is the StartSession request
+(JSON; its Target is used); ENDPOINT is the SSM endpoint the AWS CLI used.
+
+To use it, put a symlink named {PLUGIN_NAME} to ssmsh in a directory that
+comes before the official plugin's on PATH:
+  ln -s "$(command -v ssmsh)" ~/bin/{PLUGIN_NAME}
+(`ssmsh plugin ARGS` is the same without a symlink.)
+
+Environment: SSMSH_DEBUG=1 (the debug log on stderr), SSMSH_LOG_FILE=PATH (the
+debug log in PATH), SSMSH_QUIET=1 (no status lines), SSMSH_ESCAPE=CHAR (the
+shell escape character: ~ by default, ^X for Ctrl-X, none).
 """
 
 #: Host name suffixes of AWS endpoints (all partitions).

@@ -23,6 +23,8 @@ from ..protocol.datachannel import ChannelConfig
 from ..protocol.session import ClientSession
 from ..tunnel.config import TunnelConfig
 from .common import aws_settings, connection_config, local_endpoint
+from .runtime import Reporter
+from .waits import watch_calls
 
 __all__ = [
     "add_target_argument",
@@ -95,10 +97,16 @@ def port_protocol(config: TunnelConfig) -> ClientSession:
 
 
 @contextlib.asynccontextmanager
-async def session_service(args: argparse.Namespace) -> AsyncIterator[SsmSessions]:
-    """The AWS side (or, with ``--local``, an in-process emulator) for the command."""
+async def session_service(
+    args: argparse.Namespace, reporter: Reporter | None = None
+) -> AsyncIterator[SsmSessions]:
+    """The AWS side (or, with ``--local``, an in-process emulator) for the command; with
+    ``reporter``, a hint on its terminal whenever an AWS call takes long."""
     async with local_endpoint(args) as endpoint:
-        yield SsmSessions(aws_settings(args, endpoint))
+        sessions = SsmSessions(aws_settings(args, endpoint))
+        if reporter is not None:
+            watch_calls(sessions, reporter.hints)
+        yield sessions
 
 
 async def open_connection(

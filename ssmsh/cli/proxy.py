@@ -81,7 +81,7 @@ async def run_proxy(args: argparse.Namespace, terminal: Terminal, reporter: Repo
     document, parameters = proxy_document(port)
     stop = asyncio.Event()
     with handle_signals(STOP_SIGNALS, lambda signum: stop.set()):
-        async with session_service(args) as aws:
+        async with session_service(args, reporter) as aws:
             connection = await unless_set(
                 _start(aws, target, document, parameters, channel_config, config), stop
             )

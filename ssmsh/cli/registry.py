@@ -40,6 +40,12 @@ class Command:
     #: The attribute that takes the words after the first ``--`` (a remote command
     #: line, which argparse cannot take after options and positionals).
     after_dashes: str | None = None
+    #: The attribute that takes a remote command line as ssh reads one: every word after
+    #: TARGET (the first word that is not an option) that is not an option of the
+    #: command. Options come before TARGET or between it and the command line; ``--``
+    #: ends them (with no TARGET before it, there is none: ``--local``'s, SSMSH_TARGET).
+    #: ``ssmsh exec web-1 ls -ld /tmp`` runs ``ls -ld /tmp``.
+    command_after_target: str | None = None
     #: The attribute that takes every word after the command's name, unparsed.
     passthrough: str | None = None
     #: Runs before anything is set up (see :data:`.runtime.Prepare`).

@@ -22,11 +22,11 @@ import asyncio
 import contextlib
 import logging
 import signal
-import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from ..exceptions import UsageError
+from ..terminal.hints import Hints
 from ..terminal.tty import Terminal
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, describe, exit_status
 
@@ -40,6 +40,7 @@ __all__ = [
     "run_command",
     "setup_logging",
     "unless_set",
+    "verbosity",
 ]
 
 logger = logging.getLogger(__name__)
@@ -60,9 +61,14 @@ class Reporter:
     :meth:`error`) never are.
     """
 
-    def __init__(self, terminal: Terminal, quiet: bool = False) -> None:
+    def __init__(self, terminal: Terminal, quiet: bool = False, verbose: int = 0) -> None:
         self.terminal = terminal
         self.quiet = quiet
+        #: How many ``-v`` were given: 1 asks for more status lines (each forwarded
+        #: connection...), 2 for the debug log too.
+        self.verbose = verbose
+        #: Hints during long waits: a line on a terminal, unless ``--quiet``.
+        self.hints = Hints(terminal, lambda: not self.quiet)
 
     def status(self, text: str) -> None:
         """A status line (``Starting session with SessionId: ...``), unless ``--quiet``."""
@@ -107,8 +113,11 @@ def run_command(entry: Entry, args: argparse.Namespace, prepare: Prepare | None 
     except OSError as exc:
         reporter.error(f"cannot open the log file: {describe(exc)}")
         return EXIT_FAILURE
-    debug = bool(getattr(args, "debug", False))
-    return run(lambda: entry(args, terminal, reporter), terminal, reporter, debug)
+    verbose, debug = verbosity(args)
+    reporter.verbose = verbose
+    # A traceback goes where the debug log goes.
+    traceback_debug = debug or bool(getattr(args, "log_file", None))
+    return run(lambda: entry(args, terminal, reporter), terminal, reporter, traceback_debug)
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
@@ -129,43 +138,94 @@ def run(
         terminal.restore()
         if isinstance(exc, SystemExit):
             raise
-        if debug:
-            traceback.print_exception(exc)
+        if debug:  # the traceback, where the debug log goes (stderr or --log-file)
+            logger.debug("failed: %s", describe(exc), exc_info=exc)
         reporter.error(describe(exc))
         return exit_status(exc)
     finally:
         terminal.restore()
 
 
+def verbosity(args: argparse.Namespace) -> tuple[int, bool]:
+    """(``-v`` count, debug) from the common options: ``-vv`` is ``--debug``."""
+    verbose = int(getattr(args, "verbose", 0) or 0)
+    debug = bool(getattr(args, "debug", False)) or verbose >= 2
+    return verbose, debug
+
+
 def setup_logging(args: argparse.Namespace, terminal: Terminal) -> None:
-    """ssmsh's log to stderr (or ``--log-file``); third-party debug output stays off."""
-    debug = bool(getattr(args, "debug", False))
+    """ssmsh's log: on stderr, and in ``--log-file`` when one is given.
+
+    * stderr: warnings; with ``-v`` ssmsh's notices too (INFO: links lost, the session's
+      start and end); with ``--debug`` (``-vv``) the whole debug log, unless it goes to
+      ``--log-file``, which then has it instead.
+    * ``--log-file PATH``: the debug log (it is for diagnosing; with or without ``--debug``).
+    * Other libraries (botocore, websockets...) never log below WARNING, and their
+      warnings reach stderr only in the debug log: ssmsh says what failed in its own
+      line (botocore's credential warnings come with a traceback).
+    """
+    verbose, debug = verbosity(args)
     log_file = getattr(args, "log_file", None)
-    handler: logging.Handler
+    handlers: list[logging.Handler] = []
     if log_file:
-        handler = logging.FileHandler(log_file, encoding="utf-8")
-    else:
-        handler = _TerminalHandler(terminal)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        file_handler = logging.FileHandler(log_file, encoding="utf-8", delay=False)
+        file_handler.setFormatter(logging.Formatter(_DEBUG_FORMAT))
+        file_handler.setLevel(logging.DEBUG)
+        handlers.append(file_handler)
+    terminal_debug = debug and not log_file
+    handler = _TerminalHandler(terminal, debug=terminal_debug)
+    handler.setLevel(
+        logging.DEBUG if terminal_debug else logging.INFO if verbose else logging.WARNING
+    )
+    handlers.append(handler)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    root.handlers[:] = handlers
+    root.setLevel(min(h.level for h in handlers))
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-class _TerminalHandler(logging.Handler):
-    """Log records as status lines (CR LF while the terminal is raw)."""
+#: The debug log's lines: time, level, logger.
+_DEBUG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-    def __init__(self, terminal: Terminal) -> None:
+
+class _TerminalHandler(logging.Handler):
+    """Log records as status lines (CR LF while the terminal is raw).
+
+    In the debug log, every record with its time, level and logger. Otherwise only
+    ssmsh's own records (and other libraries' errors), as ``ssmsh:`` lines, unless it
+    was given a formatter (``ssmsh emulator`` wants its times).
+    """
+
+    def __init__(self, terminal: Terminal, debug: bool = False) -> None:
         super().__init__()
         self.terminal = terminal
+        self.debug = debug
+        if debug:
+            self.setFormatter(logging.Formatter(_DEBUG_FORMAT))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.debug and not _is_ours(record) and record.levelno < logging.ERROR:
+            return False
+        return bool(super().filter(record))
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.formatter is not None:
+            return super().format(record)
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            text = f"{record.levelname.lower()}: {text}"
+        return f"ssmsh: {text}"
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.terminal.status(self.format(record))
         except Exception:
             self.handleError(record)
+
+
+def _is_ours(record: logging.LogRecord) -> bool:
+    return record.name == "ssmsh" or record.name.startswith("ssmsh.")
 
 
 @contextlib.contextmanager

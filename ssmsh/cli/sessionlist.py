@@ -151,7 +151,7 @@ def _nonempty(value: str, option: str) -> str:
 async def run_sessions(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
     """``ssmsh sessions``."""
     state, filters = session_filters(args)
-    async with session_service(args) as aws:
+    async with session_service(args, reporter) as aws:
         if args.target is not None:
             target_id = await aws.resolve_target(args.target)
             filters.append({"key": "Target", "value": target_id})
@@ -201,7 +201,7 @@ async def run_terminate(args: argparse.Namespace, terminal: Terminal, reporter: 
     """``ssmsh terminate SESSION_ID...``: each id that was ended is printed."""
     failed = False
     printed = EXIT_OK  # 141 once stdout's reader has gone: the rest are ended all the same
-    async with session_service(args) as aws:
+    async with session_service(args, reporter) as aws:
         for session_id in args.session_ids:
             try:
                 await _terminate(aws, session_id)

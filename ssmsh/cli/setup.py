@@ -90,7 +90,7 @@ async def run_setup(args: argparse.Namespace, terminal: Terminal, reporter: Repo
         return EXIT_OK
     if args.local:
         raise UsageError("--local starts a new emulator each time: there is nothing to set up")
-    async with session_service(args) as aws:
+    async with session_service(args, reporter) as aws:
         result = await aws.put_session_document(EXEC_DOCUMENT, content)
         region = aws.region or "the default region"
     remember_exec_document(args, EXEC_DOCUMENT)

@@ -19,9 +19,9 @@ from ..protocol.status_trailer import new_marker, wrap_command
 from ..terminal.bridge import BridgeResult, TerminalBridge
 from ..terminal.escape import parse_escape_char
 from ..terminal.tty import Terminal
-from .common import add_common_options, open_session, parse_parameters
+from .common import ParametersFor, add_common_options, open_session, parse_parameters
 from .errors import EXIT_FAILURE, StartInterrupted
-from .runtime import Reporter, handle_signals, unless_set
+from .runtime import Reporter, handle_signals, unless_set, verbosity
 from .setup import forget_exec_document, remembered_exec_document
 
 __all__ = [
@@ -47,7 +47,9 @@ _CLOSED_EXIT_RE = re.compile(r"exit(?:ed)?(?: with)?(?: code| status)?[:= ]+(-?\
 
 def configure_shell(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "target", nargs="?", help="instance id (i-..., mi-...) or Name tag; default with --local"
+        "target",
+        nargs="?",
+        help="instance id (i-..., mi-...) or Name tag; default with --local or SSMSH_TARGET",
     )
     parser.add_argument(
         "--document",
@@ -89,7 +91,7 @@ def configure_exec(parser: argparse.ArgumentParser) -> None:
         "words",
         nargs="*",
         metavar="COMMAND",
-        help="command to run, after -- (words are joined with spaces, as ssh does)",
+        help="command to run: the words after TARGET (or after --), joined with spaces as ssh does",
     )
     parser.add_argument(
         "-t",
@@ -110,7 +112,8 @@ def configure_exec(parser: argparse.ArgumentParser) -> None:
         "--no-shell",
         action="store_true",
         help="without -t, pass COMMAND to the agent as is (it splits the words and runs "
-        "the program without a shell); by default it runs under sh -c, as with ssh",
+        "the program without a shell); by default it runs under sh -c, as with ssh "
+        "(Windows targets always get it as is: PowerShell runs it there)",
     )
     parser.add_argument("--reason", metavar="TEXT", help="reason recorded with the session")
     _escape_option(parser)
@@ -211,13 +214,48 @@ async def run_shell(args: argparse.Namespace, terminal: Terminal, reporter: Repo
     )
 
 
+class _CommandLine:
+    """``exec``'s command line as the agent gets it, once the target's platform is known.
+
+    The official agent reports no exit status with AWS's documents: the command's own
+    output carries it back (:mod:`ssmsh.protocol.status_trailer`), through a wrapper
+    written for ``sh``. On Windows the agent runs the line under PowerShell
+    (``powershell`` with the line's words, amazon-ssm-agent's shell_windows.go), where
+    that wrapper cannot run: the line goes as it is, as with ``--no-shell``.
+    """
+
+    def __init__(self, line: str, *, tty: bool, no_shell: bool) -> None:
+        self.line = line
+        self.tty = tty
+        self.no_shell = no_shell
+        #: The trailer's marker, once the line is wrapped (None: not wrapped).
+        self.marker: str | None = None
+        #: Why the line goes without the wrapper, for the "status unknown" line.
+        self.unwrapped = "--no-shell leaves out ssmsh's status wrapper"
+
+    def parameters(self, platform: str | None) -> dict[str, list[str]]:
+        if self.no_shell:
+            return {"command": [self.line]}
+        if platform == "Windows":
+            self.unwrapped = (
+                "the target runs Windows, where the agent runs the line under PowerShell "
+                "and ssmsh's status wrapper (for sh) cannot be used"
+            )
+            return {"command": [self.line]}
+        # With -t the agent runs the line in a pty under sh -c; without, it splits the
+        # line into words and executes them directly.
+        self.marker = new_marker()
+        return {"command": [wrap_command(self.line, self.marker, tty=self.tty)]}
+
+
 async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
     command = list(args.words)
     if not command:
-        raise UsageError("exec needs a command: ssmsh exec [TARGET] -- COMMAND...")
-    line = " ".join(command)  # joined with spaces, as ssh does
+        raise UsageError("exec needs a command: ssmsh exec [OPTIONS] TARGET COMMAND...")
+    joined = " ".join(command)  # joined with spaces, as ssh does
     # Like ssh: nothing about the session on stderr unless asked (-v); failures still are.
-    announce = bool(getattr(args, "debug", False))
+    verbose, debug = verbosity(args)
+    announce = verbose >= 1 or debug
     piped = not args.no_stdin and stdin_kind(terminal) == "data"
     if piped and args.tty < 2:
         if args.no_shell:
@@ -226,32 +264,32 @@ async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Repor
                 "target): add -n to run it without stdin"
             )
         # As ssh -t with piped stdin: no terminal; the command reads the pipe.
-        return await _run_piped(args, terminal, reporter, line, announce=announce)
-    # The official agent reports no exit status with these documents: the command's
-    # own output carries it back (see ssmsh.protocol.status_trailer).
-    marker = None if args.no_shell else new_marker()
+        return await _run_piped(args, terminal, reporter, joined, announce=announce)
     tty = args.tty > 0
+    # The official agent reports no exit status with these documents: the command's own
+    # output carries it back (see ssmsh.protocol.status_trailer), wrapped or not for the
+    # target's platform (_CommandLine).
+    line = _CommandLine(joined, tty=tty, no_shell=args.no_shell)
     # With -t the agent runs the line in a pty under sh -c; without, it splits the
     # line into words and executes them directly.
     document = INTERACTIVE_DOCUMENT if tty else NON_INTERACTIVE_DOCUMENT
     # ssmsh's own document, where ``ssmsh setup`` made one: stderr apart, the agent's status.
     own = None if tty else remembered_exec_document(args)
-    if marker is not None:
-        line = wrap_command(line, marker, tty=tty)
     return await _run(
         args,
         terminal,
         reporter,
         target=args.target,
         document=own or document,
-        parameters={"command": [line]},
+        parameters=line.parameters,
         reason=args.reason,
         interactive=tty,
         # -t: keys from a terminal, or (-tt) piped stdin typed into the pty; -n: nothing.
         send_stdin=tty and not args.no_stdin,
-        status_marker=marker,
+        command_line=line,
         status_expected=True,
-        waits_for_size=tty and marker is not None,
+        # (the -t wrapper waits for the size; no wrapper, as on Windows: nothing waits)
+        waits_for_size=tty,
         fallback_document=document if own else None,
         on_fallback=lambda error: _forget_own_document(args, reporter, error),
         announce=announce,
@@ -288,11 +326,12 @@ async def _run(
     *,
     target: str | None,
     document: str | None,
-    parameters: Mapping[str, Sequence[str]],
+    parameters: Mapping[str, Sequence[str]] | ParametersFor,
     reason: str | None,
     interactive: bool,
     send_stdin: bool | None = None,
     status_marker: str | None = None,
+    command_line: _CommandLine | None = None,
     status_expected: bool = False,
     waits_for_size: bool = False,
     framed_stdin: bool = False,
@@ -315,6 +354,9 @@ async def _run(
         on_fallback=on_fallback,
         announce=announce,
     ) as (conn, info):
+        if command_line is not None:  # wrapped, or not, for the target's platform
+            status_marker = command_line.marker
+            waits_for_size = waits_for_size and status_marker is not None
         result = await bridge_session(
             conn,
             terminal,
@@ -330,6 +372,7 @@ async def _run(
         )
     if result is None:
         return EXIT_FAILURE
+    unwrapped = command_line.unwrapped if command_line is not None else None
     return finish(
         result,
         info.session_id,
@@ -337,6 +380,7 @@ async def _run(
         status_expected=status_expected,
         announce=announce,
         strict=True,
+        unwrapped=unwrapped,
     )
 
 
@@ -374,6 +418,7 @@ async def bridge_session(
         waits_for_size=waits_for_size,
         framed_stdin=framed_stdin,
         announce=announce,
+        hints=reporter.hints,
     )
     with _terminating_signals() as killed:
         result = await unless_set(bridge.run(), killed)
@@ -394,6 +439,7 @@ def finish(
     status_expected: bool = False,
     announce: bool = True,
     strict: bool = False,
+    unwrapped: str | None = None,
 ) -> int:
     """The exit status for how a bridged session ended; prints the closing line.
 
@@ -436,10 +482,10 @@ def finish(
                     "its exit status is unknown"
                 )
             else:
+                without = unwrapped or "--no-shell leaves out ssmsh's status wrapper"
                 reporter.error(
-                    "the remote exit status is unknown: the document reports none and "
-                    "--no-shell leaves out ssmsh's status wrapper (ssmsh setup makes a "
-                    "document that reports it)"
+                    f"the remote exit status is unknown: the document reports none and "
+                    f"{without} (ssmsh setup makes a document that reports it)"
                 )
             return EXIT_FAILURE
         return 0

@@ -111,7 +111,7 @@ async def run_ssh(args: argparse.Namespace, terminal: Terminal, reporter: Report
     if program is None:
         raise UsageError(f"{args.ssh!r} is not installed (OpenSSH's ssh client is needed)")
     user, target = split_destination(args.destination)
-    async with session_service(args) as aws:
+    async with session_service(args, reporter) as aws:
         instance_id = await aws.resolve_target(target)
         endpoint = aws.settings.endpoint_url if args.local else None
         env = dict(os.environ)

@@ -337,10 +337,12 @@ async def _serve(config: EmulatorConfig, stop: asyncio.Event) -> int:
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     root = logging.getLogger()
+    timestamped = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    for handler in root.handlers:  # ssmsh's own prints plain ``ssmsh:`` lines otherwise
+        if handler.formatter is None:
+            handler.setFormatter(timestamped)
     logging.getLogger("ssmsh").setLevel(level)
     if verbosity < 2:
         logging.getLogger("websockets").setLevel(logging.WARNING)

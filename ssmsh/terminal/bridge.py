@@ -54,7 +54,8 @@ from ..protocol.constants import SessionType
 from ..protocol.piped_stdin import END_FRAME, MAX_FRAME, frame
 from ..protocol.session import SessionEstablished
 from ..protocol.status_trailer import ReadyFilter, TrailerFilter
-from .escape import EscapeAction, EscapeFilter, escape_help
+from .escape import EscapeAction, EscapeFilter, escape_help, show_char
+from .hints import Hint, Hints, clock
 from .tty import Terminal, write_all, write_now
 
 __all__ = ["BridgeResult", "TerminalBridge"]
@@ -112,6 +113,9 @@ class TerminalBridge:
     :param framed_stdin: (with ``status_marker``) stdin goes to the wrapper of
         :mod:`ssmsh.protocol.piped_stdin` in frames, once it is ready, and its end as
         the end frame; the trailer ends it early.
+    :param hints: on a terminal, a line while the agent is slow to answer and a
+        countdown while reconnecting (in place of the reminders every
+        ``repeat_interval``); None: none.
     """
 
     def __init__(
@@ -130,6 +134,7 @@ class TerminalBridge:
         notice_delay: float = 1.0,
         repeat_interval: float = 30.0,
         handshake_grace: float | None = HANDSHAKE_GRACE,
+        hints: Hints | None = None,
     ) -> None:
         self.conn = conn
         self.terminal = terminal
@@ -171,6 +176,8 @@ class TerminalBridge:
         #: for it, so that the remote program never sees them at the default 80x24.
         self._size_sent = asyncio.Event()
         self._sent_line_end = True  # the last input byte sent ended a line (or none was sent)
+        self.hints = hints if hints is not None and hints.enabled else None
+        self._countdown: Hint | None = None
 
     def status(self, text: str) -> None:
         if self._status is not None:
@@ -182,14 +189,22 @@ class TerminalBridge:
         Raises the connection's failure (ReconnectFailed, HandshakeError, ...).
         """
         remove = self.conn.add_state_listener(self._on_state)
+        give_up = self.hints.give_up if self.hints is not None else ""
         try:
             # Until the session is established, Ctrl-C stays a signal (ssmsh is
             # interrupted, 130); then it is a key like any other.
             raw = self.terminal.raw_mode(interruptible=True)
             with raw if self.interactive else contextlib.nullcontext():
+                if self.hints is not None and self.terminal.raw:
+                    # Ctrl-C is a key for the remote once established; the escape is
+                    # the way out.
+                    self.hints.give_up = self._escape_way_out()
                 return await self._run()
         finally:
             remove()
+            if self.hints is not None:
+                self.hints.give_up = give_up
+            self._end_countdown()
             if self._outage_notice is not None:
                 self._outage_notice.cancel()
                 self._outage_notice = None
@@ -269,11 +284,15 @@ class TerminalBridge:
     async def _established(self, disconnect: asyncio.Task[Any]) -> SessionEstablished | None:
         """The session's start, or None if the user left (``~.``) before it came."""
         waiting = asyncio.ensure_future(self.conn.wait_established())
+        hint = self.hints.start(self._handshake_hint) if self.hints is not None else None
         try:
             await asyncio.wait([waiting, disconnect], return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             waiting.cancel()
             raise
+        finally:
+            if hint is not None:
+                hint.close()
         if not waiting.done():
             waiting.cancel()
             return None
@@ -540,11 +559,13 @@ class TerminalBridge:
                 )
         elif change.new is ConnectionState.CONNECTED and change.outage is not None:
             self._cancel_notice()
+            self._end_countdown()
             if self._outage_reported:
                 self.status(f"ssmsh: reconnected after {change.outage:.1f} s")
             self._outage_reported = False
         elif change.new is ConnectionState.CLOSED:
             self._cancel_notice()
+            self._end_countdown()
 
     def _cancel_notice(self) -> None:
         if self._outage_notice is not None:
@@ -554,12 +575,49 @@ class TerminalBridge:
     def _report_outage(self, reason: str) -> None:
         self._outage_reported = True
         self.status(f"ssmsh: {reason}; reconnecting...")
+        if self.hints is not None and self._status is not None:
+            # On a terminal: the time left, redrawn each second, instead of reminders.
+            self._countdown = self.hints.start(self._countdown_hint, delay=0, priority=1)
+            self._outage_notice = None
+            return
         self._outage_notice = self._loop.call_later(self.repeat_interval, self._remind_outage)
 
     def _remind_outage(self) -> None:
         lasted = self._loop.time() - self._outage_started
         text = f"ssmsh: still reconnecting ({lasted:.0f} s, last error: {self._last_error})"
         if self.escape.char is not None:
-            text += f"; {chr(self.escape.char)}. to give up"
+            text += f"; {show_char(self.escape.char)}. to give up"
         self.status(text)
         self._outage_notice = self._loop.call_later(self.repeat_interval, self._remind_outage)
+
+    def _end_countdown(self) -> None:
+        if self._countdown is not None:
+            self._countdown.close()
+            self._countdown = None
+
+    def _escape_way_out(self) -> str:
+        """``~. to disconnect`` while escapes work, else ""."""
+        if self.escape.char is None:
+            return ""
+        return f"{show_char(self.escape.char)}. to disconnect"
+
+    def _countdown_hint(self, elapsed: float) -> str | None:
+        if self.hints is None:
+            return None
+        deadline = self.conn.reconnect_deadline
+        if deadline is None:
+            return self.hints.with_way_out(f"reconnecting ({elapsed:.0f} s)")
+        left = clock(deadline - self._loop.time())
+        return self.hints.with_way_out(
+            f"reconnecting: {left} left (last error: {self._last_error})"
+        )
+
+    def _handshake_hint(self, elapsed: float) -> str | None:
+        if self.hints is None:
+            return None
+        target = self.conn.info.target_id or "the target"
+        timeout = self.conn.config.handshake_timeout
+        text = f"waiting for the agent on {target} to answer ({elapsed:.0f} s"
+        if timeout is not None:
+            text += f", gives up in {max(0.0, timeout - elapsed):.0f} s"
+        return self.hints.with_way_out(text + ")")

@@ -65,6 +65,8 @@ class Terminal:
         self._raw: Any = None  # the active raw mode (a context manager), if any
         self._line_start = True
         self.stderr_is_tty = os.isatty(stderr)
+        #: A progress line is on the screen (see :meth:`progress`).
+        self._progress_shown = False
         # Where status lines go; output elsewhere does not move the cursor seen there.
         self._status_file = _file_identity(stderr)
         self._shares_status = {stderr: True, stdout: _same_file(stdout, self._status_file)}
@@ -208,7 +210,40 @@ class Terminal:
         if fd is not None and fd not in self._shares_status:
             self._shares_status[fd] = _same_file(fd, self._status_file)
         if fd is None or self._shares_status[fd]:
+            self.clear_progress()  # called before the write: the output takes the line
             self._line_start = data.endswith(b"\n")
+
+    def progress(self, text: str) -> None:
+        """Show ``text`` as the progress line on stderr, a terminal only: drawn over itself
+        (CR, then the text, then erase to the end of the line), never wrapped, and
+        cleared by the next status line or output (:meth:`clear_progress`)."""
+        if not self.stderr_is_tty:
+            return
+        lead = ""
+        if not self._line_start and not self._progress_shown:
+            lead = "\r\n"  # the cursor is mid-line (a prompt): a line of its own
+        width = self.width()
+        if width and len(text) >= width:  # a wrapped line could not be drawn over
+            text = text[: max(width - 2, 0)] + "…"
+        self._line_start = True
+        self._progress_shown = True
+        with contextlib.suppress(OSError):
+            write_all(self.stderr, f"{lead}\r{text}\x1b[K".encode(errors="replace"))
+
+    def clear_progress(self) -> None:
+        """Remove the progress line, if one is shown (the cursor stays on its empty line)."""
+        if not self._progress_shown:
+            return
+        self._progress_shown = False
+        with contextlib.suppress(OSError):
+            write_all(self.stderr, b"\r\x1b[K")
+
+    def width(self) -> int:
+        """Columns of the terminal on stderr (0 when it is none)."""
+        try:
+            return os.get_terminal_size(self.stderr).columns
+        except OSError:
+            return 0
 
     def status(self, text: str) -> None:
         """Write one status line to stderr, always starting at column 0.
@@ -218,6 +253,7 @@ class Terminal:
         the terminal is restored). While raw (no output post-processing) lines
         end with CR LF.
         """
+        self.clear_progress()
         lead = "" if self._line_start else ("\r\n" if self.stderr_is_tty else "\n")
         body = text.replace("\n", "\r\n") + "\r\n" if self.raw else text + "\n"
         data = (lead + body).encode(errors="replace")

@@ -3,7 +3,9 @@
 Each listener hands accepted connections to a callback as an asyncio
 ``(StreamReader, StreamWriter)`` pair, like :func:`asyncio.start_server`.
 
-* TCP: every address the BIND host resolves to is bound; with LOCALPORT 0 the
+* TCP: every address the BIND host resolves to is bound (for ``*``, the wildcard
+  address of each family: ``0.0.0.0`` and ``::``, the latter IPv6-only so the two do
+  not collide); with LOCALPORT 0 the
   port the OS picks for the first address is reused for the others, so one
   number is printed. :attr:`Listener.public` says whether any bound address is
   reachable from other machines.
@@ -26,7 +28,7 @@ import stat
 from collections.abc import Awaitable, Callable
 
 from ..exceptions import TunnelError
-from .spec import ForwardSpec
+from .spec import ANY_ADDRESS, ForwardSpec
 
 __all__ = ["ConnectionHandler", "Listener", "open_listener"]
 
@@ -114,8 +116,10 @@ async def open_listener(spec: ForwardSpec, handler: ConnectionHandler) -> Listen
 
 async def _open_tcp(host: str, port: int, handler: ConnectionHandler) -> Listener:
     loop = asyncio.get_running_loop()
+    # getaddrinfo(None, AI_PASSIVE) gives the wildcard address of each family there is.
+    name = None if host == ANY_ADDRESS else host
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise TunnelError(f"cannot resolve bind address {host!r}: {exc.strerror}") from None
     seen: set[tuple[int, str]] = set()
@@ -130,18 +134,21 @@ async def _open_tcp(host: str, port: int, handler: ConnectionHandler) -> Listene
     servers: list[asyncio.Server] = []
     chosen = port
     try:
-        for index, (family, proto, sockaddr) in enumerate(targets):
-            sock = socket.socket(family, socket.SOCK_STREAM, proto)
+        for family, proto, sockaddr in targets:
+            address = (sockaddr[0], chosen, *sockaddr[2:])
+            sock = None
             try:
+                sock = socket.socket(family, socket.SOCK_STREAM, proto)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                address = (sockaddr[0], chosen, *sockaddr[2:])
                 sock.bind(address)
             except OSError as exc:
-                sock.close()
-                if index > 0 and port == 0:
-                    # The port the OS gave the first address is taken on this one; skip it.
+                if sock is not None:
+                    sock.close()
+                if servers and (port == 0 or host == ANY_ADDRESS):
+                    # The port the OS gave the first address is taken on this one, or
+                    # this family is not usable here (no IPv6): the other one will do.
                     logger.debug("cannot also bind %s: %s", sockaddr[0], exc)
                     continue
                 where = _format_address(address)

@@ -1,4 +1,5 @@
-"""Forwarding specs: ``[BIND:]LOCALPORT:[HOST:]REMOTEPORT`` and ``LOCALSOCKET:[HOST:]REMOTEPORT``.
+"""Forwarding specs: ``PORT``, ``[BIND:]LOCALPORT:[HOST:]REMOTEPORT`` and
+``LOCALSOCKET:[HOST:]REMOTEPORT``.
 
 The syntax follows ``ssh -L`` with the remote host made optional: without a
 HOST the agent connects to a port on the target itself
@@ -6,10 +7,12 @@ HOST the agent connects to a port on the target itself
 (``AWS-StartPortForwardingSessionToRemoteHost``).
 
 * ``8080:80`` listens on 127.0.0.1:8080 and reaches port 80 on the target.
+* ``5432`` alone means ``5432:5432`` (ssh has no such form; it is the natural one).
 * ``0:5432`` picks a free local port.
 * ``8080:db.internal:5432`` reaches db.internal:5432 from the target.
-* ``0.0.0.0:8080:80`` and ``[::]:8080:80`` listen on every interface; ``*`` is
-  a synonym of ``0.0.0.0``. A non-loopback BIND must always be written out.
+* ``*:8080:80`` listens on every interface, IPv4 and IPv6 (:data:`ANY_ADDRESS`);
+  ``0.0.0.0:8080:80`` on every IPv4 one, ``[::]:8080:80`` on every IPv6 one. A
+  non-loopback BIND must always be written out.
 * ``/run/app.sock:80`` and ``./pg.sock:db:5432`` listen on a Unix socket; a
   LOCALSOCKET is recognised by the ``/`` it contains.
 * IPv6 addresses are written in brackets: ``[::1]:8080:[fd00::5]:22``.
@@ -28,6 +31,7 @@ import os
 from ..exceptions import UsageError
 
 __all__ = [
+    "ANY_ADDRESS",
     "DOCUMENT_PORT",
     "DOCUMENT_REMOTE_HOST",
     "DOCUMENT_SSH",
@@ -43,6 +47,8 @@ DOCUMENT_REMOTE_HOST = "AWS-StartPortForwardingSessionToRemoteHost"
 DOCUMENT_SSH = "AWS-StartSSHSession"
 
 DEFAULT_BIND = "127.0.0.1"
+#: BIND ``*``: every interface of both families (``0.0.0.0`` and ``::``).
+ANY_ADDRESS = "*"
 #: ``sun_path`` holds 108 bytes on Linux, including the terminating NUL (104 on BSD/macOS).
 MAX_SOCKET_PATH = 107
 
@@ -172,8 +178,8 @@ def _check_bind(bind: str, text: str) -> str:
             f"bad forward spec {text!r}: empty bind address "
             "(write 0.0.0.0 or * to listen on every interface)"
         )
-    if bind == "*":
-        return "0.0.0.0"
+    if bind == ANY_ADDRESS:
+        return ANY_ADDRESS
     return _check_host(bind, "bind address", text)
 
 
@@ -197,7 +203,9 @@ def parse_spec(text: str) -> ForwardSpec:
     fields = _split(text)
     count = len(fields)
     bind, bind_explicit, host = DEFAULT_BIND, False, None
-    if count == 2:
+    if count == 1 and _is_port(text):
+        local = remote = text  # the same port here and there
+    elif count == 2:
         local, remote = fields
     elif count == 3:
         a, b, c = fields
@@ -216,7 +224,7 @@ def parse_spec(text: str) -> ForwardSpec:
         host = _check_host(host, "remote host", text)
     else:
         raise UsageError(
-            f"bad forward spec {text!r}: expected [BIND:]LOCALPORT:[HOST:]REMOTEPORT "
+            f"bad forward spec {text!r}: expected PORT, [BIND:]LOCALPORT:[HOST:]REMOTEPORT "
             "or LOCALSOCKET:[HOST:]REMOTEPORT"
         )
     return ForwardSpec(

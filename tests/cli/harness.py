@@ -27,8 +27,10 @@ PROMPT = "ssmsh-test$ "
 PROMPT_RE = re.escape(PROMPT)
 
 
-def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """An environment with throwaway credentials and no way to reach real AWS."""
+def cli_env(extra: Mapping[str, str] | None = None, unset: Sequence[str] = ()) -> dict[str, str]:
+    """An environment with throwaway credentials and no way to reach real AWS.
+
+    ``unset`` names variables to leave out (e.g. the throwaway credentials)."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -48,6 +50,8 @@ def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         }
     )
     env.update(extra or {})
+    for name in unset:
+        env.pop(name, None)
     return env
 
 
@@ -202,6 +206,7 @@ async def run_cli(
     stdin: bytes | None = b"",
     env: Mapping[str, str] | None = None,
     timeout: float = 20,
+    unset: Sequence[str] = (),
 ) -> tuple[int, bytes, bytes]:
     """``python -m ssmsh ARGS`` with pipes; returns (status, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
@@ -212,7 +217,7 @@ async def run_cli(
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=cli_env(env),
+        env=cli_env(env, unset),
     )
     try:
         async with asyncio.timeout(scaled(timeout)):

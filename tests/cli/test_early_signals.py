@@ -157,7 +157,8 @@ async def killed_after_start_session(aws: ScriptedAws, reached: asyncio.Event, s
     assert single_line(err) == f"ssmsh: killed by signal {signum} {STARTING}"
     assert status == 128 + signum
     assert out == b""
-    assert aws.calls == ["StartSession", "TerminateSession"]
+    # exec asks for the platform first (the status wrapper is for sh; Windows has none)
+    assert aws.calls == ["DescribeInstanceInformation", "StartSession", "TerminateSession"]
 
 
 async def test_sigterm_while_the_websocket_opens_terminates_the_session(
@@ -200,7 +201,7 @@ async def test_a_silent_agent_meets_the_handshake_deadline() -> None:
             "ssmsh: session handshake failed: no handshake from the agent within"
         )
         assert proc.returncode == 255
-        assert aws.calls == ["StartSession", "TerminateSession"]
+        assert aws.calls == ["DescribeInstanceInformation", "StartSession", "TerminateSession"]
 
 
 async def test_an_ignored_sighup_stays_ignored(silent: SilentServer) -> None:

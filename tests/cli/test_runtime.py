@@ -143,7 +143,9 @@ def test_dashes_and_passthrough_as_the_commands_declare_them() -> None:
     assert parse("exec", "i-1", "--", "ls", "-l").words == ["ls", "-l"]
     assert parse("run", "tag:Env=prod", "--", "uptime").words == ["uptime"]
     assert parse("-v", "plugin", "--version").plugin_args == ["--version"]
-    assert parse("-v", "plugin", "--version").debug is True
+    assert runtime.verbosity(parse("-v", "plugin", "--version")) == (1, False)
+    assert runtime.verbosity(parse("-vv", "plugin", "--version")) == (2, True)
+    assert runtime.verbosity(parse("--debug", "plugin", "--version")) == (0, True)
     assert parse("--profile", "plugin", "shell").command == "shell"
 
 

@@ -23,7 +23,8 @@ from ssmsh.tunnel.spec import (
         ("8080:db.internal:5432", ForwardSpec(5432, "db.internal", "127.0.0.1", 8080)),
         ("8080:10.0.0.5:5432", ForwardSpec(5432, "10.0.0.5", "127.0.0.1", 8080)),
         ("0.0.0.0:8080:80", ForwardSpec(80, None, "0.0.0.0", 8080, bind_explicit=True)),
-        ("*:8080:80", ForwardSpec(80, None, "0.0.0.0", 8080, bind_explicit=True)),
+        ("*:8080:80", ForwardSpec(80, None, "*", 8080, bind_explicit=True)),
+        ("5432", ForwardSpec(5432, None, "127.0.0.1", 5432)),
         ("localhost:8080:80", ForwardSpec(80, None, "localhost", 8080, bind_explicit=True)),
         ("[::1]:8080:80", ForwardSpec(80, None, "::1", 8080, bind_explicit=True)),
         (
@@ -61,7 +62,8 @@ def dataclass_fields(spec: ForwardSpec) -> tuple[object, ...]:
     ("text", "message"),
     [
         ("", "bad forward spec"),
-        ("80", "expected"),
+        ("0", "remote port 0 is out of range"),
+        ("http", "expected PORT"),
         ("a:b:c:d:e", "expected"),
         ("8080:0", "remote port 0 is out of range"),
         ("8080:70000", "out of range"),

@@ -14,11 +14,7 @@ COMMAND = Command(
     name="forward",
     help="forward local ports to ports on (or behind) a target",
     description=DESCRIPTION,
-    parser_options={
-        "formatter_class": argparse.RawDescriptionHelpFormatter,
-        # its -v (connection lines) replaces the common -v (--debug)
-        "conflict_handler": "resolve",
-    },
+    parser_options={"formatter_class": argparse.RawDescriptionHelpFormatter},
     configure=configure_forward,
     run=run_forward,
 )

@@ -10,8 +10,9 @@ __all__ = ["COMMAND"]
 COMMAND = Command(
     name="shell",
     help="interactive shell on a managed instance",
-    description="Open an interactive shell, like ssh. Escapes after Enter: "
-    "~. disconnect, ~? help, ~~ a literal ~.",
+    description="Open an interactive shell on TARGET, like ssh. TARGET defaults to "
+    "$SSMSH_TARGET (with --local: the emulator's instance). Escapes, right after Enter: "
+    "~. disconnect, ~? list them, ~~ send one ~, ~^Z suspend ssmsh (fg resumes).",
     configure=configure_shell,
     run=run_shell,
 )
