@@ -296,6 +296,16 @@ async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Repor
     )
 
 
+def _piped_parameters(line: str, marker: str, platform: str | None) -> dict[str, list[str]]:
+    """The piped-stdin wrapper around ``line``: it needs ``sh`` on the target."""
+    if platform == "Windows":
+        raise UsageError(
+            "piped stdin needs sh on the target, and it runs Windows: give -n to run "
+            "the command without stdin"
+        )
+    return {"command": [wrap_piped(line, marker)]}
+
+
 async def _run_piped(
     args: argparse.Namespace, terminal: Terminal, reporter: Reporter, line: str, *, announce: bool
 ) -> int:
@@ -308,7 +318,7 @@ async def _run_piped(
         reporter,
         target=args.target,
         document=INTERACTIVE_DOCUMENT,
-        parameters={"command": [wrap_piped(line, marker)]},
+        parameters=lambda platform: _piped_parameters(line, marker, platform),
         reason=args.reason,
         interactive=False,
         send_stdin=False,

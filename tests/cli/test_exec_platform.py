@@ -46,7 +46,7 @@ def sent_command(emu: Emulator, target: str) -> str:
 @pytest.mark.parametrize("target", ["win-1", WINDOWS])
 async def test_windows_targets_get_the_line_as_it_is(fleet: Emulator, target: str) -> None:
     status, out, err = await run_cli(
-        ["exec", "--endpoint-url", fleet.endpoint_url, target, "echo", "hi"]
+        ["exec", "--endpoint-url", fleet.endpoint_url, target, "echo", "hi"], stdin=None
     )
     assert sent_command(fleet, WINDOWS) == "echo hi"
     assert out == b"hi\n"
@@ -58,7 +58,7 @@ async def test_windows_targets_get_the_line_as_it_is(fleet: Emulator, target: st
 
 async def test_linux_targets_get_the_status_wrapper(fleet: Emulator) -> None:
     status, out, err = await run_cli(
-        ["exec", "--endpoint-url", fleet.endpoint_url, LINUX, "exit", "3"]
+        ["exec", "--endpoint-url", fleet.endpoint_url, LINUX, "exit", "3"], stdin=None
     )
     assert status == 3, err
     assert out == b""
@@ -85,3 +85,13 @@ async def test_a_platform_that_cannot_be_asked_is_unknown(fleet: Emulator) -> No
     )
     assert await emulated.platform_type(WINDOWS) == "Windows"
     assert await emulated.platform_type("ecs:cluster_task_container") is None
+
+
+async def test_piped_stdin_to_a_windows_target_is_refused_in_one_line(fleet: Emulator) -> None:
+    # The piped-stdin wrapper is sh: PowerShell cannot run it.
+    status, out, err = await run_cli(
+        ["exec", "--endpoint-url", fleet.endpoint_url, "win-1", "more"], stdin=b"data\n"
+    )
+    assert status == 255 and out == b""
+    (line,) = err.decode().splitlines()
+    assert line.startswith("ssmsh: piped stdin needs sh on the target") and "-n" in line
