@@ -115,21 +115,24 @@ async def test_run_history_and_targets(fleet20: Emulator, tmp_path: Path) -> Non
     assert command_id is not None, err
     assert command_id.group(1) in fleet20.commands.commands
 
-    # History by status...
-    failed = await history(fleet20, "fleet-health", "--status", "failed")
-    assert [e["ExecutionId"] for e in failed] == [second["ExecutionId"]]
-    succeeded = await history(fleet20, association_id, "--status", "Success")
-    assert [e["ExecutionId"] for e in succeeded] == [first["ExecutionId"]]
-    # ... and by CreatedTime: GREATER_THAN --since, LESS_THAN --until.
+    # History by status, and by CreatedTime: GREATER_THAN --since, LESS_THAN --until; a
+    # time ago (both are newer than an hour ago: the clock went forward). Read-only: at once.
     moment = (dt.datetime.fromisoformat(first["CreatedTime"]) + dt.timedelta(days=1)).isoformat()
-    after = await history(fleet20, "fleet-health", "--since", moment)
+    failed, succeeded, after, before, none, recent, older = await asyncio.gather(
+        history(fleet20, "fleet-health", "--status", "failed"),
+        history(fleet20, association_id, "--status", "Success"),
+        history(fleet20, "fleet-health", "--since", moment),
+        history(fleet20, "fleet-health", "--until", moment),
+        history(fleet20, "fleet-health", "--since", moment, "--status", "Success"),
+        history(fleet20, "fleet-health", "--since", "1h"),
+        history(fleet20, "fleet-health", "--until", "1h"),
+    )
+    assert [e["ExecutionId"] for e in failed] == [second["ExecutionId"]]
+    assert [e["ExecutionId"] for e in succeeded] == [first["ExecutionId"]]
     assert [e["ExecutionId"] for e in after] == [second["ExecutionId"]]
-    before = await history(fleet20, "fleet-health", "--until", moment)
     assert [e["ExecutionId"] for e in before] == [first["ExecutionId"]]
-    assert await history(fleet20, "fleet-health", "--since", moment, "--status", "Success") == []
-    # A time ago: both are newer than an hour ago (the clock went forward), none older.
-    assert len(await history(fleet20, "fleet-health", "--since", "1h")) == 2
-    assert await history(fleet20, "fleet-health", "--until", "1h") == []
+    assert none == [] and older == []
+    assert len(recent) == 2
     # Paging with small pages.
     calls = fleet20.api.calls.get("AmazonSSM.DescribeAssociationExecutions", 0)
     paged = await history(fleet20, "fleet-health", "--page-size", "1")

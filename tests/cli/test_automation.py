@@ -371,23 +371,25 @@ async def test_list_pages_and_filters(emu: Emulator) -> None:
     starts = [e["ExecutionStartTime"] for e in listed]
     assert starts == sorted(starts, reverse=True)  # newest first
 
-    code, out, err = await ssmsh(emu, "automation", "ls", "--limit", "3", "--page-size", "2")
-    assert code == 0, err
-    assert len(json.loads(out)) == 3
-
-    code, out, err = await ssmsh(emu, "automation", "ls", "--waiting", "--page-size", "1")
-    assert code == 0, err
-    assert sorted(e["AutomationExecutionId"] for e in json.loads(out)) == sorted(holds)
-    code, out, err = await ssmsh(emu, "automation", "ls", "--status", "inprogress")
-    assert code == 0, err
-    assert sorted(e["AutomationExecutionId"] for e in json.loads(out)) == sorted(naps)
-    code, out, err = await ssmsh(emu, "automation", "ls", "--document", "Hol", "--since", "1h")
-    assert code == 0, err
-    assert sorted(e["AutomationExecutionId"] for e in json.loads(out)) == sorted(holds)
-    code, out, err = await ssmsh(emu, "automation", "ls", "--until", "1h")
-    assert (code, json.loads(out)) == (0, [])
-    code, out, err = await ssmsh(emu, "automation", "ls", "--status", "Success")
-    assert (code, json.loads(out)) == (0, [])
+    # The rest only read: run at once (each is a whole ssmsh process).
+    results = await asyncio.gather(
+        ssmsh(emu, "automation", "ls", "--limit", "3", "--page-size", "2"),
+        ssmsh(emu, "automation", "ls", "--waiting", "--page-size", "1"),
+        ssmsh(emu, "automation", "ls", "--status", "inprogress"),
+        ssmsh(emu, "automation", "ls", "--document", "Hol", "--since", "1h"),
+        ssmsh(emu, "automation", "ls", "--until", "1h"),
+        ssmsh(emu, "automation", "ls", "--status", "Success"),
+    )
+    for code, _, err in results:
+        assert code == 0, err
+    limited, waiting, running, by_document, until, succeeded = (
+        json.loads(out) for _, out, _ in results
+    )
+    assert len(limited) == 3
+    assert sorted(e["AutomationExecutionId"] for e in waiting) == sorted(holds)
+    assert sorted(e["AutomationExecutionId"] for e in running) == sorted(naps)
+    assert sorted(e["AutomationExecutionId"] for e in by_document) == sorted(holds)
+    assert until == [] and succeeded == []
 
 
 async def test_the_waiting_table_fits_the_terminal(emu: Emulator) -> None:
