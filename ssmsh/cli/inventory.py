@@ -22,6 +22,7 @@ from typing import Any
 from ..exceptions import AwsError, SsmshError, UsageError
 from ..terminal.tty import Terminal
 from .common import add_common_options, default_target
+from .completion import remember_targets
 from .errors import EXIT_FAILURE, EXIT_OK, describe
 from .listing import add_output_options, emit, report_or_raise, table, to_json, wants_json
 from .portsession import session_service
@@ -211,6 +212,8 @@ async def run_ls(args: argparse.Namespace, terminal: Terminal, reporter: Reporte
     for item in found:
         item["NameTag"] = tags.get(str(item.get("InstanceId"))) or None
     found.sort(key=lambda i: str(i.get("InstanceId")))
+    if not filters:  # the whole inventory: what shell completion offers as targets
+        remember_targets(found)
     if wants_json(args, terminal):
         return emit(terminal, to_json(found))
     if not found:

@@ -54,6 +54,7 @@ EVERY_COMMAND = {
     "approve",
     "reject",
     "association",
+    "completion",
 }
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

@@ -36,4 +36,5 @@ NAMES: tuple[str, ...] = (
     "approve",
     "reject",
     "association",
+    "completion",
 )
