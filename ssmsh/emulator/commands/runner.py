@@ -73,16 +73,31 @@ async def run_plugin(
         if not os.path.isdir(cwd):
             _finish(plugin, Detail.FAILED, 1, "", f"Invalid workingDirectory {cwd!r}.", now)
             return
-        process = await asyncio.create_subprocess_exec(
-            "sh",
-            script,
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
+        spawn = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
+                "sh",
+                script,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
         )
+        try:
+            # Shielded: asyncio's answer to a cancel during the spawn is to kill the
+            # shell alone and wait for its pipes, which the script's children (sleep 30)
+            # keep open: the cancel would take as long as they run.
+            process = await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                spawned = await spawn
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(spawned.pid, signal.SIGKILL)
+                await spawned.wait()
+            _finish(plugin, Detail.CANCELLED, STOPPED_EXIT_CODE, b"", b"", now)
+            raise
         readers = asyncio.gather(_drain(process.stdout, stdout), _drain(process.stderr, stderr))
         try:
             async with asyncio.timeout(plugin.timeout * timeout_scale):
