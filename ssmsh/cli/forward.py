@@ -31,7 +31,7 @@ from ..exceptions import ChannelClosed, SsmshError, TunnelError, UsageError
 from ..terminal.tty import Terminal
 from ..tunnel.config import TunnelConfig
 from ..tunnel.gate import HandlerGate
-from ..tunnel.listeners import Listener, open_listener
+from ..tunnel.listeners import Listener
 from ..tunnel.session import ForwardSession, closed_message
 from ..tunnel.spec import ForwardSpec, parse_spec
 from .common import add_common_options, default_target
@@ -41,6 +41,7 @@ from .portsession import (
     add_target_argument,
     add_tunnel_options,
     open_connection,
+    open_listeners,
     port_connection_config,
     session_service,
     tunnel_config,
@@ -178,14 +179,7 @@ async def _forward(
     listeners: list[Listener] = []
     gates: list[HandlerGate] = []
     try:
-        for spec in specs:
-            gate = HandlerGate()
-            listener = await open_listener(spec, gate)
-            listeners.append(listener)
-            gates.append(gate)
-            reporter.say(f"listening on {', '.join(listener.addresses)} for {spec.remote_label}")
-            for address in listener.public:
-                reporter.say(f"warning: {address} accepts connections from other machines")
+        await open_listeners(specs, listeners, gates, reporter, lambda spec: spec.remote_label)
         async with session_service(args, reporter) as aws:
             target_id = await unless_set(aws.resolve_target(target), stop)
             if target_id is None:

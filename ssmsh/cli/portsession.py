@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from ..aws import SsmSessions
 from ..channel import ConnectionConfig, SessionConnection
@@ -22,6 +22,9 @@ from ..exceptions import UsageError
 from ..protocol.datachannel import ChannelConfig
 from ..protocol.session import ClientSession
 from ..tunnel.config import TunnelConfig
+from ..tunnel.gate import HandlerGate
+from ..tunnel.listeners import Listener, open_listener
+from ..tunnel.spec import ForwardSpec
 from .common import aws_settings, connection_config, local_endpoint
 from .runtime import Reporter
 from .waits import watch_calls
@@ -30,6 +33,7 @@ __all__ = [
     "add_target_argument",
     "add_tunnel_options",
     "open_connection",
+    "open_listeners",
     "port_connection_config",
     "port_protocol",
     "session_service",
@@ -127,3 +131,22 @@ async def open_connection(
         await connection.close(terminate=True)
         raise
     return connection
+
+
+async def open_listeners(
+    specs: Sequence[ForwardSpec],
+    listeners: list[Listener],
+    gates: list[HandlerGate],
+    reporter: Reporter,
+    purpose: Callable[[ForwardSpec], str],
+) -> None:
+    """Open a listener (with its gate) for each spec, appending to ``listeners`` and
+    ``gates`` as they open (the caller closes them, also after a failure), and say so."""
+    for spec in specs:
+        gate = HandlerGate()
+        listener = await open_listener(spec, gate)
+        listeners.append(listener)
+        gates.append(gate)
+        reporter.say(f"listening on {', '.join(listener.addresses)} for {purpose(spec)}")
+        for address in listener.public:
+            reporter.say(f"warning: {address} accepts connections from other machines")

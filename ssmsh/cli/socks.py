@@ -19,7 +19,7 @@ from ..channel import SessionConnection
 from ..exceptions import UsageError
 from ..terminal.tty import Terminal
 from ..tunnel.gate import HandlerGate
-from ..tunnel.listeners import Listener, open_listener
+from ..tunnel.listeners import Listener
 from ..tunnel.socks import SocksServer, parse_listen
 from ..tunnel.spec import ForwardSpec
 from .common import add_common_options, default_target
@@ -28,6 +28,7 @@ from .pooled import check_pool_size
 from .portsession import (
     add_tunnel_options,
     open_connection,
+    open_listeners,
     port_connection_config,
     session_service,
     tunnel_config,
@@ -176,15 +177,8 @@ async def socks(
         listeners: list[Listener] = []
         gates: list[HandlerGate] = []
         try:
-            for spec in specs:
-                gate = HandlerGate()
-                listener = await open_listener(spec, gate)
-                listeners.append(listener)
-                gates.append(gate)
-                reporter.say(f"listening on {', '.join(listener.addresses)} for SOCKS5 clients")
-                for address in listener.public:
-                    reporter.say(f"warning: {address} accepts connections from other machines")
-            async with session_service(args) as aws:
+            await open_listeners(specs, listeners, gates, reporter, lambda _: "SOCKS5 clients")
+            async with session_service(args, reporter) as aws:
                 target_id = await unless_set(aws.resolve_target(target), stop)
                 if target_id is None:
                     return EXIT_OK
