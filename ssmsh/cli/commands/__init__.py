@@ -24,6 +24,7 @@ NAMES: tuple[str, ...] = (
     "proxy",
     "ssh",
     "ssh-config",
+    "cp",
     "plugin",
     "sessions",
     "terminate",
