@@ -226,8 +226,8 @@ def _list(reporter: Reporter) -> int:
     now = time.time()
     for item in list_records():
         if isinstance(item, tuple):
-            path, why = item
-            rows.append((path.stem, "-", "-", f"damaged: {why}"))
+            path, _why = item
+            rows.append((path.stem, "-", "-", "damaged (ssmsh attach SESSION_ID says why)"))
             continue
         header = item.header
         if header.encrypted or item.state is None:
