@@ -338,6 +338,14 @@ class SessionConnection:
         handshake). Raises the failure if the session ended first."""
         return await asyncio.shield(self._driver.established)
 
+    def set_recorder(self, recorder: Callable[[ClientSession], None] | None) -> None:
+        """Call ``recorder`` with the protocol after every call into it, before the
+        frames it made are sent (``ssmsh attach`` keeps the sequence state with it).
+        It is called once now. It must be quick and must not raise."""
+        self._driver.recorder = recorder
+        if recorder is not None:
+            recorder(self.protocol)
+
     def skip_handshake(self) -> bool:
         """Stop waiting for a handshake the agent may never start; True if that
         established the session (see :meth:`ClientSession.skip_handshake`)."""

@@ -13,7 +13,10 @@ produced:
   :class:`~ssmsh.channel.inbox.Inbox`, a KMS key request to a helper task that
   asks the :class:`~ssmsh.channel.types.SessionService`, establishment and
   failures to the futures and flags below;
-* the one timer (``loop.call_at``) is re-armed from ``get_timer()``.
+* the one timer (``loop.call_at``) is re-armed from ``get_timer()``;
+* first of all, the :attr:`ProtocolDriver.recorder` (if any) sees the protocol, before
+  the frames it made are queued: ``ssmsh attach`` keeps the sequence state on disk,
+  never behind what went on the wire.
 
 It also records how the session ends (:meth:`ProtocolDriver.finish`: the
 first cause wins) and wakes everyone who waits.
@@ -87,6 +90,8 @@ class ProtocolDriver:
         self.linked_at: float | None = None
         #: skip_handshake() is establishing the session (for the debug line).
         self.skipping = False
+        #: Called with the protocol after every call into it, before its frames go.
+        self.recorder: Callable[[ClientSession], None] | None = None
 
     @property
     def finished(self) -> bool:
@@ -122,6 +127,8 @@ class ProtocolDriver:
 
     def after_protocol(self) -> None:
         """Collect frames, events and the timer after any call into the protocol."""
+        if self.recorder is not None:
+            self.recorder(self.protocol)
         self._writer.queue(self.protocol.data_to_send())
         events = self.protocol.events_received()
         if len(events) > 1:

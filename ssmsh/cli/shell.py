@@ -12,7 +12,7 @@ import signal
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from ..channel import SessionConnection
+from ..channel import SessionConnection, SessionInfo
 from ..exceptions import AwsError, UsageError
 from ..protocol.piped_stdin import wrap_piped
 from ..protocol.status_trailer import new_marker, wrap_command
@@ -21,10 +21,12 @@ from ..terminal.escape import parse_escape_char
 from ..terminal.tty import Terminal
 from .common import ParametersFor, add_common_options, open_session, parse_parameters
 from .errors import EXIT_FAILURE, StartInterrupted
+from .resumable import RecordWriter, new_header, record_path
 from .runtime import Reporter, handle_signals, unless_set, verbosity
 from .setup import forget_exec_document, remembered_exec_document
 
 __all__ = [
+    "add_escape_option",
     "bridge_session",
     "configure_exec",
     "configure_shell",
@@ -75,7 +77,7 @@ def configure_shell(parser: argparse.ArgumentParser) -> None:
         help=f"exit with the remote shell's status, like ssh: runs sh through "
         f"{INTERACTIVE_DOCUMENT} (the account's shell profile is not applied)",
     )
-    _escape_option(parser)
+    add_escape_option(parser)
     add_common_options(parser, suppress=True)
 
 
@@ -116,7 +118,7 @@ def configure_exec(parser: argparse.ArgumentParser) -> None:
         "(Windows targets always get it as is: PowerShell runs it there)",
     )
     parser.add_argument("--reason", metavar="TEXT", help="reason recorded with the session")
-    _escape_option(parser)
+    add_escape_option(parser)
     add_common_options(parser, suppress=True)
 
 
@@ -129,7 +131,7 @@ def _forget_own_document(args: argparse.Namespace, reporter: Reporter, error: Aw
     )
 
 
-def _escape_option(parser: argparse.ArgumentParser) -> None:
+def add_escape_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-e",
         dest="escape",
@@ -211,6 +213,9 @@ async def run_shell(args: argparse.Namespace, terminal: Terminal, reporter: Repo
         parameters=parameters,
         reason=args.reason,
         interactive=True,
+        # ssmsh attach can take it over should this process die (ssmsh.cli.resumable);
+        # not with --local, whose emulator dies with it.
+        attachable=terminal.stdin_is_tty and not args.local,
     )
 
 
@@ -348,6 +353,7 @@ async def _run(
     fallback_document: str | None = None,
     on_fallback: Callable[[AwsError], None] | None = None,
     announce: bool = True,
+    attachable: bool = False,
 ) -> int:
     try:
         escape_char = parse_escape_char(args.escape)
@@ -367,19 +373,24 @@ async def _run(
         if command_line is not None:  # wrapped, or not, for the target's platform
             status_marker = command_line.marker
             waits_for_size = waits_for_size and status_marker is not None
-        result = await bridge_session(
-            conn,
-            terminal,
-            reporter,
-            interactive=interactive,
-            escape_char=escape_char,
-            # A non-interactive command gets an empty stdin from the agent: send nothing.
-            send_stdin=interactive if send_stdin is None else send_stdin,
-            status_marker=status_marker,
-            waits_for_size=waits_for_size,
-            framed_stdin=framed_stdin,
-            announce=announce,
-        )
+        record = keep_record(args, conn, info, reporter) if attachable else None
+        try:
+            result = await bridge_session(
+                conn,
+                terminal,
+                reporter,
+                interactive=interactive,
+                escape_char=escape_char,
+                # A non-interactive command gets an empty stdin from the agent: send nothing.
+                send_stdin=interactive if send_stdin is None else send_stdin,
+                status_marker=status_marker,
+                waits_for_size=waits_for_size,
+                framed_stdin=framed_stdin,
+                announce=announce,
+            )
+        finally:
+            if record is not None:
+                record.remove()  # ended here (TerminateSession follows): nothing to attach to
     if result is None:
         return EXIT_FAILURE
     unwrapped = command_line.unwrapped if command_line is not None else None
@@ -392,6 +403,27 @@ async def _run(
         strict=True,
         unwrapped=unwrapped,
     )
+
+
+def keep_record(
+    args: argparse.Namespace, conn: SessionConnection, info: SessionInfo, reporter: Reporter
+) -> RecordWriter:
+    """Keep the session's record for ``ssmsh attach`` from now on (:mod:`.resumable`)."""
+    aws = {name: getattr(args, name, None) for name in ("region", "profile", "endpoint_url")}
+    record = RecordWriter(
+        record_path(info.session_id),
+        lambda protocol: new_header(
+            protocol,
+            session_id=info.session_id,
+            target_id=info.target_id,
+            stream_url=info.stream.stream_url,
+            client_id=conn.client_id,
+            aws=aws,
+        ),
+        warn=reporter.status,
+    )
+    conn.set_recorder(record)
+    return record
 
 
 async def bridge_session(

@@ -25,6 +25,26 @@ Improvements over the official implementation (protocol notes §6):
 * nothing is transmitted while disconnected or while publication is paused;
   everything unacked is retransmitted on :meth:`connection_made` / start_publication.
 
+Carrying a session over to another process (``ssmsh attach``):
+:meth:`DataChannel.sequence_state` is what must outlive the process and
+:meth:`DataChannel.restore` starts a new channel from it. The official agent acks a
+message only when it is the expected one or ahead of it, and drops one it has
+processed already without an ack; it never re-sends what was acked. So:
+
+* incoming, the expected number is exact (the state is taken after every call,
+  before the acks it made go out) and the messages acked ahead of it (held in the
+  reorder buffer, gone with the process) are skipped when their turn comes: the
+  agent will not send them again, and waiting for them would stall the output;
+* outgoing, the agent expects some number between the oldest unacked message and
+  the next number (``out_acked`` .. ``out_next``) and which one is unknown. Each
+  number in between is sent again as a *filler*, a payload that does no harm
+  whether the agent processes it or drops it (the caller's, e.g. the terminal
+  size), so that its input stream never waits for a number that will not come;
+  the first real message follows at ``out_next``. The agent drops the fillers it
+  had already, without an ack; once a message from ``out_next`` on is acked, they
+  all went through (each link carries them before it), and the unacked ones are
+  forgotten instead of being retransmitted for ever.
+
 ``ChannelConfig(resend="oldest")`` switches the first and last points back to the
 official agent's behaviour, for the emulator's agent: a scheduler that looks every
 100 ms at the oldest unacknowledged message only and sends it again once its RTO has
@@ -64,7 +84,7 @@ from .message import (
 from .payloads import Acknowledge, ChannelClosedPayload
 from .rtt import RttConfig, RttEstimator
 
-__all__ = ["ChannelConfig", "Cipher", "DataChannel", "Role"]
+__all__ = ["ChannelConfig", "Cipher", "DataChannel", "Role", "SequenceState"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +135,24 @@ class ChannelConfig:
             raise ValueError(f"resend must be 'selective' or 'oldest', not {self.resend!r}")
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SequenceState:
+    """Where a channel's two streams stand (see the module docstring)."""
+
+    #: The next incoming sequence number to deliver.
+    next_in: int
+    #: Incoming numbers above ``next_in`` acked already (held for reordering).
+    acked_ahead: frozenset[int]
+    #: Every outgoing number below this one was acked.
+    out_acked: int
+    #: The next outgoing sequence number.
+    out_next: int
+
+
 #: The official agent's resend scheduler tick (``ResendSleepInterval``), seconds.
 RESEND_TICK = 0.1
+
+_NONE: frozenset[int] = frozenset()
 
 
 @dataclasses.dataclass(slots=True)
@@ -183,6 +219,10 @@ class DataChannel:
         self._in_flight: collections.OrderedDict[int, _Outgoing] = collections.OrderedDict()
         self._queued: collections.deque[_Outgoing] = collections.deque()
         self._gave_up = False
+        #: Outgoing numbers below this one are acked (advanced lazily, sequence_state()).
+        self._out_acked = 0
+        #: After restore(): the fillers are the numbers below this one (0: none).
+        self._fillers_until = 0
         #: The latest ``now`` seen (resend="oldest" ticks from it, never in the past).
         self._now = 0.0
 
@@ -190,6 +230,8 @@ class DataChannel:
         self.expected_sequence_number = 0
         self._reorder: dict[int, ClientMessage] = {}
         self._reorder_bytes = 0
+        #: After restore(): acked ahead by the previous process, never to come again.
+        self._skip: set[int] = set()
 
         self._frames: list[bytes] = []
         self._events: list[Event] = []
@@ -218,6 +260,50 @@ class DataChannel:
     def unacked(self) -> int:
         """Messages sent or queued and not yet acknowledged."""
         return len(self._in_flight) + len(self._queued)
+
+    def sequence_state(self) -> SequenceState:
+        """Where both streams stand; cheap enough to take after every call."""
+        acked = self._out_acked
+        queued = self._queued
+        while (
+            acked < self.next_sequence_number
+            and acked not in self._in_flight
+            and not (queued and acked >= queued[0].sequence_number)
+        ):
+            acked += 1
+        self._out_acked = acked
+        ahead = frozenset(self._reorder).union(self._skip) if self._reorder or self._skip else _NONE
+        return SequenceState(self.expected_sequence_number, ahead, acked, self.next_sequence_number)
+
+    def restore(self, state: SequenceState, filler_type: int, filler: bytes, now: float) -> None:
+        """Carry on from ``state``, another process's channel (module docstring).
+
+        Call before anything else; ``filler`` (of ``filler_type``, never encrypted) is
+        sent for every outgoing number the agent may or may not have. Nothing goes out
+        before :meth:`connection_made`.
+        """
+        if self.next_sequence_number or self.expected_sequence_number or self._in_flight:
+            raise LocalProtocolError("restore() on a channel that was used")
+        if not state.out_acked <= state.out_next or min(state.next_in, state.out_acked) < 0:
+            raise LocalProtocolError(f"inconsistent sequence state {state}")
+        if not filler:
+            raise LocalProtocolError("cannot send an empty filler")
+        self.connected = False  # no link yet: the first one sends the fillers
+        self.expected_sequence_number = state.next_in
+        self._skip = {seq for seq in state.acked_ahead if seq > state.next_in}
+        self.next_sequence_number = self._out_acked = state.out_acked
+        for _ in range(state.out_acked, state.out_next):
+            self._queued.append(_Outgoing(self.next_sequence_number, filler_type, filler))
+            self.next_sequence_number += 1
+        self._fillers_until = state.out_next if state.out_acked < state.out_next else 0
+        self._now = max(self._now, now)
+
+    def _forget_fillers(self) -> None:
+        """A message after the fillers was acked: they all reached the agent."""
+        for seq in range(self._out_acked, self._fillers_until):
+            if self._in_flight.pop(seq, None) is not None:
+                self.stats["fillers_dropped"] += 1
+        self._fillers_until = 0
 
     # ---------------------------------------------------------------- sending
 
@@ -305,6 +391,9 @@ class DataChannel:
         if oldest is None or oldest.last_sent + self.rtt.rto > now + 1e-9:
             return
         if oldest.transmissions > self.config.max_retransmissions:
+            if oldest.sequence_number < self._fillers_until:  # dropped by the agent
+                del self._in_flight[oldest.sequence_number]
+                return
             self._gave_up = True
             self._events.append(
                 RetransmissionTimeout(oldest.sequence_number, oldest.transmissions - 1)
@@ -318,9 +407,12 @@ class DataChannel:
         if self.config.resend == "oldest":
             self._pump(now)  # the tick re-sends the unacked ones, oldest first
             return
-        for entry in list(self._in_flight.values()):
-            self._transmit(entry, now)
-            self._in_flight.move_to_end(entry.sequence_number)
+        # In sequence order, as first sent (a timer's retransmissions reorder the
+        # window): the receiver delivers in that order, and restore()'s fillers rely on
+        # every link carrying them before anything newer.
+        for seq in sorted(self._in_flight):
+            self._transmit(self._in_flight[seq], now)
+            self._in_flight.move_to_end(seq)
         self._pump(now)
 
     def close(self) -> None:
@@ -359,6 +451,9 @@ class DataChannel:
             return
         for entry in expired:
             if entry.transmissions > self.config.max_retransmissions:
+                if entry.sequence_number < self._fillers_until:  # dropped by the agent
+                    del self._in_flight[entry.sequence_number]
+                    continue
                 self._gave_up = True
                 self._events.append(
                     RetransmissionTimeout(entry.sequence_number, entry.transmissions - 1)
@@ -430,6 +525,8 @@ class DataChannel:
         self.stats["acked"] += 1
         if entry.transmissions == 1:
             self.rtt.update(now - entry.first_sent)
+        if self._fillers_until and ack.sequence_number >= self._fillers_until:
+            self._forget_fillers()
         self._pump(now)
 
     def _ack(self, message_id: str, sequence_number: int, now: float) -> None:
@@ -479,11 +576,20 @@ class DataChannel:
     def _deliver_reordered(self, now: float) -> None:
         """Deliver the messages that were waiting for the one just delivered (acked already)."""
         reorder = self._reorder
-        while reorder and self.expected_sequence_number in reorder:
-            message = reorder.pop(self.expected_sequence_number)
-            self._reorder_bytes -= len(message.payload)
-            seq = message.sequence_number
-            self._deliver(message.payload_type, message.payload, seq, None, now)
+        while reorder or self._skip:
+            expected = self.expected_sequence_number
+            if expected in reorder:
+                message = reorder.pop(expected)
+                self._reorder_bytes -= len(message.payload)
+                self._skip.discard(expected)
+                self._deliver(message.payload_type, message.payload, expected, None, now)
+            elif expected in self._skip:
+                # Acked by the process before this one, lost with it: never sent again.
+                self._skip.discard(expected)
+                self.expected_sequence_number += 1
+                self.stats["skipped"] += 1
+            else:
+                break
 
     def _deliver(
         self, ptype: int, payload: bytes, seq: int, ack_id: str | None, now: float

@@ -54,7 +54,7 @@ from typing import Any
 from ..exceptions import EncryptionError, LocalProtocolError, RemoteProtocolError
 from .constants import CLIENT_VERSION, Flag, PayloadType
 from .crypto import Encrypter, NonceSource
-from .datachannel import ChannelConfig, DataChannel, Role
+from .datachannel import ChannelConfig, DataChannel, Role, SequenceState
 from .events import (
     ChannelClosedReceived,
     Event,
@@ -360,6 +360,30 @@ class ClientSession:
             self._sent_unconfirmed = None
         else:
             kept.append((payload_type, payload))
+
+    def restore(
+        self,
+        *,
+        session_type: str,
+        agent_version: str,
+        sequence: SequenceState,
+        size: tuple[int, int],
+        now: float,
+    ) -> None:
+        """Take over a session another process established (``ssmsh attach``).
+
+        The session is established at once (:class:`SessionEstablished` comes first)
+        and the channel carries on from ``sequence``; the terminal ``size`` is the
+        filler for the input numbers the agent may or may not have had (see
+        :meth:`DataChannel.restore`). Not for KMS sessions: their keys are gone.
+        """
+        if self.state is not SessionState.AWAITING:
+            raise LocalProtocolError(f"restore() in state {self.state.value}")
+        filler = TerminalSize(*size).encode()
+        self.channel.restore(sequence, PayloadType.SIZE, filler, now)
+        self.session_type = session_type
+        self.agent_version = agent_version
+        self._establish(now)
 
     # ------------------------------------------------------------ KMS answers
 

@@ -8,14 +8,18 @@ prints into a pyte screen, and lets a test type, resize and wait.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import fcntl
+import functools
 import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 from collections.abc import Callable, Mapping, Sequence
 
@@ -25,6 +29,15 @@ from tests.conftest import scaled
 
 PROMPT = "ssmsh-test$ "
 PROMPT_RE = re.escape(PROMPT)
+
+
+@functools.cache
+def state_home() -> str:
+    """An XDG_STATE_HOME of the test run's own: ``ssmsh shell`` keeps its session records
+    there (for ``ssmsh attach``), never in the user's home; removed at exit."""
+    path = tempfile.mkdtemp(prefix="ssmsh-test-state-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def cli_env(extra: Mapping[str, str] | None = None, unset: Sequence[str] = ()) -> dict[str, str]:
@@ -47,6 +60,7 @@ def cli_env(extra: Mapping[str, str] | None = None, unset: Sequence[str] = ()) -
             # Anything that forgets --endpoint-url must still stay on loopback.
             "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
             "PYTHONUNBUFFERED": "1",
+            "XDG_STATE_HOME": state_home(),
         }
     )
     env.update(extra or {})

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.timeout(60)
 CLI = Path(runtime.__file__).parent
 EVERY_COMMAND = {
     "shell",
+    "attach",
     "exec",
     "emulator",
     "forward",

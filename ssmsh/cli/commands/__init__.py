@@ -17,6 +17,7 @@ __all__ = ["NAMES"]
 #: Every command, in the order ``ssmsh --help`` lists them.
 NAMES: tuple[str, ...] = (
     "shell",
+    "attach",
     "exec",
     "emulator",
     "forward",
