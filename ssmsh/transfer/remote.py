@@ -81,11 +81,18 @@ class RemoteHelper:
             raise item
         return item
 
-    async def ready(self) -> Capabilities:
-        """Wait for the helper to start; TransferError if it cannot."""
+    async def ready(self, timeout: float | None = None) -> Capabilities:
+        """Wait for the helper to start; TransferError if it cannot (or not in ``timeout``)."""
         try:
-            item = await self._next()
-        except TransferError:
+            async with asyncio.timeout(timeout):
+                item = await self._next()
+        except (TransferError, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                preamble = self.output.preamble.decode(errors="replace").strip()
+                raise TransferError(
+                    f"the copy helper did not start on the target within {timeout:.0f} s"
+                    + (f"; it said: {preamble.splitlines()[-1].strip()[:200]}" if preamble else "")
+                ) from None
             preamble = self.output.preamble.decode(errors="replace").strip()
             last = preamble.splitlines()[-1].strip() if preamble else ""
             raise TransferError(
@@ -108,10 +115,12 @@ class RemoteHelper:
         data: bytes | memoryview = b"",
     ) -> Reply:
         async with self._lock:
+            logger.debug("%s: %s %s %r", self.session_id, operation, list(numbers), list(paths))
             await self.conn.send_input(request(operation, numbers, paths))
             if data:
                 await self.conn.send_input(bytes(data))
             item = await self._next()
+            logger.debug("%s: %s -> %s", self.session_id, operation, getattr(item, "status", item))
         if not isinstance(item, Reply):
             raise TransferError("the copy helper said it was ready twice")
         return item
@@ -148,7 +157,7 @@ async def open_helper(
         raise
     helper = RemoteHelper(conn, marker)
     try:
-        await helper.ready()
+        await helper.ready(config.handshake_timeout)
     except BaseException:
         await helper.close()
         raise
