@@ -19,7 +19,15 @@ from ..protocol.status_trailer import new_marker, wrap_command
 from ..terminal.bridge import BridgeResult, TerminalBridge
 from ..terminal.escape import parse_escape_char
 from ..terminal.tty import Terminal
-from .common import ParametersFor, add_common_options, open_session, parse_parameters
+from .choose import choose_target
+from .common import (
+    ParametersFor,
+    add_common_options,
+    default_target,
+    open_session,
+    parse_parameters,
+    setting,
+)
 from .errors import EXIT_FAILURE, StartInterrupted
 from .runtime import Reporter, handle_signals, unless_set, verbosity
 from .setup import forget_exec_document, remembered_exec_document
@@ -49,7 +57,8 @@ def configure_shell(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "target",
         nargs="?",
-        help="instance id (i-..., mi-...) or Name tag; default with --local or SSMSH_TARGET",
+        help="instance id (i-..., mi-...), Name tag or alias; default with --local or "
+        "SSMSH_TARGET, else picked from a list on a terminal",
     )
     parser.add_argument(
         "--document",
@@ -85,7 +94,8 @@ def configure_exec(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "target",
         nargs="?",
-        help="instance id (i-..., mi-...) or Name tag; default with --local or SSMSH_TARGET",
+        help="instance id (i-..., mi-...), Name tag or alias; default with --local or "
+        "SSMSH_TARGET, else picked from a list on a terminal",
     )
     parser.add_argument(
         "words",
@@ -176,6 +186,9 @@ def stdin_kind(terminal: Terminal) -> str:
 
 
 async def run_shell(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
+    args.target = await choose_target(args, reporter, lambda: default_target(args, args.target))
+    if args.document is None and not args.exit_status:
+        args.document = setting(args, "document")  # the alias's, or [defaults]'
     refuse_port_document(args.document)
     parameters = parse_parameters(args.parameter, args.parameters)
     own_document = bool(args.document or parameters)
@@ -252,6 +265,7 @@ async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Repor
     command = list(args.words)
     if not command:
         raise UsageError("exec needs a command: ssmsh exec [OPTIONS] TARGET COMMAND...")
+    args.target = await choose_target(args, reporter, lambda: default_target(args, args.target))
     joined = " ".join(command)  # joined with spaces, as ssh does
     # Like ssh: nothing about the session on stderr unless asked (-v); failures still are.
     verbose, debug = verbosity(args)
