@@ -5,7 +5,8 @@ as it needs (it does not take the screen, and leaves nothing behind). Typing fil
 them: every word typed must appear in a row in that order, not necessarily together
 (``wb1`` finds ``web-1``); rows where the words appear whole come first. Up/Down,
 Ctrl-P/Ctrl-N and Tab move; Enter chooses; Esc, Ctrl-D and Ctrl-G give up (None);
-Ctrl-C raises KeyboardInterrupt, as everywhere else in ssmsh. More rows may arrive
+Ctrl-C raises :class:`~.errors.StartInterrupted` (``interrupted``, 130, as everywhere else
+in ssmsh). More rows may arrive
 while it is open (the instances, listed while the aliases are already shown).
 
 prompt_toolkit is imported by :func:`pick` alone: the commands that never pick do
@@ -17,8 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import signal
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from .errors import StartInterrupted, describe
 
 if TYPE_CHECKING:
     from prompt_toolkit.input import Input
@@ -38,33 +42,42 @@ class Choice:
     value: str
     columns: tuple[str, ...]
 
-    @property
-    def text(self) -> str:
-        return " ".join(self.columns)
 
+def match(query: str, columns: Sequence[str]) -> tuple[int, int] | None:
+    """How well a row's ``columns`` match ``query`` (lower is better), or None.
 
-def match(query: str, text: str) -> tuple[int, int] | None:
-    """How well ``text`` matches ``query`` (lower is better), or None when it does not.
-
-    Each word of ``query`` must be a subsequence of ``text`` (case-insensitive unless
-    the word has a capital, as fzf's smart case). Ranked by the number of words not
-    found whole, then by how spread out the letters are.
+    Each word of ``query`` must be a subsequence of one column (case-insensitive
+    unless the word has a capital, as fzf's smart case): ``wb1`` finds ``web-1``.
+    Ranked by the number of words not found whole, then by how spread out the
+    letters of the others are.
     """
     score = spread = 0
     for word in query.split():
-        haystack = text if any(c.isupper() for c in word) else text.lower()
-        if word in haystack:
-            continue
-        score += 1
-        start = position = -1
-        for char in word:
-            position = haystack.find(char, position + 1)
-            if position < 0:
-                return None
-            if start < 0:
-                start = position
-        spread += position - start
+        best: int | None = None
+        for column in columns:
+            found = _subsequence(word, column if any(c.isupper() for c in word) else column.lower())
+            if found is not None and (best is None or found < best):
+                best = found
+        if best is None:
+            return None
+        if best:
+            score += 1
+            spread += best
     return score, spread
+
+
+def _subsequence(word: str, text: str) -> int | None:
+    """0 when ``word`` is in ``text``; else how far its letters spread (None: absent)."""
+    if word in text:
+        return 0
+    start = position = -1
+    for char in word:
+        position = text.find(char, position + 1)
+        if position < 0:
+            return None
+        if start < 0:
+            start = position
+    return position - start + 1
 
 
 class Picker:
@@ -90,7 +103,7 @@ class Picker:
         self.query = query
         ranked = []
         for order, choice in enumerate(self.choices):
-            score = match(query, choice.text)
+            score = match(query, choice.columns)
             if score is not None:
                 ranked.append((score, order, choice))
         ranked.sort(key=lambda item: (item[0], item[1]))
@@ -137,7 +150,7 @@ async def pick(
     input: Input | None = None,
     output: Output | None = None,
 ) -> str | None:
-    """The value of the row chosen, or None (Esc, Ctrl-D). Ctrl-C: KeyboardInterrupt.
+    """The value of the row chosen, or None (Esc, Ctrl-D). Ctrl-C: StartInterrupted.
 
     ``more``, when given, brings more rows while the picker is open; if it fails, the
     failure is the note shown, or raised when there are no rows at all. Drawn on stderr
@@ -208,14 +221,19 @@ async def pick(
 
     @keys.add("c-c")
     def _interrupt(event: KeyPressEvent) -> None:
-        event.app.exit(exception=KeyboardInterrupt())
+        # As SIGINT while a session starts: "interrupted", 130 (a KeyboardInterrupt
+        # would go through the event loop itself).
+        event.app.exit(exception=StartInterrupted(signal.SIGINT))
 
     layout = Layout(
         HSplit(
             [
                 Window(BufferControl(buffer, input_processors=[BeforeInput(PROMPT)]), height=1),
                 Window(FormattedTextControl(status), height=1),
-                Window(FormattedTextControl(listing), height=lambda: rows()),
+                Window(
+                    FormattedTextControl(listing),
+                    height=lambda: max(1, min(rows(), len(state.shown))),
+                ),
             ]
         )
     )
@@ -236,8 +254,6 @@ async def pick(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            from .errors import describe
-
             while not app.is_running:  # it failed before the picker was up
                 await asyncio.sleep(0.01)
             if not state.choices:
