@@ -37,4 +37,5 @@ NAMES: tuple[str, ...] = (
     "reject",
     "association",
     "completion",
+    "help",
 )
