@@ -192,3 +192,15 @@ def test_default_targets(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     args = parse("shell", "--local")
     assert default_target(args, None) == "i-0123456789abcdef0"  # --local's, first
     assert args.endpoint_url is None  # --local is its own endpoint
+
+
+def test_ssh_own_user_options_beat_the_alias_user() -> None:
+    from ssmsh.cli.ssh import _user_given
+
+    assert _user_given(["-l", "bob"])
+    assert _user_given(["-vlbob"])
+    assert _user_given(["-p", "2222", "-o", "User=bob", "uptime"])
+    assert _user_given(["-oUser bob"])
+    assert not _user_given(["-p", "22", "uptime", "-l", "x"])  # -l of the remote command
+    assert not _user_given(["-o", "Port=2222"])
+    assert not _user_given([])
