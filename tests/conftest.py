@@ -25,6 +25,11 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 
+# Nor does a user's ~/.config/ssmsh/config.toml play any part (an empty file instead; the
+# tests of the config file name their own).
+os.environ["SSMSH_CONFIG"] = os.devnull
+
+
 def bulk_config(**changes: Any) -> EmulatorConfig:
     """The emulator's defaults, unpaced: for tests that move megabytes, which the official
     agent's pace (1 KiB per message, 1 ms apart: ~600 KiB/s) and its resending (one

@@ -89,7 +89,7 @@ State Manager associations (an association is named by its id or its Association
 Listings: a table on a terminal, JSON in a pipe or with --json. WHEN: 2d, 3h, 30m, or a
 date or time (2024-08-29, 2024-08-29T10:00Z). Exit status: run --wait 0 only when every
 target succeeded, 1 otherwise; 130 after Ctrl-C (the run goes on); 255 when ssmsh or
-AWS refused. See docs/associations.md."""
+AWS refused. See: ssmsh help associations."""
 
 LIST_HEADERS = ("ASSOCIATION ID", "NAME", "DOCUMENT", "SCHEDULE", "STATUS", "LAST RUN")
 HISTORY_HEADERS = ("EXECUTION ID", "CREATED", "STATUS", "DETAIL", "RESOURCES", "VERSION")

@@ -98,7 +98,7 @@ Approvals: ssmsh approve ID [--comment TEXT], ssmsh reject ID [--comment TEXT].
 Listings and show: a table on a terminal, JSON in a pipe or with --json. Exit status:
 follow 0 on Success, 1 when the execution ended otherwise; resume 1 when it does not
 wait for it; 130 after Ctrl-C (the execution goes on); 255 when ssmsh or AWS refused.
-See docs/automation.md."""
+See: ssmsh help automation."""
 
 APPROVE_DESCRIPTION = (
     "Approve an Automation execution that waits in an aws:approve step "

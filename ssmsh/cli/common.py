@@ -23,7 +23,8 @@ from typing import Any
 from ..aws import AwsSettings, SsmSessions, StaticCredentials
 from ..channel import ConnectionConfig, SessionConnection, SessionInfo
 from ..exceptions import AwsError, UsageError
-from .errors import StartInterrupted
+from .config import Config, HostConfig, load_config
+from .errors import NoTargetGiven, StartInterrupted
 from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set
 from .waits import gateway_hint, watch_calls
 
@@ -38,6 +39,8 @@ __all__ = [
     "local_endpoint",
     "open_session",
     "parse_parameters",
+    "setting",
+    "use_alias",
 ]
 
 logger = logging.getLogger(__name__)
@@ -130,7 +133,12 @@ def add_common_options(parser: argparse.ArgumentParser, suppress: bool = False) 
 
 
 def aws_settings(args: argparse.Namespace, endpoint_url: str | None = None) -> AwsSettings:
-    """AwsSettings from the options (``endpoint_url`` overrides, for ``--local``)."""
+    """AwsSettings from the options (``endpoint_url`` overrides, for ``--local``).
+
+    What the command line (or an alias, :func:`use_alias`) leaves unset comes from the
+    environment, else from the config file's ``[defaults]``, else from AWS's own
+    resolution (the profile's region...).
+    """
     if endpoint_url is not None:
         return AwsSettings(
             region=args.region or LOCAL_REGION,
@@ -138,7 +146,21 @@ def aws_settings(args: argparse.Namespace, endpoint_url: str | None = None) -> A
             credentials=LOCAL_CREDENTIALS,
             isolated=True,  # the user's AWS profile and files play no part
         )
-    return AwsSettings(region=args.region, profile=args.profile, endpoint_url=args.endpoint_url)
+    defaults = load_config().defaults
+    env = os.environ
+
+    def unless_env(value: str | None, *names: str) -> str | None:
+        return None if any(env.get(name) for name in names) else value
+
+    return AwsSettings(
+        region=getattr(args, "region", None)
+        or env.get("AWS_REGION")  # botocore reads only AWS_DEFAULT_REGION
+        or unless_env(defaults.region, "AWS_DEFAULT_REGION"),
+        profile=getattr(args, "profile", None)
+        or unless_env(defaults.profile, "AWS_PROFILE", "AWS_DEFAULT_PROFILE"),
+        endpoint_url=getattr(args, "endpoint_url", None)
+        or unless_env(defaults.endpoint_url, "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSM"),
+    )
 
 
 def connection_config(args: argparse.Namespace) -> ConnectionConfig:
@@ -223,16 +245,59 @@ def _bypass_proxies_for_loopback() -> None:
 
 
 def default_target(args: argparse.Namespace, target: str | None) -> str:
-    if target:
+    """The target to resolve: TARGET as given, else ``--local``'s instance, ``SSMSH_TARGET``,
+    the config file's ``[defaults] target`` or what the picker chose (``args.picked_target``,
+    :func:`.choose.choose_target`); :class:`NoTargetGiven` when there is none.
+
+    An alias of the config file becomes its target, and its settings go into ``args``
+    where the command line set none (:func:`use_alias`). Applied once: given its own
+    result again, it returns it as it is.
+    """
+    if target and target == getattr(args, "chosen_target", None):
         return target
-    if args.local:
+    local = bool(getattr(args, "local", False))
+    config = load_config()
+    word = target
+    if not word and local:
         from ..emulator import DEFAULT_TARGET
 
-        return DEFAULT_TARGET
-    env = os.environ.get("SSMSH_TARGET")
-    if env:
-        return env
-    raise UsageError("no target given (an instance id or Name tag; or use --local)")
+        word = DEFAULT_TARGET
+    word = (
+        word
+        or os.environ.get("SSMSH_TARGET")
+        or config.defaults.target
+        or getattr(args, "picked_target", None)
+    )
+    if not word:
+        raise NoTargetGiven("no target given (an instance id, Name tag or alias; or use --local)")
+    chosen = use_alias(args, word, config)
+    args.chosen_target = chosen
+    return chosen
+
+
+def use_alias(args: argparse.Namespace, word: str, config: Config) -> str:
+    """``word``'s target when it is an alias (else ``word``), its settings put into
+    ``args`` where the command line set none; ``args.alias`` is the alias, or None."""
+    host = config.host(word)
+    args.alias = host
+    if host is None:
+        return word
+    for name in ("profile", "region", "endpoint_url"):
+        value = getattr(host, name)
+        if name == "endpoint_url" and getattr(args, "local", False):
+            continue  # --local is its own endpoint
+        if value and not getattr(args, name, None):
+            setattr(args, name, value)
+    return host.target or word
+
+
+def setting(args: argparse.Namespace, name: str) -> str | None:
+    """A setting that only the config file gives (``document``, ``user``): the alias's
+    (from :func:`use_alias`), else ``[defaults]``'s."""
+    host: HostConfig | None = getattr(args, "alias", None)
+    value: str | None = getattr(host, name) if host is not None else None
+    fallback: str | None = getattr(load_config().defaults, name)
+    return value or fallback
 
 
 class StartupSignals:
@@ -311,6 +376,7 @@ async def open_session(
     Without ``announce`` the ``Starting session`` line is only logged (``exec``).
     """
     config = connection_config(args)  # a bad option must not leave a session behind
+    target = default_target(args, target)  # an alias's settings, before they are used
     signals = StartupSignals()
     signals.install()
     try:
@@ -319,7 +385,7 @@ async def open_session(
             opened: list[SessionConnection] = []
 
             async def start() -> None:
-                target_id = await sessions.resolve_target(default_target(args, target))
+                target_id = await sessions.resolve_target(target)
                 given = parameters
                 if callable(given):
                     given = given(await sessions.platform_type(target_id))

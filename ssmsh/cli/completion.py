@@ -5,7 +5,7 @@ the commands and options of the installed version; pressing Tab then runs no Pyt
 at all. Targets come from a short list on disk, ``$XDG_CACHE_HOME/ssmsh/targets``
 (``~/.cache/ssmsh/targets``): the instance ids and Name tags that ``ssmsh ls`` last
 listed (:func:`remember_targets`). ``ssmsh ls`` refreshes it; nothing else calls AWS
-for completion.
+for completion. The aliases of the config file come from it directly (sed, at Tab).
 
 zsh uses the bash function through ``bashcompinit``, as zsh documents for bash
 completions.
@@ -26,6 +26,13 @@ from .runtime import Reporter
 __all__ = ["configure_completion", "remember_targets", "run_completion", "targets_file"]
 
 SHELLS = ("bash", "zsh", "fish")
+
+#: sed's program printing the aliases of the config file: its ``[hosts.NAME]`` and
+#: ``[hosts."NAME"]`` tables (:mod:`.config`). Single-quoted as it is in sh and fish alike.
+ALIASES_SED = (
+    r's/^[[:space:]]*\[[[:space:]]*hosts\."\{0,1\}\([A-Za-z0-9_][A-Za-z0-9._-]*\)'
+    r'"\{0,1\}[[:space:]]*\].*/\1/p'
+)
 
 
 def targets_file() -> str:
@@ -95,7 +102,9 @@ _ssmsh_complete() {{
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
     else
         local file=${{XDG_CACHE_HOME:-$HOME/.cache}}/ssmsh/targets
-        COMPREPLY=($(compgen -W "$(cat "$file" 2>/dev/null)" -- "$cur"))
+        local conf=${{SSMSH_CONFIG:-${{XDG_CONFIG_HOME:-$HOME/.config}}/ssmsh/config.toml}}
+        local aliases=$(sed -n '{ALIASES_SED}' "$conf" 2>/dev/null)
+        COMPREPLY=($(compgen -W "$(cat "$file" 2>/dev/null) $aliases" -- "$cur"))
     fi
 }}
 complete -o default -F _ssmsh_complete ssmsh
@@ -117,6 +126,12 @@ def _fish(commands: list[str], top: list[str], per: dict[str, list[str]]) -> str
         "complete -c ssmsh -n 'not __fish_use_subcommand' -a "
         "'(cat (set -q XDG_CACHE_HOME; and echo $XDG_CACHE_HOME; or echo ~/.cache)"
         "/ssmsh/targets 2>/dev/null)'"
+    )
+    lines.append(
+        "complete -c ssmsh -n 'not __fish_use_subcommand' -a "
+        f"'(sed -n \\'{ALIASES_SED}\\' (set -q SSMSH_CONFIG; and echo $SSMSH_CONFIG; "
+        "or echo (set -q XDG_CONFIG_HOME; and echo $XDG_CONFIG_HOME; or echo ~/.config)"
+        "/ssmsh/config.toml) 2>/dev/null)'"
     )
     return "\n".join(lines) + "\n"
 

@@ -33,6 +33,9 @@ __all__ = [
     "EXIT_OK",
     "EXIT_SIGNAL_BASE",
     "EXIT_USAGE",
+    "ConfigError",
+    "NoTargetChosen",
+    "NoTargetGiven",
     "StartInterrupted",
     "describe",
     "exit_status",
@@ -64,11 +67,27 @@ class StartInterrupted(Exception):
         return f"killed by signal {self.signum} while starting the session"
 
 
+class ConfigError(UsageError):
+    """The config file (``~/.config/ssmsh/config.toml``) is unreadable or wrong: exit 2."""
+
+
+class NoTargetGiven(UsageError):
+    """No TARGET on the command line, none by default, and no one to ask (no terminal)."""
+
+
+class NoTargetChosen(Exception):
+    """The target picker was left without a choice (Esc, Ctrl-D): exit 130, as fzf's."""
+
+    def __str__(self) -> str:
+        return "no target chosen"
+
+
 #: Any failure of ssmsh itself (ssh uses 255 the same way).
 EXIT_FAILURE = 255
 
 #: Exception type -> (exit status, prefix of the one-line message). First match wins.
 EXIT_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
+    (ConfigError, EXIT_USAGE, ""),
     (UsageError, EXIT_FAILURE, ""),
     (AwsError, EXIT_FAILURE, ""),
     (HandshakeError, EXIT_FAILURE, "session handshake failed: "),
@@ -81,6 +100,7 @@ EXIT_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
     (TunnelError, EXIT_FAILURE, ""),
     (SsmshError, EXIT_FAILURE, ""),
     (KeyboardInterrupt, EXIT_INTERRUPTED, ""),
+    (NoTargetChosen, EXIT_INTERRUPTED, ""),
     (OSError, EXIT_FAILURE, ""),
 )
 

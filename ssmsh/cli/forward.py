@@ -34,6 +34,7 @@ from ..tunnel.gate import HandlerGate
 from ..tunnel.listeners import Listener
 from ..tunnel.session import ForwardSession, closed_message
 from ..tunnel.spec import ForwardSpec, parse_spec
+from .choose import choose_target
 from .common import add_common_options, default_target
 from .errors import EXIT_FAILURE, EXIT_OK
 from .pooled import check_pool_size, serve_pools
@@ -157,7 +158,7 @@ async def forward(args: argparse.Namespace, reporter: Reporter) -> int:
     if getattr(args, "dynamic", None):
         return await forward_dynamic(args, reporter)
     check_pool_size(getattr(args, "sessions", None))
-    target, specs = target_and_specs(args)
+    target, specs = await choose_target(args, reporter, lambda: target_and_specs(args))
     config = tunnel_config(args)
     channel_config = port_connection_config(args, config)
     verbose = verbosity(args)[0] >= 1  # -v: a line when each connection opens and closes

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
+from ..aws import SsmSessions
 from ..exceptions import AwsError, SsmshError, UsageError
 from ..terminal.tty import Terminal
 from .common import add_common_options, default_target
@@ -35,6 +36,7 @@ __all__ = [
     "configure_ls",
     "configure_status",
     "instance_filters",
+    "list_instances",
     "name_tags",
     "run_ls",
     "run_status",
@@ -112,7 +114,7 @@ def configure_status(status: argparse.ArgumentParser) -> None:
         "targets",
         metavar="TARGET",
         nargs="*",
-        help="instance id or Name tag; default with --local or SSMSH_TARGET",
+        help="instance id, Name tag or alias; default with --local or SSMSH_TARGET",
     )
     add_common_options(status, suppress=True)
 
@@ -122,10 +124,18 @@ def configure_status(status: argparse.ArgumentParser) -> None:
 
 async def run_status(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
     """``ssmsh status TARGET...``: one ``TARGET: connected|notconnected`` line each."""
-    targets = list(args.targets) or [default_target(args, None)]
+    words = list(args.targets) or [None]
     failed = not_connected = False
-    async with session_service(args, reporter) as aws:
-        for target in targets:
+    # Each alias may bring its own profile, region or endpoint: one service for each.
+    services: dict[tuple[Any, ...], SsmSessions] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        for word in words:
+            own = argparse.Namespace(**vars(args))
+            target = default_target(own, word)
+            key = (own.profile, own.region, own.endpoint_url)
+            if key not in services:
+                services[key] = await stack.enter_async_context(session_service(own, reporter))
+            aws = services[key]
             try:
                 target_id = await aws.resolve_target(target)
                 status = await aws.connection_status(target_id)
@@ -133,7 +143,8 @@ async def run_status(args: argparse.Namespace, terminal: Terminal, reporter: Rep
                 report_or_raise(exc, reporter)
                 failed = True
                 continue
-            label = target_id if target.strip() == target_id else f"{target} ({target_id})"
+            shown = word or target
+            label = target_id if shown.strip() == target_id else f"{shown} ({target_id})"
             written = emit(terminal, f"{label}: {status}\n")
             if written != EXIT_OK:
                 return written
@@ -192,25 +203,8 @@ async def run_ls(args: argparse.Namespace, terminal: Terminal, reporter: Reporte
     tagged = any(_is_tag_filter(key) for key in filters)
     sent = {k: v for k, v in filters.items() if _is_tag_filter(k) or not tagged}
     kept = {k: v for k, v in filters.items() if k not in sent}
-    pinned = filters.get("tag:Name", [])
     async with session_service(args, reporter) as aws:
-        names = None if len(pinned) == 1 else asyncio.ensure_future(aws.instance_names())
-        try:
-            found = await aws.describe_instances([{"Key": k, "Values": v} for k, v in sent.items()])
-        except BaseException:
-            if names is not None:
-                await _discard(names)
-            raise
-        found = [i for i in found if _matches(i, kept)]
-        if names is None:  # every one found has this Name
-            tags = {str(i.get("InstanceId")): pinned[0] for i in found}
-        elif found:
-            tags = await name_tags(names, reporter)
-        else:
-            await _discard(names)
-            tags = {}
-    for item in found:
-        item["NameTag"] = tags.get(str(item.get("InstanceId"))) or None
+        found = await list_instances(aws, reporter, sent, kept, filters.get("tag:Name", []))
     found.sort(key=lambda i: str(i.get("InstanceId")))
     if not filters:  # the whole inventory: what shell completion offers as targets
         remember_targets(found)
@@ -220,6 +214,37 @@ async def run_ls(args: argparse.Namespace, terminal: Terminal, reporter: Reporte
         reporter.status("No managed instances" + (" match." if filters else "."))
         return EXIT_OK
     return emit(terminal, table(HEADERS, (_row(i) for i in found)))
+
+
+async def list_instances(
+    aws: SsmSessions,
+    reporter: Reporter,
+    sent: dict[str, list[str]] | None = None,
+    kept: dict[str, list[str]] | None = None,
+    pinned: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """DescribeInstanceInformation with the ``sent`` filters (the ``kept`` ones applied
+    here), each item with its Name tag as ``NameTag`` (None when unknown): ``ssmsh ls``'s
+    list, and the target picker's. ``pinned``: the Name of every one, when known."""
+    sent, kept = sent or {}, kept or {}
+    names = None if len(pinned) == 1 else asyncio.ensure_future(aws.instance_names())
+    try:
+        found = await aws.describe_instances([{"Key": k, "Values": v} for k, v in sent.items()])
+    except BaseException:
+        if names is not None:
+            await _discard(names)
+        raise
+    found = [i for i in found if _matches(i, kept)]
+    if names is None:  # every one found has this Name
+        tags = {str(i.get("InstanceId")): pinned[0] for i in found}
+    elif found:
+        tags = await name_tags(names, reporter)
+    else:
+        await _discard(names)
+        tags = {}
+    for item in found:
+        item["NameTag"] = tags.get(str(item.get("InstanceId"))) or None
+    return found
 
 
 async def _discard(task: asyncio.Future[Any]) -> None:

@@ -25,7 +25,7 @@ from .errors import EXIT_USAGE
 from .registry import Command
 from .runtime import run_command
 
-__all__ = ["build_parser", "main", "parse_args"]
+__all__ = ["build_parser", "command_parser", "main", "parse_args"]
 
 
 def build_parser(
@@ -43,7 +43,7 @@ def build_parser(
     parser = argparse.ArgumentParser(
         prog="ssmsh",
         description="A client for AWS Systems Manager Session Manager.",
-        epilog="Try it without AWS: ssmsh shell --local",
+        epilog="Try it without AWS: ssmsh shell --local. The documentation: ssmsh help.",
     )
     parser.add_argument(
         "--version", action="version", version=f"ssmsh {__version__} (protocol {CLIENT_VERSION})"
@@ -85,7 +85,7 @@ def parse_args(
             cut = argv.index(command.name) + 1
             args = _parse_quietly(parser, argv[:cut])
             if args is not None and args.command == command.name:
-                options = _option_actions(_subparser(parser, command.name))
+                options = _option_actions(command_parser(parser, command.name))
                 words, line = split_command_line(argv[cut:], options)
                 args = _parse_strictly(parser, [*argv[:cut], *words])
                 setattr(args, command.command_after_target, line)
@@ -150,7 +150,7 @@ def _values_taken(word: str, options: Mapping[str, argparse.Action]) -> int:
     return 0
 
 
-def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+def command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             sub: argparse.ArgumentParser = action.choices[name]
@@ -168,7 +168,7 @@ def _parse_strictly(parser: argparse.ArgumentParser, argv: Sequence[str]) -> arg
     args, extra = parser.parse_known_args(argv)
     if extra:
         command = getattr(args, "command", None)
-        where = _subparser(parser, command) if command else parser
+        where = command_parser(parser, command) if command else parser
         where.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
 

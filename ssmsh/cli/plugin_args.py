@@ -85,6 +85,8 @@ comes before the official plugin's on PATH:
 Environment: SSMSH_DEBUG=1 (the debug log on stderr), SSMSH_LOG_FILE=PATH (the
 debug log in PATH), SSMSH_QUIET=1 (no status lines), SSMSH_ESCAPE=CHAR (the
 shell escape character: ~ by default, ^X for Ctrl-X, none).
+
+More: ssmsh help aws-cli.
 """
 
 #: Host name suffixes of AWS endpoints (all partitions).

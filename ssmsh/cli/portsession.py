@@ -51,7 +51,7 @@ def add_target_argument(parser: argparse.ArgumentParser) -> None:
         "target",
         metavar="TARGET",
         nargs="?",
-        help="instance id or Name tag; default with --local or SSMSH_TARGET",
+        help="instance id, Name tag or alias; default with --local or SSMSH_TARGET",
     )
 
 

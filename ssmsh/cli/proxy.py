@@ -36,6 +36,7 @@ from ..tunnel.spec import parse_port, proxy_document
 from ..tunnel.stdio import Stdio, StdioStats, run_stdio
 from ..tunnel.watchdog import AgentWatchdog
 from .common import add_common_options, default_target
+from .config import load_config
 from .errors import EXIT_OK
 from .portsession import (
     add_target_argument,
@@ -66,7 +67,7 @@ def target_and_port(args: argparse.Namespace) -> tuple[str, int]:
     With a default target, a lone number is the port: ``ssmsh proxy --local 2222``.
     """
     target_word, port_word = args.target, args.port
-    defaulted = args.local or os.environ.get("SSMSH_TARGET")
+    defaulted = args.local or os.environ.get("SSMSH_TARGET") or load_config().defaults.target
     if port_word is None and target_word is not None and target_word.isdigit() and defaulted:
         target_word, port_word = None, target_word
     port = parse_port(port_word or "22", what="port")

@@ -76,7 +76,7 @@ instance. TARGET: an instance id, a Name tag, tag:KEY=VALUE[,VALUE...] (instance
 that tag), or tag:KEY (with that tag at all). Tag targets must all match; ids and names
 cannot be mixed with them. Exit status: 0 when all succeeded; with one instance, its
 exit status; with several, 1 when any did not succeed; 130 after Ctrl-C (the command
-is cancelled); 255 when ssmsh itself failed. See docs/run.md."""
+is cancelled); 255 when ssmsh itself failed. See: ssmsh help run."""
 
 
 COMMANDS_DESCRIPTION = (

@@ -15,7 +15,8 @@ from typing import Any
 from ..aws import SsmSessions
 from ..exceptions import SsmshError, UsageError
 from ..terminal.tty import Terminal
-from .common import add_common_options
+from .common import add_common_options, use_alias
+from .config import load_config
 from .errors import EXIT_FAILURE, EXIT_OK
 from .listing import (
     add_output_options,
@@ -79,7 +80,9 @@ def configure_sessions(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--history", action="store_true", help="sessions that have ended (State History)"
     )
-    parser.add_argument("--target", metavar="TARGET", help="to this instance (id or Name tag)")
+    parser.add_argument(
+        "--target", metavar="TARGET", help="to this instance (id, Name tag or alias)"
+    )
     parser.add_argument(
         "--owner", metavar="OWNER", help="started by this user (ARN, or the user's name)"
     )
@@ -151,9 +154,10 @@ def _nonempty(value: str, option: str) -> str:
 async def run_sessions(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
     """``ssmsh sessions``."""
     state, filters = session_filters(args)
+    target = None if args.target is None else use_alias(args, args.target, load_config())
     async with session_service(args, reporter) as aws:
-        if args.target is not None:
-            target_id = await aws.resolve_target(args.target)
+        if target is not None:
+            target_id = await aws.resolve_target(target)
             filters.append({"key": "Target", "value": target_id})
         found = await aws.describe_sessions(state, filters, args.limit)
     found.sort(key=_started, reverse=True)

@@ -19,7 +19,16 @@ from ..protocol.status_trailer import new_marker, wrap_command
 from ..terminal.bridge import BridgeResult, TerminalBridge
 from ..terminal.escape import parse_escape_char
 from ..terminal.tty import Terminal
-from .common import ParametersFor, add_common_options, open_session, parse_parameters
+from .choose import choose_target
+from .common import (
+    ParametersFor,
+    add_common_options,
+    connection_config,
+    default_target,
+    open_session,
+    parse_parameters,
+    setting,
+)
 from .errors import EXIT_FAILURE, StartInterrupted
 from .resumable import RecordWriter, new_header, record_path
 from .runtime import Reporter, handle_signals, unless_set, verbosity
@@ -51,7 +60,8 @@ def configure_shell(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "target",
         nargs="?",
-        help="instance id (i-..., mi-...) or Name tag; default with --local or SSMSH_TARGET",
+        help="instance id (i-..., mi-...), Name tag or alias; default with --local or "
+        "SSMSH_TARGET, else picked from a list on a terminal",
     )
     parser.add_argument(
         "--document",
@@ -87,7 +97,8 @@ def configure_exec(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "target",
         nargs="?",
-        help="instance id (i-..., mi-...) or Name tag; default with --local or SSMSH_TARGET",
+        help="instance id (i-..., mi-...), Name tag or alias; default with --local or "
+        "SSMSH_TARGET, else picked from a list on a terminal",
     )
     parser.add_argument(
         "words",
@@ -177,12 +188,27 @@ def stdin_kind(terminal: Terminal) -> str:
     return "data"
 
 
+async def _choose_target(args: argparse.Namespace, reporter: Reporter) -> None:
+    """The options checked, then the target chosen (the picker's turn, when none was
+    given): no one picks a target to hear then that an option was wrong."""
+    try:
+        parse_escape_char(args.escape)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    connection_config(args)
+    args.target = await choose_target(args, reporter, lambda: default_target(args, args.target))
+
+
 async def run_shell(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
     refuse_port_document(args.document)
     parameters = parse_parameters(args.parameter, args.parameters)
-    own_document = bool(args.document or parameters)
-    if args.exit_status and own_document:
+    if args.exit_status and (args.document or parameters):
         raise UsageError("--exit-status chooses the document: leave out --document/--parameter")
+    await _choose_target(args, reporter)
+    if args.document is None and not args.exit_status:
+        args.document = setting(args, "document")  # the alias's, or [defaults]'
+        refuse_port_document(args.document)
+    own_document = bool(args.document or parameters)
     if not terminal.stdin_is_tty and not own_document:
         # A script on stdin, as `ssh host < script`: sh reads it as its stdin, without
         # a terminal; clean output, and the script's status (ssmsh.protocol.piped_stdin).
@@ -262,12 +288,13 @@ async def run_exec(args: argparse.Namespace, terminal: Terminal, reporter: Repor
     verbose, debug = verbosity(args)
     announce = verbose >= 1 or debug
     piped = not args.no_stdin and stdin_kind(terminal) == "data"
+    if piped and args.tty < 2 and args.no_shell:
+        raise UsageError(
+            "--no-shell cannot pass stdin to the command (that needs sh on the "
+            "target): add -n to run it without stdin"
+        )
+    await _choose_target(args, reporter)
     if piped and args.tty < 2:
-        if args.no_shell:
-            raise UsageError(
-                "--no-shell cannot pass stdin to the command (that needs sh on the "
-                "target): add -n to run it without stdin"
-            )
         # As ssh -t with piped stdin: no terminal; the command reads the pipe.
         return await _run_piped(args, terminal, reporter, joined, announce=announce)
     tty = args.tty > 0

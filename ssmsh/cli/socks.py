@@ -22,6 +22,7 @@ from ..tunnel.gate import HandlerGate
 from ..tunnel.listeners import Listener
 from ..tunnel.socks import SocksServer, parse_listen
 from ..tunnel.spec import ForwardSpec
+from .choose import choose_target
 from .common import add_common_options, default_target
 from .errors import EXIT_OK
 from .pooled import check_pool_size
@@ -64,7 +65,7 @@ def configure_socks(parser: argparse.ArgumentParser) -> None:
         "target",
         metavar="TARGET",
         nargs="?",
-        help="instance id or Name tag; default with --local or SSMSH_TARGET",
+        help="instance id, Name tag or alias; default with --local or SSMSH_TARGET",
     )
     parser.add_argument("listen", metavar="[BIND:]PORT", help="where to listen (e.g. 1080)")
     add_common_options(parser, suppress=True)
@@ -116,7 +117,7 @@ def add_socks_options(parser: argparse.ArgumentParser) -> None:
 
 async def run_socks(args: argparse.Namespace, terminal: Terminal, reporter: Reporter) -> int:
     """Entry point of ``ssmsh socks``."""
-    target, spec = target_and_listen(args)
+    target, spec = await choose_target(args, reporter, lambda: target_and_listen(args))
     return await socks(args, target, [spec], reporter)
 
 
@@ -146,7 +147,9 @@ async def forward_dynamic(args: argparse.Namespace, reporter: Reporter) -> int:
             "(ssmsh forward TARGET -D [BIND:]PORT)"
         )
     specs = [parse_listen(text) for text in args.dynamic]
-    return await socks(args, default_target(args, words[0] if words else None), specs, reporter)
+    word = words[0] if words else None
+    target = await choose_target(args, reporter, lambda: default_target(args, word))
+    return await socks(args, target, specs, reporter)
 
 
 def _socks_settings(args: argparse.Namespace) -> tuple[int, int, float, float | None]:

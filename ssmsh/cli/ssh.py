@@ -12,7 +12,8 @@ instance's sshd for 60 s) and its private half given to ssh alone
 (``IdentitiesOnly``), then deleted when ssh ends: no key needs to be on the instance.
 
 ``ssmsh ssh-config`` prints a ``~/.ssh/config`` block that makes plain ``ssh``,
-``scp`` and ``rsync`` reach instances by id the same way.
+``scp`` and ``rsync`` reach instances by id the same way, and one for each alias of
+the config file (:mod:`.config`), with its user.
 
 ssh owns the terminal while it runs: Ctrl-C goes to it (and the remote), not to
 ssmsh; SIGTERM and SIGHUP are passed on. The exit status is ssh's.
@@ -33,7 +34,9 @@ import sys
 from ..aws.instance_connect import OneTimeKey, push_key
 from ..exceptions import UsageError
 from ..terminal.tty import Terminal
-from .common import LOCAL_CREDENTIALS, LOCAL_REGION, add_common_options
+from .choose import choose_target
+from .common import LOCAL_CREDENTIALS, LOCAL_REGION, add_common_options, default_target, setting
+from .config import load_config
 from .portsession import session_service
 from .runtime import Reporter
 
@@ -58,7 +61,13 @@ def configure_ssh(parser: argparse.ArgumentParser) -> None:
         "--ssh", default="ssh", metavar="PROGRAM", help="the ssh program to run (default ssh)"
     )
     add_common_options(parser, suppress=True)
-    parser.add_argument("destination", metavar="[USER@]TARGET")
+    parser.add_argument(
+        "destination",
+        metavar="[USER@]TARGET",
+        nargs="?",
+        help="an instance id, Name tag or alias (picked from a list on a terminal when "
+        "left out); USER defaults to the alias's user, else [defaults]', else ssh's",
+    )
     parser.add_argument(
         "ssh_args",
         nargs=argparse.REMAINDER,
@@ -110,7 +119,10 @@ async def run_ssh(args: argparse.Namespace, terminal: Terminal, reporter: Report
     program = shutil.which(args.ssh)
     if program is None:
         raise UsageError(f"{args.ssh!r} is not installed (OpenSSH's ssh client is needed)")
-    user, target = split_destination(args.destination)
+    user, word = split_destination(args.destination) if args.destination else (None, None)
+    target = await choose_target(args, reporter, lambda: default_target(args, word))
+    if user is None and not _user_given(args.ssh_args):
+        user = setting(args, "user")  # the alias's, else [defaults]'; else ssh's own
     async with session_service(args, reporter) as aws:
         instance_id = await aws.resolve_target(target)
         endpoint = aws.settings.endpoint_url if args.local else None
@@ -136,6 +148,31 @@ async def run_ssh(args: argparse.Namespace, terminal: Terminal, reporter: Report
         finally:
             if key is not None:
                 key.remove()
+
+
+#: ssh's options that take a value (ssh(1)).
+_SSH_VALUE_OPTIONS = "BbcDEeFIiJLlmOoPpQRSWw"
+
+
+def _user_given(ssh_args: list[str]) -> bool:
+    """Whether ssh's own options (before the remote command) name the user: ``-l USER``
+    or ``-o User=USER``."""
+    words = iter(ssh_args)
+    for word in words:
+        if not word.startswith("-") or word == "-":
+            return False  # the remote command
+        if word == "--":
+            return False
+        for position in range(1, len(word)):
+            flag = word[position]
+            if flag in _SSH_VALUE_OPTIONS:
+                value = word[position + 1 :] or next(words, "")
+                if flag == "l":
+                    return True
+                if flag == "o" and value.replace(" ", "=").lower().startswith("user="):
+                    return True
+                break
+    return False
 
 
 async def _run(argv: list[str], env: dict[str, str]) -> int:
@@ -167,14 +204,30 @@ async def run_ssh_config(args: argparse.Namespace, terminal: Terminal, reporter:
     """Entry point of ``ssmsh ssh-config``: the block on stdout."""
     if args.local:
         raise UsageError("ssh-config is for AWS (the --local emulator lives only as long as ssmsh)")
-    command = " ".join(
-        ["ssmsh", *(shlex.quote(w) for w in _ssmsh_argv(args, args.endpoint_url)[3:])]
-    )
-    print(
-        "# ssmsh: ssh, scp and rsync to managed instances by id, through Session Manager.\n"
-        "# No key on the instance? ssmsh ssh --push-key USER@TARGET pushes a one-time one.\n"
-        f"Host {args.hosts}\n"
-        f"    ProxyCommand {command} proxy %h %p\n"
-        "    ServerAliveInterval 30"
-    )
+    config = load_config()
+
+    def command(given: argparse.Namespace) -> str:
+        words = _ssmsh_argv(given, getattr(given, "endpoint_url", None))[3:]
+        return " ".join(["ssmsh", *(shlex.quote(w) for w in words)])
+
+    lines = [
+        "# ssmsh: ssh, scp and rsync to managed instances by id, through Session Manager.",
+        "# No key on the instance? ssmsh ssh --push-key USER@TARGET pushes a one-time one.",
+        f"Host {args.hosts}",
+        f"    ProxyCommand {command(args)} proxy %h %p",
+        "    ServerAliveInterval 30",
+    ]
+    if config.hosts:
+        lines.append(f"# The aliases of {config.path}: ssmsh proxy resolves them.")
+    for name, host in sorted(config.hosts.items()):
+        # The options given here, where the alias does not set its own.
+        given = argparse.Namespace(**vars(args))
+        for key in ("profile", "region", "endpoint_url"):
+            if getattr(host, key):
+                setattr(given, key, None)
+        lines.append(f"Host {name}")
+        if host.user:
+            lines.append(f"    User {host.user}")
+        lines += [f"    ProxyCommand {command(given)} proxy %h %p", "    ServerAliveInterval 30"]
+    print("\n".join(lines))
     return 0

@@ -26,7 +26,7 @@ def script(shell: str) -> str:
     return out.stdout
 
 
-def complete(words: list[str], cache: Path) -> list[str]:
+def complete(words: list[str], cache: Path, config: Path | None = None) -> list[str]:
     """What bash offers for the last of ``words`` (Tab after ``ssmsh words...``)."""
     code = (
         "source /dev/stdin; COMP_WORDS=(" + " ".join(f"'{w}'" for w in words) + ");"
@@ -38,7 +38,11 @@ def complete(words: list[str], cache: Path) -> list[str]:
         capture_output=True,
         text=True,
         check=True,
-        env={"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(cache)},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "XDG_CACHE_HOME": str(cache),
+            "XDG_CONFIG_HOME": str(config or cache),
+        },
     )
     return out.stdout.split()
 
@@ -70,6 +74,16 @@ async def test_bash_completes_commands_options_and_listed_targets(tmp_path: Path
     assert complete(["ssmsh", "-q", "exec", "i-0123456789abcdef1"], tmp_path) == [
         "i-0123456789abcdef1"
     ]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is needed")
+def test_bash_completes_the_aliases_of_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "ssmsh").mkdir()
+    (tmp_path / "ssmsh" / "config.toml").write_text(
+        '[defaults]\nregion = "x"\n[hosts.web]\nprofile = "p"\n  [ hosts."web-db" ]\n[hosts.ops]\n'
+    )
+    assert complete(["ssmsh", "ssh", "we"], tmp_path, tmp_path) == ["web", "web-db"]
+    assert sorted(complete(["ssmsh", "shell", ""], tmp_path, tmp_path)) == ["ops", "web", "web-db"]
 
 
 def test_zsh_and_fish_scripts_come_from_the_same_parser() -> None:

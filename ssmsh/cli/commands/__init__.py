@@ -39,4 +39,5 @@ NAMES: tuple[str, ...] = (
     "reject",
     "association",
     "completion",
+    "help",
 )

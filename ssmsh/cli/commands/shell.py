@@ -10,8 +10,9 @@ __all__ = ["COMMAND"]
 COMMAND = Command(
     name="shell",
     help="interactive shell on a managed instance",
-    description="Open an interactive shell on TARGET, like ssh. TARGET defaults to "
-    "$SSMSH_TARGET (with --local: the emulator's instance). Escapes, right after Enter: "
+    description="Open an interactive shell on TARGET, like ssh. TARGET may be an alias of "
+    "~/.config/ssmsh/config.toml; it defaults to $SSMSH_TARGET (with --local: the emulator's "
+    "instance), else on a terminal it is picked from a list. Escapes, right after Enter: "
     "~. disconnect, ~? list them, ~~ send one ~, ~^Z suspend ssmsh (fg resumes).",
     configure=configure_shell,
     run=run_shell,
