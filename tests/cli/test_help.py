@@ -61,7 +61,7 @@ def test_a_command_is_its_help_and_an_unknown_topic_one_line(
     assert captured.out == ""
     assert captured.err == (
         "ssmsh: no help topic 'nope' (topics: architecture, associations, automation, "
-        "aws-cli, compatibility, emulator, reliability, run, tunnels, usage)\n"
+        "aws-cli, compatibility, cp, emulator, reliability, run, tunnels, usage)\n"
     )
 
 
