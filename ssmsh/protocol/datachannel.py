@@ -25,11 +25,48 @@ Improvements over the official implementation (protocol notes §6):
 * nothing is transmitted while disconnected or while publication is paused;
   everything unacked is retransmitted on :meth:`connection_made` / start_publication.
 
+How the official agent receives (amazon-ssm-agent ``agent/session/datachannel/
+datachannel.go``, ``handleStreamDataMessage``): the expected message is processed and
+then acked; one ahead of it is acked and buffered (while its 10 000-message buffer has
+room); one it has processed already is acked again since 3.2.1041.0 (commit b0e8d778,
+May 2023; 3.3.1142.0, the traces' agent, does) and dropped *without* an ack before
+(3.2.923.0 and older). A message whose handler is not ready yet (pty or TCP connection
+not up, ``ErrHandlerNotReady``) is dropped unacked, to come again.
+
+Lost acks against an agent that drops duplicates unacked: if a link dies after such an
+agent processed our message N but before its ack reached us, N is retransmitted on the
+new link and dropped in silence each time; without more, the session would fail with
+:class:`RetransmissionTimeout` minutes later. With ``presume_lost_acks`` (the client
+turns it on unless the handshake names an agent that re-acks) a message first sent
+before the current epoch (a link, or a publication period: both begin with everything
+unacked sent again) is tested on each of its retransmissions. The link is ordered both
+ways, and the agent acks every message it has not processed yet when it arrives. So if a
+message first sent in this epoch *after* N's latest transmission is acked and N's ack
+has not come by N's next timeout, that transmission of N reached an agent that had
+processed N already: a *strike*. After ``presume_after`` strikes (4: about 3.4 s with
+the default backoff) N is taken as delivered and forgotten. When there was nothing
+later to test with, a *probe* (:attr:`DataChannel.probe`, a payload the agent ignores
+harmlessly: the terminal size last sent, or for a port session a size that its plugin
+ignores) follows the retransmissions; at most ``presume_after`` per epoch and
+``max_probes`` in all. What could fool the rule, and why it is accepted:
+
+* a handler that stays not ready for all those seconds while later messages are
+  buffered (the agent readies it once, at the session's start; here N must also have
+  outlived a link);
+* a full 10 000-message buffer at the agent (our window is 2 000);
+* frames dropped inside one link, which WebSocket over TCP does not do (the emulator's
+  ``--drop`` does, 5 % each: 4 strikes in a row is 6 in a million per suspect message).
+
+Against an agent that re-acks, a processed message is acked again and never strikes;
+the rule only ever fires on the rare cases above, so the client keeps it off when the
+agent's version (from the handshake) is 3.2.1041.0 or newer. A message that was really
+lost is acked when its retransmission arrives and never strikes.
+
 Carrying a session over to another process (``ssmsh attach``):
 :meth:`DataChannel.sequence_state` is what must outlive the process and
 :meth:`DataChannel.restore` starts a new channel from it. The official agent acks a
-message only when it is the expected one or ahead of it, and drops one it has
-processed already without an ack; it never re-sends what was acked. So:
+message only when it is the expected one or ahead of it, or (3.2.1041.0 and newer) one
+it has processed already; it never re-sends what was acked. So:
 
 * incoming, the expected number is exact (the state is taken after every call,
   before the acks it made go out) and the messages acked ahead of it (held in the
@@ -40,10 +77,11 @@ processed already without an ack; it never re-sends what was acked. So:
   number in between is sent again as a *filler*, a payload that does no harm
   whether the agent processes it or drops it (the caller's, e.g. the terminal
   size), so that its input stream never waits for a number that will not come;
-  the first real message follows at ``out_next``. The agent drops the fillers it
-  had already, without an ack; once a message from ``out_next`` on is acked, they
-  all went through (each link carries them before it), and the unacked ones are
-  forgotten instead of being retransmitted for ever.
+  the first real message follows at ``out_next``. An agent before 3.2.1041.0 drops
+  the fillers it had already without an ack (a newer one acks them again); once a
+  message from ``out_next`` on is acked, they all went through (each link carries
+  them before it), and the unacked ones are forgotten instead of being retransmitted
+  for ever.
 
 ``ChannelConfig(resend="oldest")`` switches the first and last points back to the
 official agent's behaviour, for the emulator's agent: a scheduler that looks every
@@ -129,6 +167,14 @@ class ChannelConfig:
     #: all unacked at once on a new connection) or ``"oldest"`` (the official agent's:
     #: only the oldest, checked on a 100 ms tick, no backoff; see the module docstring).
     resend: str = "selective"
+    #: Ack a message received again after it was delivered. False is what agents
+    #: before 3.2.1041.0 do (the emulator's agent, when it plays one).
+    ack_duplicates: bool = True
+    #: With :attr:`DataChannel.presume_lost_acks`: a message is taken as delivered after
+    #: this many unanswered retransmissions that each had a later message acked.
+    presume_after: int = 4
+    #: At most this many probes (:attr:`DataChannel.probe`) in a channel's life.
+    max_probes: int = 64
 
     def __post_init__(self) -> None:
         if self.resend not in ("selective", "oldest"):
@@ -165,6 +211,15 @@ class _Outgoing:
     first_sent: float = 0.0
     last_sent: float = 0.0
     transmissions: int = 0
+    #: The channel's transmission count at this message's latest transmission.
+    mark: int = 0
+    #: The epoch (link or publication period) of its latest and of its first transmission.
+    epoch: int = -1
+    born: int = -1
+    #: ``mark`` of its first transmission in ``epoch``.
+    epoch_first: int = 0
+    #: Retransmissions in this epoch that went unanswered while a later one was acked.
+    strikes: int = 0
 
 
 _ENCRYPTED_OUT = {
@@ -225,6 +280,18 @@ class DataChannel:
         self._fillers_until = 0
         #: The latest ``now`` seen (resend="oldest" ticks from it, never in the past).
         self._now = 0.0
+        #: Lost-ack recovery against agents that drop duplicates unacked (module docstring).
+        #: Off by default; ``ClientSession`` turns it on unless the agent is known to re-ack.
+        self.presume_lost_acks = False
+        #: (payload type, payload) of a message the agent ignores harmlessly, sent when a
+        #: suspect message has nothing later in flight to test it with (None: never).
+        self.probe: tuple[int, bytes] | None = None
+        #: Links and publication periods: a new one on connection_made / start_publication.
+        self._epoch = 0
+        self._marks = 0
+        #: The highest ``epoch_first`` of a message acked in this epoch.
+        self._acked_mark = 0
+        self._probes_in_epoch = 0
 
         # Incoming
         self.expected_sequence_number = 0
@@ -362,6 +429,12 @@ class DataChannel:
     def _transmit(self, entry: _Outgoing, now: float) -> None:
         entry.last_sent = now
         entry.transmissions += 1
+        self._marks += 1
+        entry.mark = self._marks
+        if entry.epoch != self._epoch:
+            entry.epoch, entry.epoch_first = self._epoch, self._marks
+            if entry.born < 0:
+                entry.born = self._epoch
         self._frames.append(entry.frame)
         self.stats["sent"] += 1
         if entry.transmissions > 1:
@@ -383,7 +456,14 @@ class DataChannel:
     def connection_made(self, now: float) -> None:
         """A (new) transport is up: retransmit every unacked message, then the queue."""
         self.connected = True
+        self._new_epoch()
         self._retransmit_all(now)
+
+    def _new_epoch(self) -> None:
+        """Acks sent before now may have been lost: a new period of evidence begins."""
+        self._epoch += 1
+        self._acked_mark = 0
+        self._probes_in_epoch = 0
 
     def _resend_oldest(self, now: float) -> None:
         """The official agent's tick: the oldest unacked message, if its RTO passed."""
@@ -449,6 +529,7 @@ class DataChannel:
             expired.append(entry)
         if not expired:
             return
+        untested = False
         for entry in expired:
             if entry.transmissions > self.config.max_retransmissions:
                 if entry.sequence_number < self._fillers_until:  # dropped by the agent
@@ -459,9 +540,43 @@ class DataChannel:
                     RetransmissionTimeout(entry.sequence_number, entry.transmissions - 1)
                 )
                 return
+            if self.presume_lost_acks and entry.born < self._epoch == entry.epoch:
+                # Unacked since before this link: did the agent have it already?
+                if self._acked_mark > entry.mark:
+                    entry.strikes += 1
+                    if entry.strikes >= self.config.presume_after:
+                        self._presume_delivered(entry)
+                        continue
+                else:
+                    untested = True
             self._transmit(entry, now)
             self._in_flight.move_to_end(entry.sequence_number)
+        if untested:
+            self._send_probe(now)
         self.rtt.back_off()
+
+    def _presume_delivered(self, entry: _Outgoing) -> None:
+        """Forget a message the agent has processed and will never ack (module docstring)."""
+        del self._in_flight[entry.sequence_number]
+        self.stats["presumed_delivered"] += 1
+        logger.debug(
+            "seq %d taken as delivered: %d retransmissions unanswered while later ones were acked",
+            entry.sequence_number,
+            entry.strikes,
+        )
+
+    def _send_probe(self, now: float) -> None:
+        """Send the harmless probe after the retransmissions, within its bounds."""
+        if (
+            self.probe is None
+            or self.closed
+            or self._probes_in_epoch >= self.config.presume_after
+            or self.stats["probes"] >= self.config.max_probes
+        ):
+            return
+        self._probes_in_epoch += 1
+        self.stats["probes"] += 1
+        self._send_one(*self.probe, now)
 
     # --------------------------------------------------------------- receiving
 
@@ -502,6 +617,7 @@ class DataChannel:
             if self.paused:
                 self.paused = False
                 self._events.append(PublicationStarted())
+                self._new_epoch()
                 self._retransmit_all(now)
         else:
             self.stats["ignored"] += 1
@@ -523,6 +639,8 @@ class DataChannel:
             self.stats["stale_acks"] += 1
             return
         self.stats["acked"] += 1
+        if entry.epoch == self._epoch and entry.epoch_first > self._acked_mark:
+            self._acked_mark = entry.epoch_first
         if entry.transmissions == 1:
             self.rtt.update(now - entry.first_sent)
         if self._fillers_until and ack.sequence_number >= self._fillers_until:
@@ -552,7 +670,8 @@ class DataChannel:
         expected = self.expected_sequence_number
         if seq < expected:
             self.stats["duplicates"] += 1
-            self._ack(str(message.message_id), seq, now)  # the earlier ack may have been lost
+            if self.config.ack_duplicates:  # the earlier ack may have been lost
+                self._ack(str(message.message_id), seq, now)
             return
         if seq > expected:
             if seq in self._reorder:

@@ -52,7 +52,7 @@ import logging
 from typing import Any
 
 from ..exceptions import EncryptionError, LocalProtocolError, RemoteProtocolError
-from .constants import CLIENT_VERSION, Flag, PayloadType
+from .constants import CLIENT_VERSION, Flag, PayloadType, SessionType
 from .crypto import Encrypter, NonceSource
 from .datachannel import ChannelConfig, DataChannel, Role, SequenceState
 from .events import (
@@ -75,6 +75,7 @@ from .handshake import (
 )
 from .message import MessageIdSource
 from .payloads import HandshakeRequest, TerminalSize, decode_exit_code, decode_flag, encode_flag
+from .versions import agent_acks_duplicates
 
 __all__ = [
     "ChannelClosedByRemote",
@@ -100,6 +101,8 @@ MAX_EARLY_PAYLOADS = 10_000
 MAX_EARLY_BYTES = 4 * 1024 * 1024
 #: Most bytes kept, after skip_handshake(), to send again if a handshake comes late.
 MAX_RESEND_AFTER_SKIP = 1 << 20
+#: The lost-ack probe of a port session: a Size, which the port plugin ignores.
+PORT_PROBE = TerminalSize(80, 24).encode()
 _U32_MAX = 0xFFFFFFFF
 
 
@@ -302,7 +305,10 @@ class ClientSession:
         """Send the terminal size (PayloadType 3, never encrypted)."""
         if not (0 <= cols <= _U32_MAX and 0 <= rows <= _U32_MAX):
             raise LocalProtocolError(f"terminal size out of range: {cols}x{rows}")
-        self._send(PayloadType.SIZE, TerminalSize(cols, rows).encode(), now)
+        size = TerminalSize(cols, rows).encode()
+        self._send(PayloadType.SIZE, size, now)
+        # The same size again is what the lost-ack probe sends (no effect on a pty).
+        self.channel.probe = (PayloadType.SIZE, size)
 
     def send_flag(self, flag: Flag | int, now: float) -> None:
         """Send a Flag (PayloadType 10), e.g. ``Flag.TERMINATE_SESSION``."""
@@ -381,6 +387,7 @@ class ClientSession:
             raise LocalProtocolError(f"restore() in state {self.state.value}")
         filler = TerminalSize(*size).encode()
         self.channel.restore(sequence, PayloadType.SIZE, filler, now)
+        self.channel.probe = (PayloadType.SIZE, filler)
         self.session_type = session_type
         self.agent_version = agent_version
         self._establish(now)
@@ -560,6 +567,13 @@ class ClientSession:
     def _establish(self, now: float) -> None:
         assert self.session_type is not None
         self.state = SessionState.ESTABLISHED
+        # Lost acks with an agent that drops duplicates unacked (DataChannel docstring);
+        # an agent known to ack them again needs nothing.
+        self.channel.presume_lost_acks = not agent_acks_duplicates(self.agent_version)
+        if self.session_type == SessionType.PORT:
+            # The port plugin ignores payload types other than Output and Flag
+            # (amazon-ssm-agent port_mux.go / port_basic.go, HandleStreamMessage).
+            self.channel.probe = (PayloadType.SIZE, PORT_PROBE)
         self._events.append(
             SessionEstablished(
                 session_type=self.session_type,

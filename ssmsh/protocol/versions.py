@@ -42,12 +42,14 @@ import re
 
 __all__ = [
     "CLIENT_VERSION_WITHOUT_OUTPUT_SEPARATION",
+    "DUPLICATES_ACKED_FROM_AGENT_VERSION",
     "FIRST_CLIENT_VERSION_WITH_OUTPUT_SEPARATION",
     "MUX_KEEPALIVE_DISABLED_AFTER_CLIENT_VERSION",
     "MUX_SUPPORTED_CLIENT_VERSION",
     "SMUX_KEEPALIVE_DISABLED_AFTER_AGENT_VERSION",
     "TCP_MULTIPLEXING_SUPPORTED_AFTER_AGENT_VERSION",
     "TERMINATE_SESSION_FLAG_SUPPORTED_AFTER_AGENT_VERSION",
+    "agent_acks_duplicates",
     "agent_compare",
     "agent_disables_smux_keepalive",
     "agent_supports_smux",
@@ -67,6 +69,9 @@ TERMINATE_SESSION_FLAG_SUPPORTED_AFTER_AGENT_VERSION = "2.3.722.0"
 TCP_MULTIPLEXING_SUPPORTED_AFTER_AGENT_VERSION = "3.0.196.0"
 #: Client gate: agents newer than this turn their smux keepalive off, so the client does too.
 SMUX_KEEPALIVE_DISABLED_AFTER_AGENT_VERSION = "3.1.1511.0"
+#: Agents from this release on ack a message they have processed already when it comes
+#: again (``datachannel.go``, commit b0e8d778); 3.2.923.0 and older drop it unacked.
+DUPLICATES_ACKED_FROM_AGENT_VERSION = "3.2.1041.0"
 
 #: Agent gate: clients at least this new get a multiplexed port session.
 MUX_SUPPORTED_CLIENT_VERSION = "1.1.70"
@@ -138,6 +143,15 @@ def agent_supports_smux(agent_version: str) -> bool:
 def agent_disables_smux_keepalive(agent_version: str) -> bool:
     """True if the agent runs smux without keepalive (agent > 3.1.1511.0)."""
     return _agent_newer_than(agent_version, SMUX_KEEPALIVE_DISABLED_AFTER_AGENT_VERSION)
+
+
+def agent_acks_duplicates(agent_version: str) -> bool:
+    """True if the agent is known to ack a message it has processed already (>= 3.2.1041.0).
+
+    False for older agents and for an unknown version (no handshake, or one that does
+    not compare): the client then guards against lost acks (``DataChannel``).
+    """
+    return client_compare(agent_version, DUPLICATES_ACKED_FROM_AGENT_VERSION) in (0, 1)
 
 
 def client_keepalive_enabled(agent_version: str) -> bool:

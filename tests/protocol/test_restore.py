@@ -1,9 +1,10 @@
 """A channel carried over to a new process (``ssmsh attach``): sequence_state() and restore().
 
-The agent here follows the official agent's receive rules (amazon-ssm-agent
-``datachannel.go``, ``handleStreamDataMessage``): the expected message and the ones
-ahead of it are acked; one it processed already is dropped *without* an ack. Its
-output side is our agent channel.
+The agent here follows the official agent's receive rules before 3.2.1041.0
+(amazon-ssm-agent ``datachannel.go``, ``handleStreamDataMessage``): the expected
+message and the ones ahead of it are acked; one it processed already is dropped
+*without* an ack (from 3.2.1041.0 on it is acked again; the fillers work either way).
+Its output side is our agent channel.
 """
 
 from __future__ import annotations

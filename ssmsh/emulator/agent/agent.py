@@ -10,6 +10,12 @@ retransmission and reordering are :class:`~ssmsh.protocol.datachannel.DataChanne
 * everything else, once the handshake is complete (or skipped), to the plugin.
   Like the real agent, client data that arrives mid-handshake is acked and ignored.
 
+Client input it has processed already and receives again is acked again, as the
+official agent does from 3.2.1041.0 on; with an older ``agent_version`` it is dropped
+without an ack, as 3.2.923.0 and older do (amazon-ssm-agent
+``agent/session/datachannel/datachannel.go``, ``handleStreamDataMessage``, changed by
+commit b0e8d778, May 2023).
+
 While no client is attached the channel is paused the way the real gateway pauses
 an agent (``pause_publication``): output is held, and on re-attach
 (``start_publication``) every unacknowledged message is sent again.
@@ -40,6 +46,7 @@ from ...protocol.events import (
     PayloadReceived,
     RetransmissionTimeout,
 )
+from ...protocol.versions import agent_acks_duplicates
 from ..config import EmulatorConfig
 from ..state import SessionRecord, TargetRecord
 from .commands import CommandPlugin, document_properties, separate_output_requested
@@ -99,6 +106,10 @@ class Agent:
                 resend=config.agent_resend,
                 max_in_flight=self._pacing.window,
                 high_water=2 * self._pacing.window,
+                # Client input it processed already and gets again: acked again from
+                # 3.2.1041.0 on, dropped without an ack before (amazon-ssm-agent
+                # datachannel.go, handleStreamDataMessage; commit b0e8d778).
+                ack_duplicates=agent_acks_duplicates(self._agent_version()),
             ),
         )
         self.driver = ChannelDriver(channel, self._handle_event)
