@@ -240,14 +240,23 @@ async def _resume_downloads(helper: RemoteHelper, plan: Plan) -> None:
                 continue
         part = job.part_local
         if _is_file(part) and job.size and part.stat().st_size == job.size:
-            count = _chunk_count(job.size)
-            reply = await helper.call("hashes", (CHUNK // BLOCK, count), [job.remote])
-            theirs = parse_hashes(reply.payload) if reply.ok else []
-            ours = await loop.run_in_executor(None, local_hashes, part, job.size)
-            job.chunks = [i for i in range(count) if i >= len(theirs) or theirs[i] != ours[i]]
-            job.moved = sum(job.chunk_range(i)[1] for i in range(count) if i not in job.chunks)
+            await _keep_matching_chunks(helper, job, job.remote, part)
         keep.append(job)
     plan.jobs = keep
+
+
+async def _keep_matching_chunks(
+    helper: RemoteHelper, job: FileJob, remote: bytes, local: Path
+) -> None:
+    """Leave out of ``job`` the chunks whose SHA-256 is the same in ``remote`` (on the
+    target) and ``local`` (here): they count as moved."""
+    count = _chunk_count(job.size)
+    reply = await helper.call("hashes", (CHUNK // BLOCK, count), [remote])
+    theirs = parse_hashes(reply.payload) if reply.ok else []
+    loop = asyncio.get_running_loop()
+    ours = await loop.run_in_executor(None, local_hashes, local, job.size)
+    job.chunks = [i for i in range(count) if i >= len(theirs) or theirs[i] != ours[i]]
+    job.moved = sum(job.chunk_range(i)[1] for i in range(count) if i not in job.chunks)
 
 
 def _is_file(path: Path) -> bool:
@@ -354,12 +363,7 @@ async def _resume_uploads(helper: RemoteHelper, plan: Plan) -> None:
                 continue
         part = await _stat(helper, job.part_remote)
         if part.kind == "f" and part.size == job.size and job.size:
-            count = _chunk_count(job.size)
-            reply = await helper.call("hashes", (CHUNK // BLOCK, count), [job.part_remote])
-            theirs = parse_hashes(reply.payload) if reply.ok else []
-            ours = await loop.run_in_executor(None, local_hashes, job.local, job.size)
-            job.chunks = [i for i in range(count) if i >= len(theirs) or theirs[i] != ours[i]]
-            job.moved = sum(job.chunk_range(i)[1] for i in range(count) if i not in job.chunks)
+            await _keep_matching_chunks(helper, job, job.part_remote, job.local)
             job.remote_digest = "resume"  # the part is there at its size: no "size" first
         keep.append(job)
     plan.jobs = keep
