@@ -7,6 +7,8 @@ at all. Targets come from a short list on disk, ``$XDG_CACHE_HOME/ssmsh/targets`
 listed (:func:`remember_targets`). ``ssmsh ls`` refreshes it; nothing else calls AWS
 for completion. The aliases of the config file come from it directly (sed, at Tab).
 
+``--document`` completes to AWS's own Session documents (:data:`SESSION_DOCUMENTS`; for
+``run``, its Command documents).
 zsh uses the bash function through ``bashcompinit``, as zsh documents for bash
 completions.
 """
@@ -81,6 +83,28 @@ def _commands_and_options() -> tuple[list[str], list[str], dict[str, list[str]]]
     return sorted(per), ["--version", "--help", *top], per
 
 
+#: What ``--document`` completes to: AWS's own Session documents (every account has them).
+#: An account's own documents are not listed: that would call AWS at every Tab.
+SESSION_DOCUMENTS = (
+    "AWS-StartInteractiveCommand",
+    "AWS-StartNonInteractiveCommand",
+    "AWS-StartPortForwardingSession",
+    "AWS-StartPortForwardingSessionToRemoteHost",
+    "AWS-StartPortForwardingSessionToSocket",
+    "AWS-StartSSHSession",
+    "AWS-PasswordReset",
+)
+#: ... and for ``ssmsh run``, AWS's own Command documents.
+COMMAND_DOCUMENTS = (
+    "AWS-RunShellScript",
+    "AWS-RunPowerShellScript",
+    "AWS-RunPatchBaseline",
+    "AWS-ConfigureAWSPackage",
+    "AWS-UpdateSSMAgent",
+    "AWS-ApplyAnsiblePlaybooks",
+)
+
+
 def _bash(commands: list[str], top: list[str], per: dict[str, list[str]]) -> str:
     cases = "\n".join(
         f"        {name}) opts={' '.join(options)!r} ;;" for name, options in per.items()
@@ -97,6 +121,12 @@ _ssmsh_complete() {{
     fi
     case $cmd in
 {cases}
+    esac
+    case ${{COMP_WORDS[COMP_CWORD-1]}} in
+        --document|--document-name)
+            local docs="{" ".join(SESSION_DOCUMENTS)}"
+            [[ $cmd == run ]] && docs="{" ".join(COMMAND_DOCUMENTS)}"
+            COMPREPLY=($(compgen -W "$docs" -- "$cur")); return ;;
     esac
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
@@ -122,6 +152,12 @@ def _fish(commands: list[str], top: list[str], per: dict[str, list[str]]) -> str
         for option in options:
             flag = f"-l {option[2:]}" if option.startswith("--") else f"-s {option[1:]}"
             lines.append(f"complete -c ssmsh -n '__fish_seen_subcommand_from {name}' {flag}")
+    for option in ("document", "document-name"):
+        for when, names in (("not ", SESSION_DOCUMENTS), ("", COMMAND_DOCUMENTS)):
+            lines.append(
+                f"complete -c ssmsh -n '{when}__fish_seen_subcommand_from run' -l {option} -x "
+                f"-a '{' '.join(names)}'"
+            )
     lines.append(
         "complete -c ssmsh -n 'not __fish_use_subcommand' -a "
         "'(cat (set -q XDG_CACHE_HOME; and echo $XDG_CACHE_HOME; or echo ~/.cache)"

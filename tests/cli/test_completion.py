@@ -52,6 +52,12 @@ async def test_bash_completes_commands_options_and_listed_targets(tmp_path: Path
     assert complete(["ssmsh", "ss"], tmp_path) == ["ssh", "ssh-config"]
     assert "--handshake-timeout" in complete(["ssmsh", "exec", "--hand"], tmp_path)
     assert complete(["ssmsh", "shell", "we"], tmp_path) == []  # nothing listed yet
+    assert complete(["ssmsh", "shell", "--document", "AWS-StartP"], tmp_path) == [
+        "AWS-StartPortForwardingSession",
+        "AWS-StartPortForwardingSessionToRemoteHost",
+        "AWS-StartPortForwardingSessionToSocket",
+    ]
+    assert complete(["ssmsh", "run", "--document", "AWS-RunS"], tmp_path) == ["AWS-RunShellScript"]
 
     config = EmulatorConfig(
         targets=[
