@@ -16,6 +16,7 @@ from ..transfer.copy import FileJob, Plan, Pool, plan_download, plan_upload
 from ..transfer.remote import RemoteHelper, open_helper
 from .common import add_common_options, connection_config, default_target
 from .errors import EXIT_INTERRUPTED, EXIT_OK
+from .listing import duration
 from .portsession import session_service
 from .progress import ProgressLine
 from .runtime import STOP_SIGNALS, Reporter, handle_signals, unless_set
@@ -204,7 +205,7 @@ class _Copy:
         elapsed = max(time.monotonic() - self.started, 1e-3)
         rate = self.pool.moved / elapsed if self.pool.moved else 0.0
         left = total - done
-        eta = f"ETA {_clock(left / rate)}" if rate > 0 and left > 0 else ""
+        eta = f"ETA {duration(left / rate)}" if rate > 0 and left > 0 else ""
         percent = 100 * done // total if total else 100
         sessions = len([h for h in self.pool.helpers if not h.closed])
         self.progress.draw(
@@ -237,12 +238,3 @@ def _size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return (
-        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-        if seconds >= 3600
-        else f"{seconds // 60}:{seconds % 60:02d}"
-    )

@@ -101,7 +101,10 @@ class FileJob:
     moved: int = 0
     failed: str | None = None
     done: bool = False
+    #: The target's SHA-256 of a file to download (taken before its chunks).
     remote_digest: str | None = None
+    #: An upload whose ``.ssmsh-part`` is on the target at its size (resume): no ``size``.
+    part_there: bool = False
     _left: int = 0
     _fd: int | None = None
     _finishing: bool = False
@@ -364,7 +367,7 @@ async def _resume_uploads(helper: RemoteHelper, plan: Plan) -> None:
         part = await _stat(helper, job.part_remote)
         if part.kind == "f" and part.size == job.size and job.size:
             await _keep_matching_chunks(helper, job, job.part_remote, job.local)
-            job.remote_digest = "resume"  # the part is there at its size: no "size" first
+            job.part_there = True
         keep.append(job)
     plan.jobs = keep
 
@@ -489,10 +492,12 @@ class Pool:
                     await self._fetch_chunk(helper, job, start, length)
             finally:
                 self._busy.pop(helper, None)
+            if job.failed is not None:
+                return  # another chunk of it failed: this one was not moved
             job.moved += length
             self.moved += length
             job._left -= 1
-        if job._left == 0 and job.remote_digest is not None and not job._finishing:
+        if job.failed is None and job._left == 0 and job._opened.is_set() and not job._finishing:
             job._finishing = True
             await (
                 self._finish_upload(helper, job)
@@ -561,11 +566,10 @@ class Pool:
             job._fd = os.open(job.local, os.O_RDONLY)
         except OSError as exc:
             raise FileFailed(f"{job.local}: {exc.strerror}") from None
-        if job.remote_digest != "resume":
+        if not job.part_there:
             reply = await helper.call("size", (job.size,), [job.part_remote])
             if not reply.ok:
                 raise FileFailed(reply.message)
-        job.remote_digest = "pending"
         job._opened.set()
 
     async def _send_chunk(
