@@ -17,6 +17,12 @@ Improvements over the official implementation (protocol notes §6):
 
 * each message is retransmitted once per RTO (with exponential backoff), not on
   every 100 ms tick, and every expired message is retransmitted, not only the head;
+* but only after an RTO without any ack (as TCP restarts its timer when an ack brings
+  news, RFC 6298 5.3): while acks come, what is unacked waits in the agent's queue
+  behind a slow consumer (a pty that a copy's helper drains at disk speed), and sending
+  it again would only double the traffic. Within a link nothing is lost (WebSocket
+  runs on TCP), so this costs no recovery time there; at a new link everything
+  unacked goes again at once anyway;
 * RTT samples come only from messages sent once (Karn), never from retransmissions;
 * when the in-flight window is full, new messages wait in a queue (``writable``
   turns false so the I/O layer can stop reading its input) instead of the oldest
@@ -280,6 +286,9 @@ class DataChannel:
         self._fillers_until = 0
         #: The latest ``now`` seen (resend="oldest" ticks from it, never in the past).
         self._now = 0.0
+        #: When an ack last took a message out of flight: retransmission waits for an RTO
+        #: without any (module docstring).
+        self._progress = float("-inf")
         #: Lost-ack recovery against agents that drop duplicates unacked (module docstring).
         #: Off by default; ``ClientSession`` turns it on unless the agent is known to re-ack.
         self.presume_lost_acks = False
@@ -511,7 +520,7 @@ class DataChannel:
             # overdue message (after an ack, after start_publication) waits for a tick.
             due = max(oldest.last_sent + self.rtt.rto, self._now)
             return (int(due / RESEND_TICK) + 1) * RESEND_TICK
-        return oldest.last_sent + self.rtt.rto
+        return max(oldest.last_sent, self._progress) + self.rtt.rto
 
     def handle_timer(self, now: float) -> None:
         """Retransmit every message whose RTO has expired (once each)."""
@@ -522,6 +531,8 @@ class DataChannel:
             self._resend_oldest(now)
             return
         rto = self.rtt.rto
+        if self._progress + rto > now + 1e-9:
+            return  # acks are coming: what is unacked is queued at the agent, not lost
         expired = []
         for entry in self._in_flight.values():
             if entry.last_sent + rto > now + 1e-9:
@@ -639,6 +650,7 @@ class DataChannel:
             self.stats["stale_acks"] += 1
             return
         self.stats["acked"] += 1
+        self._progress = now
         if entry.epoch == self._epoch and entry.epoch_first > self._acked_mark:
             self._acked_mark = entry.epoch_first
         if entry.transmissions == 1:
