@@ -40,7 +40,8 @@ target); write ./a:b for a local name with a colon. One side is local, the other
 Every file is checked end to end by SHA-256 on both sides, and gets its name only once
 it matches. Large files are striped over -j sessions by byte range (the agent sends a
 session's output at about 0.6 MB/s: N sessions move N times that). An interrupted copy
-keeps what it moved (NAME.ssmsh-part); --resume moves only what is missing. The target
+keeps what it moved (NAME.ssmsh-part); --resume moves only what is missing. -C compresses
+downloads with gzip on the target (text comes several times faster). The target
 needs sh, stty, dd, base64 or od, and sha256sum, openssl or shasum (any Linux has them).
 
 exit status: 0 all copied, 1 some files could not be (one line each), 130 interrupted,
@@ -64,6 +65,13 @@ def configure_cp(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_JOBS,
         metavar="N",
         help=f"sessions to use at once (default {DEFAULT_JOBS}; at most {MAX_JOBS})",
+    )
+    parser.add_argument(
+        "-C",
+        "--compress",
+        action="store_true",
+        help="compress downloads with gzip on the target: several times faster for text "
+        "(logs, dumps), slower for what is compressed already",
     )
     parser.add_argument(
         "--resume",
@@ -119,7 +127,10 @@ async def run_cp(args: argparse.Namespace, terminal: Terminal, reporter: Reporte
             if first is None:
                 return EXIT_INTERRUPTED
             pool = Pool(
-                first, lambda: open_helper(aws, copy.target_id, config, args.reason), args.jobs
+                first,
+                lambda: open_helper(aws, copy.target_id, config, args.reason),
+                args.jobs,
+                compress=args.compress,
             )
             try:
                 result = await unless_set(copy.run(pool, sources, destination, target), stop)
@@ -172,6 +183,9 @@ class _Copy:
             self.reporter.status(f"{job.label}: already the same on both sides")
         await pool.make_directories(plan)
         pool.on_file_done = self._file_done
+        caps = pool.first.capabilities
+        if args.compress and not self.upload and caps is not None and caps.compressor != "gzip":
+            self.reporter.status("the target has no gzip: copying without -C")
         ticker = asyncio.ensure_future(self._tick())
         try:
             await pool.run(plan.jobs)

@@ -9,7 +9,7 @@ an AWS-StartInteractiveCommand session whose command is a small POSIX ``sh`` pro
 * Like :mod:`.piped_stdin`, it first puts the pty in raw mode (``stty raw -echo``:
   every byte value passes, nothing echoes, no CR/NL mapping) and picks an exact reader
   (``head -c N`` when it reads no more than N bytes, else ``dd bs=1``), then prints
-  ``ESC ] ssmsh-cp ; MARKER ; READER,ENCODER,HASHER BEL``: what it found on the
+  ``ESC ] ssmsh-cp ; MARKER ; READER,ENCODER,HASHER,COMPRESSOR BEL``: what it found on the
   target. The client sends nothing before.
 * Requests go client → helper as *frames* (8 decimal digits of length, then the
   bytes): one frame of words (the operation and its numbers), then one frame per path
@@ -31,6 +31,7 @@ can seek; sizes in bytes):
 ``list P``          every path under P (symlinks followed), P first, each as a ``stat``
                     line plus the path's length in bytes, then the path and a newline
 ``read S C P``      C blocks of P from block S, raw
+``readz S C P``     the same through ``gzip -c`` (where the helper found gzip)
 ``hash P``          SHA-256 of P; ``hash S C P``: of C blocks from block S
 ``hashes B N P``    SHA-256 of each of N consecutive chunks of B blocks
 ``size N P``        create P (or cut or extend it) to N bytes
@@ -72,7 +73,7 @@ __all__ = [
 BLOCK = 64 * 1024
 #: The operations the helper knows (and how many paths each takes).
 OPERATIONS = {
-    "stat": 1, "list": 1, "read": 1, "hash": 1, "hashes": 1, "size": 1, "write": 1,
+    "stat": 1, "list": 1, "read": 1, "readz": 1, "hash": 1, "hashes": 1, "size": 1, "write": 1,
     "commit": 2, "mkdir": 1, "remove": 1,
 }  # fmt: skip
 #: The frame that ends the helper (a length of 0).
@@ -98,6 +99,7 @@ cd 2>/dev/null
 if [ "$(printf abcdef | { head -c 2 >/dev/null 2>&1; cat; })" = cdef ]; then rd() { head -c "$1"; }; r=head; else rd() { dd bs=1 count="$1" 2>/dev/null; }; r=dd; fi
 if [ "$(printf ab | base64 2>/dev/null)" = YWI= ]; then enc() { base64; }; e=base64; elif [ "$(printf ab | od -An -v -tx1 2>/dev/null | tr -d ' \n')" = 6162 ]; then enc() { od -An -v -tx1; }; e=od; else enc() { cat >/dev/null; }; e=none; fi
 if command -v sha256sum >/dev/null 2>&1; then sha() { sha256sum; }; h=sha256sum; elif command -v openssl >/dev/null 2>&1; then sha() { openssl dgst -sha256; }; h=openssl; elif command -v shasum >/dev/null 2>&1; then sha() { shasum -a 256; }; h=shasum; else sha() { cat >/dev/null; echo no sha256sum; return 1; }; h=none; fi
+if [ "$(printf ab | gzip -c 2>/dev/null | gzip -dc 2>/dev/null)" = ab ]; then z=gzip; else z=none; fi
 """  # noqa: E501 (shell text)
 
 # meta PATH: "TYPE SIZE MODE MTIME". Kept as text too: find -exec runs it in a new sh.
@@ -113,6 +115,7 @@ readable() { [ -e "$p" ] || { fail "no such file or directory"; return; }; [ -r 
 op_stat() { meta "$p"; }
 op_list() { readable || return; find -L "$p" -exec sh -c "$M; $L" sh {} + 2>/dev/null; }
 op_read() { readable || return; dd if="$p" bs=65536 skip="$1" count="$2" 2>/dev/null; }
+op_readz() { readable || return; dd if="$p" bs=65536 skip="$1" count="$2" 2>/dev/null | gzip -c; }
 op_hash() { readable || return; if [ $# -eq 0 ]; then sha < "$p"; else dd if="$p" bs=65536 skip="$1" count="$2" 2>/dev/null | sha; fi; }
 op_hashes() { readable || return; i=0; while [ "$i" -lt "$2" ]; do dd if="$p" bs=65536 skip=$((i * $1)) count="$1" 2>/dev/null | sha || return; i=$((i + 1)); done; }
 op_size() { x=$(dd if=/dev/null of="$p" bs=1 seek="$1" 2>&1) || fail "${x##*: }"; }
@@ -121,8 +124,8 @@ op_commit() { x=$(mv -f -- "$p" "$q" 2>&1) || fail "${x##*: }" || return; if [ "
 op_mkdir() { x=$(mkdir -p -- "$p" 2>&1) || fail "${x##*: }" || return; if [ "$1" != - ]; then x=$(chmod "$1" -- "$p" 2>&1) || fail "${x##*: }"; fi; }
 op_remove() { rm -f -- "$p"; }
 exec 4>&1
-printf '\033]ssmsh-cp;%s;%s,%s,%s\007' "$K" "$r" "$e" "$h"
-while fr; do set -- $v; o=$1; shift; path; case $o in commit) q0=$p; path; q=$p; p=$q0;; stat|list|read|hash|hashes|size|write|mkdir|remove) ;; *) o=unknown;; esac; if [ "$o" = unknown ]; then s=$( { { echo "unknown operation"; echo 1 >&3; } | enc >&4 3>&-; } 3>&1 ); else s=$( { { op_$o "$@"; echo $? >&3; } | enc >&4 3>&-; } 3>&1 ); fi; printf '\n.%s %s\n' "$K" "${s:-255}"; done
+printf '\033]ssmsh-cp;%s;%s,%s,%s,%s\007' "$K" "$r" "$e" "$h" "$z"
+while fr; do set -- $v; o=$1; shift; path; case $o in commit) q0=$p; path; q=$p; p=$q0;; stat|list|read|readz|hash|hashes|size|write|mkdir|remove) ;; *) o=unknown;; esac; if [ "$o" = unknown ]; then s=$( { { echo "unknown operation"; echo 1 >&3; } | enc >&4 3>&-; } 3>&1 ); else s=$( { { op_$o "$@"; echo $? >&3; } | enc >&4 3>&-; } 3>&1 ); fi; printf '\n.%s %s\n' "$K" "${s:-255}"; done
 """  # noqa: E501
 
 
@@ -164,11 +167,12 @@ def request(
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What the helper found on the target: its reader, encoder and hasher."""
+    """What the helper found on the target: its reader, encoder, hasher and compressor."""
 
     reader: str
     encoder: str
     hasher: str
+    compressor: str = "none"
 
     def missing(self) -> str | None:
         """What the target lacks for ``ssmsh cp``, in words (None: nothing)."""
@@ -241,7 +245,7 @@ class HelperOutput:
                 "ascii", "replace"
             )
             parts = words.split(",")
-            if len(parts) != 3:
+            if len(parts) != 4:
                 raise TransferProtocolError(f"the helper's ready sequence is unreadable: {words!r}")
             self.capabilities = Capabilities(*parts)
             preamble = (self._preamble + bytes(self._buffer[:start]))[-_MAX_PREAMBLE:]

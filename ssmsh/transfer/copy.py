@@ -25,6 +25,7 @@ import logging
 import os
 import stat
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
@@ -386,8 +387,12 @@ class Pool:
     """Runs a plan's chunks over up to ``size`` helpers (the first one given, the others
     opened by ``opener`` as there is work for them)."""
 
-    def __init__(self, first: RemoteHelper, opener: Opener, size: int) -> None:
+    def __init__(
+        self, first: RemoteHelper, opener: Opener, size: int, compress: bool = False
+    ) -> None:
         self.first = first
+        #: Downloads through gzip on the target (where it has gzip).
+        self.compress = compress
         self.opener = opener
         self.size = size
         self.helpers: list[RemoteHelper] = [first]
@@ -530,15 +535,24 @@ class Pool:
         await job._opened.wait()  # the file's first step may be under way elsewhere
         if job.failed is not None or job._fd is None:
             return
-        reply = await helper.call("read", (start // BLOCK, CHUNK // BLOCK), [job.remote])
+        caps = helper.capabilities
+        squeeze = self.compress and caps is not None and caps.compressor == "gzip"
+        operation = "readz" if squeeze else "read"
+        reply = await helper.call(operation, (start // BLOCK, CHUNK // BLOCK), [job.remote])
         if not reply.ok:
             raise FileFailed(reply.message)
-        if len(reply.payload) != length:
+        data = reply.payload
+        if squeeze:
+            try:  # at most one byte more than the chunk: no more is kept of a bad stream
+                data = zlib.decompressobj(wbits=31).decompress(data, length + 1)
+            except zlib.error as exc:
+                raise FileFailed(f"the target's gzip data is damaged ({exc})") from None
+        if len(data) != length:
             raise FileFailed(
-                f"changed during the copy ({len(reply.payload)} bytes at {start}, not {length})"
+                f"changed during the copy ({len(data)} bytes at {start}, not {length})"
             )
         assert job._fd is not None
-        os.pwrite(job._fd, reply.payload, start)
+        os.pwrite(job._fd, data, start)
 
     async def _finish_download(self, helper: RemoteHelper, job: FileJob) -> None:
         fd, job._fd = job._fd, None

@@ -118,6 +118,32 @@ async def test_a_big_file_striped_over_sessions(emulator: Emulator, tmp_path: Pa
     assert re.search(rb"over 4 sessions", err), err
 
 
+async def test_compressed_downloads_move_less(emulator: Emulator, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(
+        b"".join(b"2026-12-06 12:00:%02d INFO request %d ok\n" % (i % 60, i) for i in range(90_000))
+    )
+    down = tmp_path / "down.log"
+    code, _, err = await run_cli(
+        [
+            "cp",
+            "-v",
+            "-C",
+            "-j",
+            "1",
+            "--endpoint-url",
+            emulator.endpoint_url,
+            f"web-1:{log}",
+            str(down),
+        ],
+        timeout=60,
+    )
+    assert code == 0, err
+    assert down.read_bytes() == log.read_bytes()
+    received = sum(int(n) for n in re.findall(rb"bytes_in=(\d+)", err))
+    assert 0 < received < log.stat().st_size // 4, err  # base64 alone would be 4/3 of it
+
+
 async def test_an_interrupted_copy_resumes_with_only_what_is_missing(
     emulator: Emulator, tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ import pty
 import random
 import select
 import shutil
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.timeout(60)
 #: What the helper uses, for a PATH that holds only these.
 TOOLS = (
     "sh", "head", "dd", "cat", "stty", "printf", "base64", "od", "tr", "sha256sum", "wc",
-    "stat", "find", "mv", "chmod", "touch", "mkdir", "rm",
+    "stat", "find", "mv", "chmod", "touch", "mkdir", "rm", "gzip",
 )  # fmt: skip
 
 
@@ -124,7 +125,7 @@ def helper(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Helper]:
 
 def test_it_says_what_it_found(helper: Helper) -> None:
     caps = helper.ready.capabilities  # type: ignore[union-attr]
-    assert caps.encoder == "base64" and caps.hasher == "sha256sum"
+    assert caps.encoder == "base64" and caps.hasher == "sha256sum" and caps.compressor == "gzip"
     assert caps.reader in ("head", "dd") and caps.missing() is None
 
 
@@ -140,6 +141,8 @@ def test_every_byte_value_goes_up_and_comes_back(helper: Helper, tmp_path: Path)
     assert whole.ok and whole.payload == data
     part = helper.call("read", (1, 2), target)
     assert part.payload == data[BLOCK : 3 * BLOCK]
+    squeezed = helper.call("readz", (1, 2), target)
+    assert zlib.decompress(squeezed.payload, wbits=31) == data[BLOCK : 3 * BLOCK]
     digest = helper.call("hash", (), target)
     assert parse_hashes(digest.payload) == [hashlib.sha256(data).hexdigest()]
     chunks = parse_hashes(helper.call("hashes", (2, 3), target).payload)
@@ -184,7 +187,7 @@ def test_failures_are_one_line_and_the_helper_carries_on(helper: Helper, tmp_pat
     assert helper.call("stat", (), b"no/such").ok  # still in step after all that
 
 
-@pytest.mark.parametrize("leave_out", [("base64", "stat"), ("head",)])
+@pytest.mark.parametrize("leave_out", [("base64", "stat", "gzip"), ("head",)])
 def test_fallbacks_without_base64_stat_or_exact_head(
     tmp_path: Path, leave_out: tuple[str, ...]
 ) -> None:
@@ -194,6 +197,7 @@ def test_fallbacks_without_base64_stat_or_exact_head(
     caps = helper.ready.capabilities  # type: ignore[union-attr]
     assert caps.encoder == ("od" if "base64" in leave_out else "base64")
     assert caps.reader == ("dd" if "head" in leave_out else "head")
+    assert caps.compressor == ("none" if "gzip" in leave_out else "gzip")
     data = random.Random(5).randbytes(5000)
     assert helper.call("size", (len(data),), b"f").ok
     assert helper.call("write", (0, len(data)), b"f", data=data).ok
@@ -216,7 +220,7 @@ def test_a_target_without_a_hasher_says_so(tmp_path: Path) -> None:
 def test_output_parser_byte_at_a_time() -> None:
     marker = "ab" * 16
     stream = (
-        b"motd\r\n\x1b]ssmsh-cp;" + marker.encode() + b";head,base64,sha256sum\x07"
+        b"motd\r\n\x1b]ssmsh-cp;" + marker.encode() + b";head,base64,sha256sum,gzip\x07"
         b"aGVs\nbG8=\n\n." + marker.encode() + b" 0\n"
         b"\n." + marker.encode() + b" 3\n"
     )
@@ -235,8 +239,8 @@ def test_output_parser_byte_at_a_time() -> None:
     "stream",
     [
         b"\x1b]ssmsh-cp;MARK;head\x07",
-        b"\x1b]ssmsh-cp;MARK;head,base64,sha256sum\x07!!!\n.MARK 0\n",
-        b"\x1b]ssmsh-cp;MARK;head,base64,sha256sum\x07\n.MARK zero\n",
+        b"\x1b]ssmsh-cp;MARK;head,base64,sha256sum,gzip\x07!!!\n.MARK 0\n",
+        b"\x1b]ssmsh-cp;MARK;head,base64,sha256sum,gzip\x07\n.MARK zero\n",
     ],
 )
 def test_output_parser_refuses_garbage(stream: bytes) -> None:

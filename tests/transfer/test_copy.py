@@ -23,6 +23,7 @@ class FakeHelper:
     def __init__(self, fail_read: int | None = None) -> None:
         self.conn = types.SimpleNamespace(bytes_sent=0, bytes_received=0, closed=False)
         self.closed = False
+        self.capabilities = None
         self.fail_read = fail_read
         self.calls: list[str] = []
 
