@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import stat
@@ -25,6 +26,7 @@ from ssmsh.cli.resumable import (
     unpack_counters,
     write_record,
 )
+from ssmsh.cli.shell import aws_in_use
 from ssmsh.exceptions import UsageError
 from ssmsh.protocol.constants import PayloadType
 from ssmsh.protocol.datachannel import SequenceState
@@ -131,6 +133,26 @@ def test_the_writer_starts_once_established_and_keeps_the_counters(tmp_path: Pat
     assert read_record(path).header == header()
     writer.remove()
     assert not path.exists() and warnings == []
+
+
+def test_the_record_names_the_aws_settings_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given by the environment, they must still be there for an attach from a shell
+    # without it: ResumeSession elsewhere would take the session for ended.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for name in ("SSMSH_CONFIG", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_SSM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_PROFILE", "prod")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    args = argparse.Namespace(region=None, profile=None, endpoint_url=None, local=False)
+    assert aws_in_use(args, "eu-west-1") == {
+        "region": "eu-west-1",
+        "profile": "prod",
+        "endpoint_url": "http://127.0.0.1:1",
+    }
+    args.profile = "dev"  # the command line (or an alias) first
+    assert aws_in_use(args, "eu-west-1")["profile"] == "dev"
 
 
 def test_a_kms_session_leaves_its_header_only() -> None:
