@@ -275,6 +275,8 @@ class RecordWriter:
         self._last = b""
         self._failed = False
         self._encrypted = False
+        #: (st_dev, st_ino) of the file this writer created.
+        self._written: tuple[int, int] | None = None
 
     def __call__(self, protocol: ClientSession) -> None:
         if self._failed or self._encrypted or not protocol.established:
@@ -303,6 +305,8 @@ class RecordWriter:
         )
         self._fd = write_record(self.path, header, block)
         self._last = block
+        info = os.fstat(self._fd)
+        self._written = (info.st_dev, info.st_ino)
         if header.encrypted:
             self.close()
 
@@ -314,11 +318,14 @@ class RecordWriter:
             self._fd = None
 
     def remove(self) -> None:
-        """The session ended cleanly: no record any more."""
+        """The session ended cleanly: no record any more. Unless another process took
+        the record over meanwhile (``attach --force``): the file there is its own."""
         self.close()
         self._failed = True
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            info = self.path.stat()
+            if self._written in (None, (info.st_dev, info.st_ino)):
+                self.path.unlink()
 
 
 def write_record(path: Path, header: AttachHeader, block: bytes) -> int:

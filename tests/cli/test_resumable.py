@@ -155,6 +155,26 @@ def test_the_record_names_the_aws_settings_in_use(
     assert aws_in_use(args, "eu-west-1")["profile"] == "dev"
 
 
+def test_a_record_taken_over_is_not_removed_by_the_process_it_was_taken_from() -> None:
+    path = record_path(SID)
+    protocol = ClientSession()
+    protocol.restore(
+        session_type="Standard_Stream",
+        agent_version="",
+        sequence=SequenceState(0, frozenset(), 0, 0),
+        size=(80, 24),
+        now=0.0,
+    )
+    first = RecordWriter(path, lambda protocol: header(), print)
+    first(protocol)
+    second = RecordWriter(path, lambda protocol: header(pid=os.getpid() + 1), print)
+    second(protocol)  # ssmsh attach --force, while the first still runs
+    first.remove()  # the first one's session ends there
+    assert read_record(path).header.pid == os.getpid() + 1
+    second.remove()
+    assert not path.exists()
+
+
 def test_a_kms_session_leaves_its_header_only() -> None:
     path = record_path(SID)
     writer = RecordWriter(path, lambda protocol: header(encrypted=True), print)
