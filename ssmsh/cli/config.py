@@ -19,7 +19,7 @@ file and the line, exit status 2.
 
 Which setting wins (docs/usage.md, "The config file"): the command line, then the
 alias, then the environment, then ``[defaults]``, then AWS's own (the profile's
-region...). :func:`.targets.default_target` applies an alias; :func:`.common.aws_settings`
+region...). :func:`.common.default_target` applies an alias; :func:`.common.aws_settings`
 applies ``[defaults]`` under the environment.
 """
 

@@ -139,6 +139,8 @@ class AttachHeader:
                 raise ValueError(f"the header's {name} is not a string")
         if not isinstance(header.pid, int) or isinstance(header.pid, bool):
             raise ValueError("the header's pid is not a number")
+        if not isinstance(header.started, int | float) or isinstance(header.started, bool):
+            raise ValueError("the header's started is not a number")  # attach's AGE
         return header
 
 

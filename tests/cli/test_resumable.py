@@ -89,6 +89,7 @@ def test_counters_round_trip_in_one_fixed_block() -> None:
         (lambda data: data[:COUNTERS_SIZE] + b"{not json", "damaged"),
         (lambda data: data[:COUNTERS_SIZE] + b'{"session_id": 1}', "lacks"),
         (lambda data: b"XXXX" + data[4:], "checksum"),
+        (lambda data: data.replace(b'"started":1700000000.0', b'"started":"x"'), "started"),
     ],
 )
 def test_a_torn_or_corrupt_record_is_one_line(damage: object, why: str) -> None:
