@@ -56,6 +56,7 @@ from typing import Any
 from ..exceptions import UsageError
 from ..protocol.datachannel import SequenceState
 from ..protocol.session import ClientSession
+from .config import xdg_dir
 
 __all__ = [
     "AttachHeader",
@@ -87,9 +88,7 @@ SUFFIX = ".rec"
 
 def sessions_dir() -> Path:
     """``$XDG_STATE_HOME/ssmsh/sessions`` (``~/.local/state/ssmsh/sessions``)."""
-    base = os.environ.get("XDG_STATE_HOME") or ""
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "state"
-    return root / "ssmsh" / "sessions"
+    return xdg_dir("XDG_STATE_HOME", ".local/state") / "sessions"
 
 
 def record_path(session_id: str) -> Path:
