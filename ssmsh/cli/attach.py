@@ -43,7 +43,7 @@ from ..terminal.escape import parse_escape_char
 from ..terminal.tty import Terminal
 from .common import StartupSignals, add_common_options, aws_settings, connection_config
 from .errors import EXIT_FAILURE
-from .listing import emit
+from .listing import duration, emit, table
 from .resumable import (
     AttachHeader,
     AttachRecord,
@@ -236,25 +236,8 @@ def _list(reporter: Reporter) -> int:
             state = f"held by ssmsh process {header.pid}"
         else:
             state = f"attachable (ssmsh process {header.pid} is gone)"
-        rows.append((header.session_id, header.target_id, _age(now - header.started), state))
+        rows.append((header.session_id, header.target_id, duration(now - header.started), state))
     if not rows:
         reporter.status("ssmsh: no session records (ssmsh shell keeps one while it runs)")
         return 0
-    rows.insert(0, ("SESSION", "TARGET", "AGE", "STATE"))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
-        + "  "
-        + row[3]
-        for row in rows
-    ]
-    return emit(reporter.terminal, "\n".join(lines) + "\n")
-
-
-def _age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+    return emit(reporter.terminal, table(("SESSION", "TARGET", "AGE", "STATE"), rows))

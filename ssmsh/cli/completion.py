@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from ..exceptions import UsageError
 from ..terminal.tty import Terminal
 from .common import add_common_options
+from .config import xdg_dir
 from .runtime import Reporter
 
 __all__ = ["configure_completion", "remember_targets", "run_completion", "targets_file"]
@@ -38,8 +39,7 @@ ALIASES_SED = (
 
 
 def targets_file() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "ssmsh", "targets")
+    return str(xdg_dir("XDG_CACHE_HOME", ".cache") / "targets")
 
 
 def remember_targets(instances: Iterable[dict[str, object]]) -> None:

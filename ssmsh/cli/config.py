@@ -19,7 +19,7 @@ file and the line, exit status 2.
 
 Which setting wins (docs/usage.md, "The config file"): the command line, then the
 alias, then the environment, then ``[defaults]``, then AWS's own (the profile's
-region...). :func:`.targets.default_target` applies an alias; :func:`.common.aws_settings`
+region...). :func:`.common.default_target` applies an alias; :func:`.common.aws_settings`
 applies ``[defaults]`` under the environment.
 """
 
@@ -29,11 +29,20 @@ import dataclasses
 import os
 import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["ALIAS_RE", "Config", "HostConfig", "config_path", "load_config", "parse_config"]
+__all__ = [
+    "ALIAS_RE",
+    "Config",
+    "HostConfig",
+    "config_path",
+    "load_config",
+    "parse_config",
+    "xdg_dir",
+]
 
 #: An alias: a word a shell leaves alone, that no port, SPEC or ``KEY=VALUE`` can be.
 ALIAS_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
@@ -65,13 +74,20 @@ class Config:
         return self.hosts.get(word)
 
 
+def xdg_dir(variable: str, default: str) -> Path:
+    """ssmsh's folder of one XDG kind: ``$variable/ssmsh`` (``XDG_CONFIG_HOME``,
+    ``XDG_CACHE_HOME``, ``XDG_STATE_HOME``) when it is an absolute path, as the XDG
+    spec asks, else ``~/default/ssmsh``."""
+    base = os.environ.get(variable) or ""
+    return (Path(base) if os.path.isabs(base) else Path.home() / default) / "ssmsh"
+
+
 def config_path() -> tuple[str, bool]:
     """(the config file's path, whether it must exist: it was named by SSMSH_CONFIG)."""
     named = os.environ.get("SSMSH_CONFIG")
     if named:
         return os.path.expanduser(named), True
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "ssmsh", "config.toml"), False
+    return str(xdg_dir("XDG_CONFIG_HOME", ".config") / "config.toml"), False
 
 
 _cache: dict[str, tuple[tuple[int, int], Config]] = {}

@@ -56,6 +56,7 @@ from typing import Any
 from ..exceptions import UsageError
 from ..protocol.datachannel import SequenceState
 from ..protocol.session import ClientSession
+from .config import xdg_dir
 
 __all__ = [
     "AttachHeader",
@@ -87,9 +88,7 @@ SUFFIX = ".rec"
 
 def sessions_dir() -> Path:
     """``$XDG_STATE_HOME/ssmsh/sessions`` (``~/.local/state/ssmsh/sessions``)."""
-    base = os.environ.get("XDG_STATE_HOME") or ""
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "state"
-    return root / "ssmsh" / "sessions"
+    return xdg_dir("XDG_STATE_HOME", ".local/state") / "sessions"
 
 
 def record_path(session_id: str) -> Path:
@@ -139,6 +138,8 @@ class AttachHeader:
                 raise ValueError(f"the header's {name} is not a string")
         if not isinstance(header.pid, int) or isinstance(header.pid, bool):
             raise ValueError("the header's pid is not a number")
+        if not isinstance(header.started, int | float) or isinstance(header.started, bool):
+            raise ValueError("the header's started is not a number")  # attach's AGE
         return header
 
 
@@ -275,6 +276,8 @@ class RecordWriter:
         self._last = b""
         self._failed = False
         self._encrypted = False
+        #: (st_dev, st_ino) of the file this writer created.
+        self._written: tuple[int, int] | None = None
 
     def __call__(self, protocol: ClientSession) -> None:
         if self._failed or self._encrypted or not protocol.established:
@@ -303,6 +306,8 @@ class RecordWriter:
         )
         self._fd = write_record(self.path, header, block)
         self._last = block
+        info = os.fstat(self._fd)
+        self._written = (info.st_dev, info.st_ino)
         if header.encrypted:
             self.close()
 
@@ -314,11 +319,14 @@ class RecordWriter:
             self._fd = None
 
     def remove(self) -> None:
-        """The session ended cleanly: no record any more."""
+        """The session ended cleanly: no record any more. Unless another process took
+        the record over meanwhile (``attach --force``): the file there is its own."""
         self.close()
         self._failed = True
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            info = self.path.stat()
+            if self._written in (None, (info.st_dev, info.st_ino)):
+                self.path.unlink()
 
 
 def write_record(path: Path, header: AttachHeader, block: bytes) -> int:

@@ -29,6 +29,7 @@ from typing import Any
 from ..exceptions import UsageError
 from ..terminal.tty import Terminal
 from .common import add_common_options
+from .config import xdg_dir
 from .errors import EXIT_OK
 from .portsession import session_service
 from .runtime import Reporter
@@ -102,8 +103,7 @@ async def run_setup(args: argparse.Namespace, terminal: Terminal, reporter: Repo
 
 
 def _note_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ssmsh" / "exec-documents.json"
+    return xdg_dir("XDG_CACHE_HOME", ".cache") / "exec-documents.json"
 
 
 def _key(args: argparse.Namespace) -> str:

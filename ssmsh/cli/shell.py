@@ -23,6 +23,7 @@ from .choose import choose_target
 from .common import (
     ParametersFor,
     add_common_options,
+    aws_settings,
     connection_config,
     default_target,
     open_session,
@@ -436,7 +437,7 @@ def keep_record(
     args: argparse.Namespace, conn: SessionConnection, info: SessionInfo, reporter: Reporter
 ) -> RecordWriter:
     """Keep the session's record for ``ssmsh attach`` from now on (:mod:`.resumable`)."""
-    aws = {name: getattr(args, name, None) for name in ("region", "profile", "endpoint_url")}
+    aws = aws_in_use(args, getattr(conn.service, "region", None))
     record = RecordWriter(
         record_path(info.session_id),
         lambda protocol: new_header(
@@ -451,6 +452,22 @@ def keep_record(
     )
     conn.set_recorder(record)
     return record
+
+
+def aws_in_use(args: argparse.Namespace, region: str | None) -> dict[str, str | None]:
+    """The profile, region and endpoint the session was started with, wherever they
+    came from (command line, alias, environment, ``[defaults]``; ``region``: the one the
+    calls went to): ``attach`` must reach the same account and region from a shell
+    whose environment says otherwise, or it would take the session for ended."""
+    env = os.environ
+    settings = aws_settings(args)
+    return {
+        "region": region or settings.region,
+        "profile": settings.profile or env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE"),
+        "endpoint_url": settings.endpoint_url
+        or env.get("AWS_ENDPOINT_URL_SSM")
+        or env.get("AWS_ENDPOINT_URL"),
+    }
 
 
 async def bridge_session(

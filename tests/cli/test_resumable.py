@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import stat
@@ -25,6 +26,7 @@ from ssmsh.cli.resumable import (
     unpack_counters,
     write_record,
 )
+from ssmsh.cli.shell import aws_in_use
 from ssmsh.exceptions import UsageError
 from ssmsh.protocol.constants import PayloadType
 from ssmsh.protocol.datachannel import SequenceState
@@ -87,6 +89,7 @@ def test_counters_round_trip_in_one_fixed_block() -> None:
         (lambda data: data[:COUNTERS_SIZE] + b"{not json", "damaged"),
         (lambda data: data[:COUNTERS_SIZE] + b'{"session_id": 1}', "lacks"),
         (lambda data: b"XXXX" + data[4:], "checksum"),
+        (lambda data: data.replace(b'"started":1700000000.0', b'"started":"x"'), "started"),
     ],
 )
 def test_a_torn_or_corrupt_record_is_one_line(damage: object, why: str) -> None:
@@ -131,6 +134,46 @@ def test_the_writer_starts_once_established_and_keeps_the_counters(tmp_path: Pat
     assert read_record(path).header == header()
     writer.remove()
     assert not path.exists() and warnings == []
+
+
+def test_the_record_names_the_aws_settings_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given by the environment, they must still be there for an attach from a shell
+    # without it: ResumeSession elsewhere would take the session for ended.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for name in ("SSMSH_CONFIG", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_SSM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_PROFILE", "prod")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    args = argparse.Namespace(region=None, profile=None, endpoint_url=None, local=False)
+    assert aws_in_use(args, "eu-west-1") == {
+        "region": "eu-west-1",
+        "profile": "prod",
+        "endpoint_url": "http://127.0.0.1:1",
+    }
+    args.profile = "dev"  # the command line (or an alias) first
+    assert aws_in_use(args, "eu-west-1")["profile"] == "dev"
+
+
+def test_a_record_taken_over_is_not_removed_by_the_process_it_was_taken_from() -> None:
+    path = record_path(SID)
+    protocol = ClientSession()
+    protocol.restore(
+        session_type="Standard_Stream",
+        agent_version="",
+        sequence=SequenceState(0, frozenset(), 0, 0),
+        size=(80, 24),
+        now=0.0,
+    )
+    first = RecordWriter(path, lambda protocol: header(), print)
+    first(protocol)
+    second = RecordWriter(path, lambda protocol: header(pid=os.getpid() + 1), print)
+    second(protocol)  # ssmsh attach --force, while the first still runs
+    first.remove()  # the first one's session ends there
+    assert read_record(path).header.pid == os.getpid() + 1
+    second.remove()
+    assert not path.exists()
 
 
 def test_a_kms_session_leaves_its_header_only() -> None:
