@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import UsageError
-from ..protocol.datachannel import SequenceState
+from ..protocol.datachannel import ACKED_AHEAD_WINDOW, SequenceState
 from ..protocol.session import ClientSession
 from .config import xdg_dir
 
@@ -81,7 +81,7 @@ _COUNTERS = struct.Struct(">4sB3xQQQQ")
 _CRC = struct.Struct(">I")
 COUNTERS_SIZE = 64
 #: Acked-ahead numbers the record can hold: next_in + 1 .. next_in + 64.
-AHEAD_WINDOW = 64
+AHEAD_WINDOW = ACKED_AHEAD_WINDOW  # (a 64-bit mask in the record)
 MAX_HEADER = 64 * 1024
 SUFFIX = ".rec"
 

@@ -128,7 +128,7 @@ from .message import (
 from .payloads import Acknowledge, ChannelClosedPayload
 from .rtt import RttConfig, RttEstimator
 
-__all__ = ["ChannelConfig", "Cipher", "DataChannel", "Role", "SequenceState"]
+__all__ = ["ACKED_AHEAD_WINDOW", "ChannelConfig", "Cipher", "DataChannel", "Role", "SequenceState"]
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +205,9 @@ class SequenceState:
 RESEND_TICK = 0.1
 
 _NONE: frozenset[int] = frozenset()
+#: How far past the next expected number :meth:`DataChannel.sequence_state` reports the
+#: numbers acked ahead (what a session record keeps: ``ssmsh.cli.resumable``).
+ACKED_AHEAD_WINDOW = 64
 
 
 @dataclasses.dataclass(slots=True)
@@ -338,7 +341,8 @@ class DataChannel:
         return len(self._in_flight) + len(self._queued)
 
     def sequence_state(self) -> SequenceState:
-        """Where both streams stand; cheap enough to take after every call."""
+        """Where both streams stand; cheap enough to take after every call. Of the numbers
+        acked ahead, those within :data:`ACKED_AHEAD_WINDOW` of the next expected one."""
         acked = self._out_acked
         queued = self._queued
         while (
@@ -348,7 +352,14 @@ class DataChannel:
         ):
             acked += 1
         self._out_acked = acked
-        ahead = frozenset(self._reorder).union(self._skip) if self._reorder or self._skip else _NONE
+        ahead = _NONE
+        if self._reorder or self._skip:  # only a window of them: its cost does not grow
+            base = self.expected_sequence_number + 1
+            ahead = frozenset(
+                seq
+                for seq in range(base, base + ACKED_AHEAD_WINDOW)
+                if seq in self._reorder or seq in self._skip
+            )
         return SequenceState(self.expected_sequence_number, ahead, acked, self.next_sequence_number)
 
     def restore(self, state: SequenceState, filler_type: int, filler: bytes, now: float) -> None:
@@ -480,15 +491,19 @@ class DataChannel:
         if oldest is None or oldest.last_sent + self.rtt.rto > now + 1e-9:
             return
         if oldest.transmissions > self.config.max_retransmissions:
-            if oldest.sequence_number < self._fillers_until:  # dropped by the agent
-                del self._in_flight[oldest.sequence_number]
-                return
-            self._gave_up = True
-            self._events.append(
-                RetransmissionTimeout(oldest.sequence_number, oldest.transmissions - 1)
-            )
+            self._out_of_retries(oldest)
             return
         self._transmit(oldest, now)  # it stays first: in-flight order is sequence order
+
+    def _out_of_retries(self, entry: _Outgoing) -> bool:
+        """``entry`` was sent too often: a filler is forgotten (the agent dropped it);
+        anything else ends the channel (True)."""
+        if entry.sequence_number < self._fillers_until:
+            del self._in_flight[entry.sequence_number]
+            return False
+        self._gave_up = True
+        self._events.append(RetransmissionTimeout(entry.sequence_number, entry.transmissions - 1))
+        return True
 
     def _retransmit_all(self, now: float) -> None:
         if not self.connected or self.paused:
@@ -543,14 +558,9 @@ class DataChannel:
         untested = False
         for entry in expired:
             if entry.transmissions > self.config.max_retransmissions:
-                if entry.sequence_number < self._fillers_until:  # dropped by the agent
-                    del self._in_flight[entry.sequence_number]
-                    continue
-                self._gave_up = True
-                self._events.append(
-                    RetransmissionTimeout(entry.sequence_number, entry.transmissions - 1)
-                )
-                return
+                if self._out_of_retries(entry):
+                    return
+                continue
             if self.presume_lost_acks and entry.born < self._epoch == entry.epoch:
                 # Unacked since before this link: did the agent have it already?
                 if self._acked_mark > entry.mark:
