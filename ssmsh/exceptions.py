@@ -83,7 +83,15 @@ class ChannelClosed(SsmshError):
 
 
 class ReconnectFailed(SsmshError):
-    """The connection was lost and could not be resumed."""
+    """The connection was lost and could not be resumed.
+
+    ``session_may_live``: the service was not reached to say otherwise (the reconnect
+    budget ran out), so the session may still be there until its idle timeout.
+    """
+
+    def __init__(self, reason: str, session_may_live: bool = False) -> None:
+        super().__init__(reason)
+        self.session_may_live = session_may_live
 
 
 class AgentUnresponsive(SsmshError):

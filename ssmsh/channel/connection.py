@@ -135,6 +135,9 @@ class SessionConnection:
     ) -> None:
         self.info = info
         self.service = service
+        #: Set by a caller that leaves the session to another process (``ssmsh attach``
+        #: after the network was lost): its owner then closes without TerminateSession.
+        self.leave_running = False
         self.config = config = config or ConnectionConfig()
         self.client_id = client_id or CLIENT_ID
         self._loop = loop = asyncio.get_running_loop()

@@ -195,7 +195,10 @@ class Reconnector:
             if not fresh or self._attempt > 0:
                 delay = next(self._delays)
                 if self._loop.time() + delay - self._outage_start > budget:
-                    raise ReconnectFailed(f"could not reconnect within {budget:g} s: {last_error}")
+                    raise ReconnectFailed(
+                        f"could not reconnect within {budget:g} s: {last_error}",
+                        session_may_live=True,
+                    )
                 await asyncio.sleep(delay)
             fresh = False
             self._attempt += 1

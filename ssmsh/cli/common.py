@@ -419,6 +419,6 @@ async def open_session(
                 yield conn, conn.info
             finally:
                 reporter.terminal.restore()
-                await conn.close(terminate=True)
+                await conn.close(terminate=not conn.leave_running)
     finally:
         signals.remove()

@@ -311,6 +311,11 @@ class RecordWriter:
         if header.encrypted:
             self.close()
 
+    @property
+    def attachable(self) -> bool:
+        """A record with counters is on disk (written, not a KMS session's, not failed)."""
+        return self._written is not None and not self._encrypted and not self._failed
+
     def close(self) -> None:
         """Stop recording; the file stays (for attach)."""
         if self._fd is not None:

@@ -13,7 +13,7 @@ import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from ..channel import SessionConnection, SessionInfo
-from ..exceptions import AwsError, UsageError
+from ..exceptions import AwsError, ReconnectFailed, UsageError
 from ..protocol.piped_stdin import wrap_piped
 from ..protocol.status_trailer import new_marker, wrap_command
 from ..terminal.bridge import BridgeResult, TerminalBridge
@@ -402,6 +402,7 @@ async def _run(
             status_marker = command_line.marker
             waits_for_size = waits_for_size and status_marker is not None
         record = keep_record(args, conn, info, reporter) if attachable else None
+        left = False
         try:
             result = await bridge_session(
                 conn,
@@ -416,8 +417,21 @@ async def _run(
                 framed_stdin=framed_stdin,
                 announce=announce,
             )
+        except ReconnectFailed as exc:
+            if not (exc.session_may_live and record is not None and record.attachable):
+                raise
+            # The network is gone, not the session: it lives on at the service until its
+            # idle timeout, and the record lets a later process take it over.
+            left = conn.leave_running = True
+            raise ReconnectFailed(
+                f"{exc}; the session may live on until its idle timeout: "
+                f"ssmsh attach {info.session_id} takes it over once the network is back",
+                session_may_live=True,
+            ) from None
         finally:
-            if record is not None:
+            if record is not None and left:
+                record.close()
+            elif record is not None:
                 record.remove()  # ended here (TerminateSession follows): nothing to attach to
     if result is None:
         return EXIT_FAILURE

@@ -13,6 +13,7 @@ import re
 import signal
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,4 +108,54 @@ async def test_a_session_the_service_ended_is_one_line_and_its_record_goes(
         f"ssmsh: session {sid} has ended (terminated, or timed out while no "
         "client was attached); its record is removed"
     ]
+    assert not record_of(tmp_path, sid).exists()
+
+
+async def test_a_shell_cut_off_from_the_network_can_be_attached_once_it_is_back(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The reconnect budget runs out (no link gets through): ssmsh exits 255 without
+    TerminateSession, keeps the record and says so; attach carries the shell on."""
+    env = {"XDG_STATE_HOME": str(tmp_path)}
+    proc = PtyProcess(
+        [
+            "shell",
+            DEFAULT_TARGET,
+            "--endpoint-url",
+            emulator.endpoint_url,
+            "--reconnect-timeout",
+            "1",
+        ],
+        env=env,
+    )
+    try:
+        await proc.expect(PROMPT_RE)
+        sid = re.search(r"SessionId: (\S+)", proc.text).group(1)  # type: ignore[union-attr]
+        proc.send("echo pid=$$\r")
+        shell_pid = (await proc.expect(r"pid=(\d+)\r\n")).group(1)
+        ttl = emulator.state.token_ttl
+        emulator.state.token_ttl = -1.0  # every new link is refused: the network is "down"
+        gateway: Any = emulator.gateway  # the emulator's own, with its test hooks
+        gateway.close_connections(sid, abrupt=True)
+        assert await proc.wait() == 255
+    finally:
+        proc.close()
+    lines = [line for line in proc.text.splitlines() if line.startswith("ssmsh:")]
+    assert any(
+        "could not reconnect within 1 s" in line and f"ssmsh attach {sid} takes it over" in line
+        for line in lines
+    ), proc.text
+    assert not emulator.state.sessions[sid].ended  # no TerminateSession
+    assert record_of(tmp_path, sid).exists()
+
+    emulator.state.token_ttl = ttl  # the network is back
+    second = PtyProcess(["attach", sid], env=env)
+    try:
+        await second.expect("Attaching to session")  # (the prompt was shown before)
+        second.send("echo pid=$$\r")
+        assert (await second.expect(r"pid=(\d+)\r\n")).group(1) == shell_pid
+        second.send("exit\r")
+        assert await second.wait() == 0
+    finally:
+        second.close()
     assert not record_of(tmp_path, sid).exists()
