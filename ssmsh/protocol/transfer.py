@@ -39,6 +39,8 @@ can seek; sizes in bytes):
 ``commit M T P Q``  rename P to Q, then mode M and time T (``touch -t`` stamp), or ``-``
 ``mkdir M P``       ``mkdir -p`` P, then mode M (or ``-``)
 ``remove P``        ``rm -f`` P
+``glob P``          the paths the shell pattern P matches (each: its length, a newline,
+                    the path, a newline), none when nothing does
 
 Sans-I/O: :func:`helper_script` builds the program, :func:`request` the bytes to send,
 :class:`HelperOutput` reads the output back into :class:`HelperReady` and :class:`Reply`.
@@ -65,6 +67,7 @@ __all__ = [
     "helper_script",
     "parse_entries",
     "parse_hashes",
+    "parse_paths",
     "parse_stat",
     "request",
 ]
@@ -74,7 +77,7 @@ BLOCK = 64 * 1024
 #: The operations the helper knows (and how many paths each takes).
 OPERATIONS = {
     "stat": 1, "list": 1, "read": 1, "readz": 1, "hash": 1, "hashes": 1, "size": 1, "write": 1,
-    "commit": 2, "mkdir": 1, "remove": 1,
+    "commit": 2, "mkdir": 1, "remove": 1, "glob": 1,
 }  # fmt: skip
 #: The frame that ends the helper (a length of 0).
 QUIT = b"00000000"
@@ -123,9 +126,10 @@ op_write() { rd "$2" | { x=$(dd of="$p" bs=65536 seek="$1" conv=notrunc 2>&1) ||
 op_commit() { x=$(mv -f -- "$p" "$q" 2>&1) || fail "${x##*: }" || return; if [ "$1" != - ]; then x=$(chmod "$1" -- "$q" 2>&1) || fail "${x##*: }" || return; fi; if [ "$2" != - ]; then x=$(TZ=UTC0 touch -t "$2" -- "$q" 2>&1) || fail "${x##*: }"; fi; }
 op_mkdir() { x=$(mkdir -p -- "$p" 2>&1) || fail "${x##*: }" || return; if [ "$1" != - ]; then x=$(chmod "$1" -- "$p" 2>&1) || fail "${x##*: }"; fi; }
 op_remove() { rm -f -- "$p"; }
+op_glob() { ( IFS=; for f in $p; do [ -e "$f" ] && printf '%s\n%s\n' "${#f}" "$f"; done; exit 0 ); }
 exec 4>&1
 printf '\033]ssmsh-cp;%s;%s,%s,%s,%s\007' "$K" "$r" "$e" "$h" "$z"
-while fr; do set -- $v; o=$1; shift; path; case $o in commit) q0=$p; path; q=$p; p=$q0;; stat|list|read|readz|hash|hashes|size|write|mkdir|remove) ;; *) o=unknown;; esac; if [ "$o" = unknown ]; then s=$( { { echo "unknown operation"; echo 1 >&3; } | enc >&4 3>&-; } 3>&1 ); else s=$( { { op_$o "$@"; echo $? >&3; } | enc >&4 3>&-; } 3>&1 ); fi; printf '\n.%s %s\n' "$K" "${s:-255}"; done
+while fr; do set -- $v; o=$1; shift; path; case $o in commit) q0=$p; path; q=$p; p=$q0;; stat|list|read|readz|hash|hashes|size|write|mkdir|remove|glob) ;; *) o=unknown;; esac; if [ "$o" = unknown ]; then s=$( { { echo "unknown operation"; echo 1 >&3; } | enc >&4 3>&-; } 3>&1 ); else s=$( { { op_$o "$@"; echo $? >&3; } | enc >&4 3>&-; } 3>&1 ); fi; printf '\n.%s %s\n' "$K" "${s:-255}"; done
 """  # noqa: E501
 
 
@@ -318,6 +322,24 @@ def _entry(words: Sequence[bytes], path: bytes = b"") -> Entry:
             f"bad stat line from the helper: {b' '.join(words)!r}"
         ) from None
     return Entry(words[0].decode(), size, mode, mtime, path)
+
+
+def parse_paths(payload: bytes) -> list[bytes]:
+    """The paths of a ``glob`` reply, in order."""
+    paths: list[bytes] = []
+    at = 0
+    while at < len(payload):
+        line_end = payload.find(b"\n", at)
+        length_text = payload[at:line_end] if line_end >= 0 else b""
+        if not length_text.isdigit():
+            raise TransferProtocolError(f"bad glob line from the helper: {length_text!r}")
+        start = line_end + 1
+        end = start + int(length_text)
+        if payload[end : end + 1] != b"\n":
+            raise TransferProtocolError("a glob entry is cut short")
+        paths.append(payload[start:end])
+        at = end + 1
+    return paths
 
 
 def parse_stat(payload: bytes) -> Entry:

@@ -30,7 +30,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from ..exceptions import SsmshError
-from ..protocol.transfer import BLOCK, Entry, parse_entries, parse_hashes, parse_stat
+from ..protocol.transfer import (
+    BLOCK,
+    Entry,
+    parse_entries,
+    parse_hashes,
+    parse_paths,
+    parse_stat,
+)
 from .remote import RemoteHelper, TransferError
 
 __all__ = [
@@ -172,16 +179,29 @@ async def plan_download(
     preserve: bool,
     resume: bool,
 ) -> Plan:
-    """What to fetch from ``sources`` on the target into ``destination`` here."""
+    """What to fetch from ``sources`` on the target into ``destination`` here. A source
+    with ``*``, ``?`` or ``[`` that names no file is a pattern, expanded on the target
+    as its shell would (``web-1:/var/log/*.gz``)."""
     plan = Plan([], [])
+    found: list[tuple[bytes, Entry]] = []
+    for source in sources:
+        entry = await _stat(helper, source)
+        if entry.kind == "n" and any(c in source for c in b"*?["):
+            reply = await helper.call("glob", (), [source])
+            matches = parse_paths(reply.payload) if reply.ok else []
+            if not matches:
+                plan.refused.append((f"{target}:{_show(source)}", "no match"))
+            for match in matches:
+                found.append((match, await _stat(helper, match)))
+            continue
+        found.append((source, entry))
     into_directory = destination.is_dir()
-    if len(sources) > 1 and not into_directory:
+    if len(found) > 1 and not into_directory:
         raise TransferError(f"{destination}: not a directory (copying several sources)")
     if not into_directory and not destination.parent.is_dir():
         raise TransferError(f"{destination.parent}: no such directory")
-    for source in sources:
+    for source, entry in found:
         shown = f"{target}:{_show(source)}"
-        entry = await _stat(helper, source)
         name = source.rstrip(b"/").rsplit(b"/", 1)[-1] or source
         local = destination / os.fsdecode(name) if into_directory else destination
         if entry.kind == "n":

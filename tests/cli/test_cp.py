@@ -76,6 +76,17 @@ async def test_files_with_every_byte_value_go_up_and_come_back(
     assert (code, digest(there / "renamed")) == (0, digest(binary)), err
 
 
+async def test_remote_patterns(emulator: Emulator, tmp_path: Path) -> None:
+    logs, here = tmp_path / "logs", tmp_path / "here"
+    logs.mkdir()
+    here.mkdir()
+    for name in ("app 1.log", "app-2.log", "notes.txt"):
+        (logs / name).write_bytes(name.encode())
+    code, err = await cp(emulator, f"web-1:{logs}/*.log", f"web-1:{logs}/*.nothing", str(here))
+    assert sorted(p.name for p in here.iterdir()) == ["app 1.log", "app-2.log"]
+    assert (code, err.strip()) == (1, f"ssmsh: web-1:{logs}/*.nothing: no match")
+
+
 async def test_directories_with_modes_and_times(emulator: Emulator, tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     (tree / "a" / "b").mkdir(parents=True)

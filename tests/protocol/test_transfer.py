@@ -27,6 +27,7 @@ from ssmsh.protocol.transfer import (
     helper_script,
     parse_entries,
     parse_hashes,
+    parse_paths,
     parse_stat,
     request,
 )
@@ -175,6 +176,15 @@ def test_stat_list_and_commit(helper: Helper, tmp_path: Path) -> None:
     assert reply.ok, reply.message
     moved = (tmp_path / "work" / "made" / "deep" / "moved").stat()
     assert (moved.st_mode & 0o777, int(moved.st_mtime)) == (0o600, 1577977445)
+
+
+def test_patterns_are_expanded_as_the_shell_does(helper: Helper, tmp_path: Path) -> None:
+    for name in ("a 1.log", "b.log", "c.txt", "d.log.gz"):
+        (tmp_path / "work" / name).write_bytes(b"x")
+    assert parse_paths(helper.call("glob", (), b"*.log").payload) == [b"a 1.log", b"b.log"]
+    home = str(tmp_path / "work").encode()
+    assert parse_paths(helper.call("glob", (), b"~/c.*").payload) == [home + b"/c.txt"]
+    assert parse_paths(helper.call("glob", (), b"*.nothing").payload) == []
 
 
 def test_failures_are_one_line_and_the_helper_carries_on(helper: Helper, tmp_path: Path) -> None:
