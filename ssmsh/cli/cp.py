@@ -36,6 +36,7 @@ sshd, no S3), as scp does: ssmsh cp ./a.tar web-1:/tmp/   ssmsh cp web-1:/var/lo
 A remote location is TARGET:PATH (TARGET as for ssmsh shell; a relative PATH is from the
 home directory of the session's user; :PATH alone means --local's or SSMSH_TARGET's
 target); write ./a:b for a local name with a colon. One side is local, the other remote.
+A remote pattern ('web-1:/var/log/*.gz', quoted) is expanded by the target's shell.
 
 Every file is checked end to end by SHA-256 on both sides, and gets its name only once
 it matches. Large files are striped over -j sessions by byte range (the agent sends a
