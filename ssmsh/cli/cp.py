@@ -51,7 +51,7 @@ exit status: 0 all copied, 1 some files could not be (one line each), 130 interr
 
 def configure_cp(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "locations", nargs="+", metavar="SOURCE... DEST", help="what to copy, and where"
+        "locations", nargs="+", metavar="SOURCE", help="what to copy, then where (DEST)"
     )
     parser.add_argument(
         "-r", "--recursive", action="store_true", help="copy directories and what they hold"

@@ -14,7 +14,10 @@ COMMAND = Command(
     name="cp",
     help="copy files to and from a managed instance (as scp)",
     description=DESCRIPTION,
-    parser_options={"formatter_class": argparse.RawDescriptionHelpFormatter},
+    parser_options={
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+        "usage": "%(prog)s [-r] [-p] [-j N] [-C] [--resume] [OPTIONS] SOURCE... DEST",
+    },
     configure=configure_cp,
     run=run_cp,
 )
