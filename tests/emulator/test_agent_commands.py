@@ -156,6 +156,16 @@ async def test_merged_output_comes_once_the_command_has_ended(gateway: Gateway) 
         assert bytes(client.output) == b"early\nlate\n"
 
 
+async def test_merged_output_bigger_than_a_pipe_does_not_block_the_command(
+    gateway: Gateway,
+) -> None:
+    """Read as it is written (the official agent's file takes it all): 1 MB arrives whole."""
+    command = "sh -c 'head -c 1000000 /dev/zero; echo end'"
+    async with connected(gateway, "NonInteractiveCommands", command) as client:
+        await client.wait_closed(timeout=20)
+        assert bytes(client.output) == bytes(1_000_000) + b"end\n"
+
+
 async def test_unparsable_command_line(gateway: Gateway) -> None:
     async with connected(gateway, "NonInteractiveCommands", "echo 'unterminated") as client:
         await client.wait_closed()

@@ -158,9 +158,18 @@ class CommandPlugin(Plugin):
         if stderr is None:
             # Merged: the official agent writes both streams to a file, waits for the
             # process to end, then sends the file (processCommandsWithExec): nothing
-            # streams, and a background job's later output is not waited for.
-            code = await proc.wait()
-            await self._pump(stdout.reader, PayloadType.OUTPUT, settle=_SETTLE)
+            # streams, and a background job's later output is not waited for. The pipe
+            # is drained as the command writes, as into that file: a pipe left unread
+            # fills up (64 KiB) and blocks the command for ever.
+            kept = bytearray()
+            collecting = asyncio.ensure_future(_collect(stdout.reader, kept))
+            await proc.wait()
+            # What is there once the process ended, not what a background job writes later.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_SETTLE):
+                    await asyncio.shield(collecting)
+            collecting.cancel()
+            await self._send_all(bytes(kept), PayloadType.OUTPUT)
             self.host.finish("")
             return
         pumps = [self._pump(stdout.reader, PayloadType.OUTPUT)]
@@ -171,21 +180,14 @@ class CommandPlugin(Plugin):
         self.host.send(PayloadType.EXIT_CODE, encode_exit_code(code if code >= 0 else -1))
         self.host.finish("")
 
-    async def _pump(
-        self, stream: asyncio.StreamReader, payload_type: int, settle: float | None = None
-    ) -> None:
-        """Send ``stream`` to its end; with ``settle``, stop too once it has given nothing
-        for that long (what is there after the process ended, not what comes later)."""
+    async def _pump(self, stream: asyncio.StreamReader, payload_type: int) -> None:
+        """Send ``stream`` as it comes, to its end."""
         host = self.host
         chunk = host.pacing.stream_chunk
         tail = b""
         while True:
             await host.wait_writable()
-            try:
-                async with asyncio.timeout(settle):
-                    data = await stream.read(chunk - len(tail))
-            except TimeoutError:
-                data = b""
+            data = await stream.read(chunk - len(tail))
             if not data:
                 break
             out, tail = split_utf8_tail(tail + data)
@@ -194,6 +196,13 @@ class CommandPlugin(Plugin):
                 await host.pacing.pause()
         if tail:
             host.send(payload_type, tail)
+
+    async def _send_all(self, data: bytes, payload_type: int) -> None:
+        """Send ``data`` as :meth:`_pump` sends a stream (a file read after the fact)."""
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        await self._pump(reader, payload_type)
 
     def receive(self, payload_type: int, payload: bytes) -> None:
         if payload_type != PayloadType.OUTPUT or self._proc is None:
@@ -222,6 +231,11 @@ class CommandPlugin(Plugin):
         pipes, self._pipes = self._pipes, []
         for pipe in pipes:
             await pipe.close()
+
+
+async def _collect(stream: asyncio.StreamReader, into: bytearray) -> None:
+    while data := await stream.read(64 * 1024):
+        into += data
 
 
 class _OutputPipe:
