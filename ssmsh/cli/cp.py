@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..exceptions import UsageError
 from ..terminal.tty import Terminal
-from ..transfer.copy import FileJob, Plan, Pool, plan_download, plan_upload
+from ..transfer.copy import DestinationError, FileJob, Plan, Pool, plan_download, plan_upload
 from ..transfer.remote import RemoteHelper, open_helper
 from .common import add_common_options, connection_config, default_target
 from .errors import EXIT_INTERRUPTED, EXIT_OK
@@ -45,8 +45,8 @@ keeps what it moved (NAME.ssmsh-part); --resume moves only what is missing. -C c
 downloads with gzip on the target (text comes several times faster). The target
 needs sh, stty, dd, base64 or od, and sha256sum, openssl or shasum (any Linux has them).
 
-exit status: 0 all copied, 1 some files could not be (one line each), 130 interrupted,
-255 ssmsh's own failure (the session, the target)."""
+exit status: 0 all copied, 1 some files could not be (one line each) or the destination
+cannot take them, 130 interrupted, 255 ssmsh's own failure (the session, the target)."""
 
 
 def configure_cp(parser: argparse.ArgumentParser) -> None:
@@ -154,6 +154,8 @@ class _Copy:
         self.upload = upload
         self.progress = ProgressLine(terminal, reporter)
         self.target_id = ""
+        self.target = ""
+        self._resumed = 0
         self.plan: Plan | None = None
         self.pool: Pool | None = None
         self.started = time.monotonic()
@@ -166,6 +168,20 @@ class _Copy:
         target: str,
     ) -> int:
         self.pool = pool
+        self.target = target
+        try:
+            return await self._copy(pool, sources, destination, target)
+        except DestinationError as exc:
+            self.progress.say(str(exc))  # nothing can go there: as scp, 1
+            return EXIT_SOME_FAILED
+
+    async def _copy(
+        self,
+        pool: Pool,
+        sources: list[tuple[str | None, str]],
+        destination: tuple[str | None, str],
+        target: str,
+    ) -> int:
         args = self.args
         options = {"recursive": args.recursive, "preserve": args.preserve, "resume": args.resume}
         if self.upload:
@@ -188,11 +204,13 @@ class _Copy:
         if args.compress and not self.upload and caps is not None and caps.compressor != "gzip":
             self.reporter.status("the target has no gzip: copying without -C")
         ticker = asyncio.ensure_future(self._tick())
+        self._resumed = sum(job.moved for job in plan.jobs)
         try:
             await pool.run(plan.jobs)
         finally:
             ticker.cancel()
             self.progress.clear()
+        await pool.date_directories(plan)
         failed = [job for job in plan.jobs if job.failed is not None]
         if self.reporter.verbose:
             self._summary()
@@ -200,10 +218,8 @@ class _Copy:
 
     def _file_done(self, job: FileJob) -> None:
         if job.failed is not None:
-            where = (
-                f"{self.target_id}:{os.fsdecode(job.remote)}" if not job.upload else str(job.local)
-            )
-            self.progress.say(f"{where}: {job.failed}")
+            # Where the copy failed to land (upload) or come from (download): the target.
+            self.progress.say(f"{self.target}:{os.fsdecode(job.remote)}: {job.failed}")
         elif self.reporter.verbose or self.progress.live:
             self.progress.note(f"{job.label}  {_size(job.size)}  done")
 
@@ -218,7 +234,7 @@ class _Copy:
         total = self.plan.total
         done = sum(job.moved for job in self.plan.jobs) + self.pool.in_flight()
         elapsed = max(time.monotonic() - self.started, 1e-3)
-        rate = self.pool.moved / elapsed if self.pool.moved else 0.0
+        rate = (done - self._resumed) / elapsed  # this run's, chunks under way included
         left = total - done
         eta = f"ETA {duration(left / rate)}" if rate > 0 and left > 0 else ""
         percent = 100 * done // total if total else 100
@@ -232,8 +248,9 @@ class _Copy:
         assert self.plan is not None and self.pool is not None
         elapsed = max(time.monotonic() - self.started, 1e-3)
         self.reporter.status(
-            f"{len(self.plan.jobs)} files, {_size(self.pool.moved)} moved in {elapsed:.1f} s "
-            f"({_size(self.pool.moved / elapsed)}/s) over {len(self.pool.helpers)} sessions"
+            f"{_count(len(self.plan.jobs), 'file')}, {_size(self.pool.moved)} moved in "
+            f"{elapsed:.1f} s ({_size(self.pool.moved / elapsed)}/s) over "
+            f"{_count(len(self.pool.helpers), 'session')}"
         )
 
     def interrupted(self) -> int:
@@ -245,6 +262,10 @@ class _Copy:
             "the same command with --resume carries on"
         )
         return EXIT_INTERRUPTED
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _size(n: float) -> str:

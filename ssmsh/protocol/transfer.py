@@ -39,6 +39,7 @@ can seek; sizes in bytes):
 ``commit M T P Q``  rename P to Q, then mode M and time T (``touch -t`` stamp), or ``-``
 ``mkdir M P``       ``mkdir -p`` P, then mode M (or ``-``)
 ``remove P``        ``rm -f`` P
+``stamp T P``       modification time T (``touch -t`` stamp) for P (a directory, at the end)
 ``glob P``          the paths the shell pattern P matches (each: its length, a newline,
                     the path, a newline), none when nothing does
 
@@ -77,7 +78,7 @@ BLOCK = 64 * 1024
 #: The operations the helper knows (and how many paths each takes).
 OPERATIONS = {
     "stat": 1, "list": 1, "read": 1, "readz": 1, "hash": 1, "hashes": 1, "size": 1, "write": 1,
-    "commit": 2, "mkdir": 1, "remove": 1, "glob": 1,
+    "commit": 2, "mkdir": 1, "remove": 1, "glob": 1, "stamp": 1,
 }  # fmt: skip
 #: The frame that ends the helper (a length of 0).
 QUIT = b"00000000"
@@ -126,10 +127,11 @@ op_write() { rd "$2" | { x=$(dd of="$p" bs=65536 seek="$1" conv=notrunc 2>&1) ||
 op_commit() { x=$(mv -f -- "$p" "$q" 2>&1) || fail "${x##*: }" || return; if [ "$1" != - ]; then x=$(chmod "$1" -- "$q" 2>&1) || fail "${x##*: }" || return; fi; if [ "$2" != - ]; then x=$(TZ=UTC0 touch -t "$2" -- "$q" 2>&1) || fail "${x##*: }"; fi; }
 op_mkdir() { x=$(mkdir -p -- "$p" 2>&1) || fail "${x##*: }" || return; if [ "$1" != - ]; then x=$(chmod "$1" -- "$p" 2>&1) || fail "${x##*: }"; fi; }
 op_remove() { rm -f -- "$p"; }
+op_stamp() { x=$(TZ=UTC0 touch -t "$1" -- "$p" 2>&1) || fail "${x##*: }"; }
 op_glob() { ( IFS=; for f in $p; do [ -e "$f" ] && printf '%s\n%s\n' "${#f}" "$f"; done; exit 0 ); }
 exec 4>&1
 printf '\033]ssmsh-cp;%s;%s,%s,%s,%s\007' "$K" "$r" "$e" "$h" "$z"
-while fr; do set -- $v; o=$1; shift; path; case $o in commit) q0=$p; path; q=$p; p=$q0;; stat|list|read|readz|hash|hashes|size|write|mkdir|remove|glob) ;; *) o=unknown;; esac; if [ "$o" = unknown ]; then s=$( { { echo "unknown operation"; echo 1 >&3; } | enc >&4 3>&-; } 3>&1 ); else s=$( { { op_$o "$@"; echo $? >&3; } | enc >&4 3>&-; } 3>&1 ); fi; printf '\n.%s %s\n' "$K" "${s:-255}"; done
+while fr; do set -- $v; o=$1; shift; path; case $o in commit) q0=$p; path; q=$p; p=$q0;; stat|list|read|readz|hash|hashes|size|write|mkdir|remove|glob|stamp) ;; *) o=unknown;; esac; if [ "$o" = unknown ]; then s=$( { { echo "unknown operation"; echo 1 >&3; } | enc >&4 3>&-; } 3>&1 ); else s=$( { { op_$o "$@"; echo $? >&3; } | enc >&4 3>&-; } 3>&1 ); fi; printf '\n.%s %s\n' "$K" "${s:-255}"; done
 """  # noqa: E501
 
 

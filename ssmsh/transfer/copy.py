@@ -19,6 +19,7 @@ enough to spread a file over 8 sessions and to resume with little lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -26,7 +27,7 @@ import os
 import stat
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from ..exceptions import SsmshError
@@ -43,6 +44,7 @@ from .remote import RemoteHelper, TransferError
 __all__ = [
     "CHUNK",
     "PART_SUFFIX",
+    "DestinationError",
     "FileJob",
     "Plan",
     "Pool",
@@ -65,6 +67,17 @@ Opener = Callable[[], Awaitable[RemoteHelper]]
 
 class FileFailed(Exception):
     """One file cannot be copied (the rest go on)."""
+
+
+class DestinationError(TransferError):
+    """The destination cannot take the sources (not a directory, no such directory):
+    nothing is copied, as scp's status 1."""
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def touch_stamp(mtime: float) -> str:
@@ -143,8 +156,9 @@ class FileJob:
 @dataclasses.dataclass
 class Plan:
     jobs: list[FileJob]
-    #: Directories to make first (remote paths for uploads, local ones for downloads).
-    directories: list[tuple[bytes | Path, int | None]]
+    #: Directories to make first (remote paths for uploads, local ones for downloads),
+    #: with the mode and modification time to give them (-p; None: leave as made).
+    directories: list[tuple[bytes | Path, int | None, float | None]]
     #: Files that were already there, the same on both sides (--resume).
     skipped: list[FileJob] = dataclasses.field(default_factory=list)
     #: Sources that cannot be copied at all: (what, why).
@@ -197,9 +211,11 @@ async def plan_download(
         found.append((source, entry))
     into_directory = destination.is_dir()
     if len(found) > 1 and not into_directory:
-        raise TransferError(f"{destination}: not a directory (copying several sources)")
+        raise DestinationError(f"{destination}: not a directory (copying several sources)")
     if not into_directory and not destination.parent.is_dir():
-        raise TransferError(f"{destination.parent}: no such directory")
+        raise DestinationError(f"{destination.parent}: no such directory")
+    if not into_directory and destination.exists() and any(e.kind == "d" for _, e in found):
+        raise DestinationError(f"{destination}: not a directory")
     for source, entry in found:
         shown = f"{target}:{_show(source)}"
         name = source.rstrip(b"/").rsplit(b"/", 1)[-1] or source
@@ -223,7 +239,9 @@ async def plan_download(
                 relative = item.path[len(root) :].lstrip(b"/")
                 here = local / os.fsdecode(relative) if relative else local
                 if item.kind == "d":
-                    plan.directories.append((here, item.mode if preserve else None))
+                    plan.directories.append(
+                        (here, item.mode if preserve else None, item.mtime if preserve else None)
+                    )
                 elif item.kind == "f":
                     _add_download(plan, item.path, here, item, preserve)
     if resume:
@@ -306,9 +324,11 @@ async def plan_upload(
     into_directory = entry.kind == "d"
     shown_destination = f"{target}:{_show(destination)}"
     if len(sources) > 1 and not into_directory:
-        raise TransferError(f"{shown_destination}: not a directory (copying several sources)")
+        raise DestinationError(f"{shown_destination}: not a directory (copying several sources)")
     if entry.kind == "n" and destination.endswith(b"/"):
-        raise TransferError(f"{shown_destination}: no such directory")
+        raise DestinationError(f"{shown_destination}: no such directory")
+    if entry.kind not in ("d", "n") and any(source.is_dir() for source in sources):
+        raise DestinationError(f"{shown_destination}: not a directory")
     for source in sources:
         try:
             info = source.stat()
@@ -358,8 +378,14 @@ def _walk_upload(plan: Plan, root: Path, remote_root: bytes, preserve: bool) -> 
         remote_dir = remote_root
         for part in relative.parts:
             remote_dir = _join(remote_dir, os.fsencode(part))
-        mode = stat.S_IMODE(here.stat().st_mode) if preserve else None
-        plan.directories.append((remote_dir, mode))
+        info = here.stat()
+        plan.directories.append(
+            (
+                remote_dir,
+                stat.S_IMODE(info.st_mode) if preserve else None,
+                info.st_mtime if preserve else None,
+            )
+        )
         dirnames.sort()
         for name in sorted(filenames):
             path = here / name
@@ -432,25 +458,43 @@ class Pool:
         return total
 
     async def make_directories(self, plan: Plan) -> None:
-        for path, mode in plan.directories:
+        for path, mode, _ in plan.directories:
             if isinstance(path, Path):
-                path.mkdir(parents=True, exist_ok=True)
-                if mode is not None:
-                    os.chmod(path, mode)
+                try:
+                    path.mkdir(parents=True, exist_ok=True)
+                    if mode is not None:
+                        os.chmod(path, mode)
+                except OSError as exc:
+                    raise DestinationError(f"{path}: {exc.strerror or exc}") from None
                 continue
             reply = await self.first.call(
                 "mkdir", (f"{mode:o}" if mode is not None else "-",), [path]
             )
             if not reply.ok:
-                raise TransferError(f"{_show(path)}: {reply.message}")
+                raise DestinationError(f"{_show(path)}: {reply.message}")
 
-    async def run(self, jobs: Iterable[FileJob]) -> None:
+    async def date_directories(self, plan: Plan) -> None:
+        """The directories' times (-p), deepest first: what went into them changed them."""
+        for path, _, mtime in reversed(plan.directories):
+            if mtime is None:
+                continue
+            if isinstance(path, Path):
+                with contextlib.suppress(OSError):
+                    os.utime(path, (mtime, mtime))
+                continue
+            reply = await self.first.call("stamp", (touch_stamp(mtime),), [path])
+            if not reply.ok:
+                logger.info("%s: cannot set its time: %s", _show(path), reply.message)
+
+    async def run(self, jobs: Sequence[FileJob]) -> None:
         for job in jobs:
             job._left = len(job.chunks)
             self._queue.put_nowait(_Task(job, None))
             for index in job.chunks:
                 self._queue.put_nowait(_Task(job, index))
-        workers = min(self.size, max(1, self._queue.qsize()))
+        # A session per chunk at most (a file's first step is quick: it needs none).
+        chunks = sum(len(job.chunks) for job in jobs)
+        workers = min(self.size, max(1, chunks))
         tasks = [asyncio.ensure_future(self._work(self.first))]
         tasks += [asyncio.ensure_future(self._work(None)) for _ in range(workers - 1)]
         try:
@@ -585,8 +629,9 @@ class Pool:
                 "SHA-256 differs after the copy: the file changed on the target during it?"
             )
         try:
-            if job.mode is not None:
-                os.chmod(job.part_local, job.mode)
+            # The part was made 0600 (nobody else reads a half file); the copy gets
+            # -p's mode, or what the umask gives a new file, as cp and scp do.
+            os.chmod(job.part_local, job.mode if job.mode is not None else 0o666 & ~_umask())
             os.replace(job.part_local, job.local)
             if job.mtime is not None:
                 os.utime(job.local, (job.mtime, job.mtime))

@@ -69,8 +69,11 @@ async def test_files_with_every_byte_value_go_up_and_come_back(
     remote = [f"web-1:{there / Path(s).name}" for s in sources]
     code, err = await cp(emulator, "-j", "2", *remote, str(back))
     assert (code, err) == (0, "")
+    umask = os.umask(0o022)
+    os.umask(umask)
     for source in sources:
         assert (back / Path(source).name).read_bytes() == Path(source).read_bytes()
+        assert (back / Path(source).name).stat().st_mode & 0o777 == 0o666 & ~umask  # as cp's
     # One file to a new name, each way; a relative remote path is from the home directory.
     code, err = await cp(emulator, str(binary), f"web-1:{there}/renamed")
     assert (code, digest(there / "renamed")) == (0, digest(binary)), err
@@ -95,9 +98,8 @@ async def test_directories_with_modes_and_times(emulator: Emulator, tmp_path: Pa
     (tree / "a" / "empty").write_bytes(b"")
     os.chmod(tree / "top.sh", 0o751)
     os.chmod(tree / "a", 0o700)
-    for i, path in enumerate(sorted(tree.rglob("*"))):
-        if path.is_file():
-            os.utime(path, (1_600_000_000 + i, 1_600_000_000 + i))
+    for i, path in enumerate(sorted(tree.rglob("*"), reverse=True)):  # deepest first
+        os.utime(path, (1_600_000_000 + i, 1_600_000_000 + i))
     up, down = tmp_path / "up", tmp_path / "down"
     up.mkdir()
     code, err = await cp(emulator, "-rp", str(tree), f"web-1:{up}")
@@ -108,9 +110,9 @@ async def test_directories_with_modes_and_times(emulator: Emulator, tmp_path: Pa
         for original in tree.rglob("*"):
             other = copy / original.relative_to(tree)
             assert other.stat().st_mode == original.stat().st_mode, other
+            assert int(other.stat().st_mtime) == int(original.stat().st_mtime), other
             if original.is_file():
                 assert other.read_bytes() == original.read_bytes()
-                assert int(other.stat().st_mtime) == int(original.stat().st_mtime)
 
 
 async def test_a_big_file_striped_over_sessions(emulator: Emulator, tmp_path: Path) -> None:
@@ -233,7 +235,10 @@ async def test_an_interrupted_upload_resumes(emulator: Emulator, tmp_path: Path)
         (["{tmp}", "{tmp}/y"], 255, "one side must be remote (TARGET:PATH)"),
         (["web-1:/a", "web-1:/b"], 255, "the sources must be local"),
         (["{tmp}/f", "nosuch:/tmp/"], 255, "no managed instance named 'nosuch'"),
-        (["{tmp}/f", "web-1:/no/such/dir/"], 255, "no such directory"),
+        (["{tmp}/f", "web-1:/no/such/dir/"], 1, "no such directory"),
+        (["{tmp}/f", "{tmp}/f", "web-1:{tmp}/f"], 1, "web-1:{tmp}/f: not a directory"),
+        (["-r", "web-1:{tmp}", "{tmp}/f"], 1, "{tmp}/f: not a directory"),
+        (["{tmp}/f", "web-1:/proc/"], 1, "web-1:/proc/f: "),
         (["-j", "0", "{tmp}/f", "web-1:/tmp/"], 255, "-j 0 is out of range"),
     ],
 )
